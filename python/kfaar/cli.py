@@ -1,0 +1,53 @@
+"""The ``kfaar`` command line.
+
+Each subcommand lives beside the code it drives and is imported only when it runs, so
+``kfaar --help`` stays fast and a runtime install never imports training code.
+To add a command: write a ``click.Command`` in its area's module and list it below.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import click
+
+# name -> "module:attribute" of a click.Command (or Group)
+_COMMANDS = {
+    "keygen": "kfaar.keys_cli:keygen",
+    "info": "kfaar.info:info",
+    "bench": "kfaar.bench:bench",
+    "data": "kfaar.data.cli:data",
+    "eval": "kfaar.eval.cli:eval_command",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use (click's documented lazy pattern)."""
+
+    def __init__(self, *args, lazy_subcommands: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_subcommands = dict(lazy_subcommands or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy_subcommands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = self.lazy_subcommands.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+
+@click.group(cls=LazyGroup, lazy_subcommands=_COMMANDS)
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@click.version_option(package_name="kfaar")
+def main(verbose: int) -> None:
+    """kfaar: key-driven, identity-preserving face anonymization."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
