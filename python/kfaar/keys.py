@@ -67,6 +67,9 @@ _MAX_SCRYPT_LOG2_N = 22
 class PassphraseKdf:
     """How a passphrase became a key: algorithm, salt and cost. Not secret.
 
+    Pass one without a salt to choose the cost; :meth:`Key.from_passphrase` and
+    :meth:`Key.save` fill the salt in.
+
     Defaults are RFC 9106's second recommended Argon2id setting (64 MiB, 3 passes, 4 lanes),
     above OWASP's minimum (19 MiB, 2 passes, 1 lane). ``scrypt`` uses N = 2**17, r = 8, p = 1
     (OWASP's recommendation).
@@ -84,9 +87,8 @@ class PassphraseKdf:
     def __post_init__(self) -> None:
         if self.algorithm not in ("argon2id", "scrypt"):
             raise KeyFormatError(f"algorithm: expected 'argon2id' or 'scrypt', got {self.algorithm!r}")
-        if not isinstance(self.salt, (bytes, bytearray)) or len(self.salt) < _MIN_SALT_BYTES:
-            got = len(self.salt) if isinstance(self.salt, (bytes, bytearray)) else type(self.salt).__name__
-            raise KeyFormatError(f"salt: expected at least {_MIN_SALT_BYTES} bytes (16 recommended), got {got}")
+        if not isinstance(self.salt, (bytes, bytearray)):
+            raise TypeError(f"salt: expected bytes, got {type(self.salt).__name__}")
         if self.algorithm == "argon2id":
             _check_range("memory_cost_kib", self.memory_cost_kib, 19 * 1024, _MAX_MEMORY_KIB)
             _check_range("iterations", self.iterations, 1, _MAX_ITERATIONS)
@@ -99,6 +101,10 @@ class PassphraseKdf:
             _check_range("p", self.p, 1, 16)
 
     def derive(self, passphrase: bytes, length: int = KEY_BYTES) -> bytes:
+        if len(self.salt) < _MIN_SALT_BYTES:
+            raise KeyFormatError(
+                f"salt: expected at least {_MIN_SALT_BYTES} bytes (16 random bytes recommended), got {len(self.salt)}"
+            )
         if self.algorithm == "argon2id":
             from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
