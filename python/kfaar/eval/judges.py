@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -252,13 +253,20 @@ class JudgeRunner:
             idx, paths = self._queue.pop(0)
             self._start(idx, paths)
 
-    def collect(self) -> JudgeTable:
+    def collect(self, progress: Callable[[int], object] | None = None) -> JudgeTable:
+        """Wait for every batch; ``progress(n_images)`` is called as batches finish."""
         if self._pending:
             self._enqueue(self._pending)
             self._pending = []
+        reported = 0
         try:
             while self._queue or self._running:
                 self._poll()
+                if progress is not None:
+                    done = sum(len(v["dlib_found"]) for v in self._done.values())
+                    if done > reported:
+                        progress(done - reported)
+                        reported = done
                 time.sleep(0.05)
         except BaseException:
             self.close()
