@@ -1,0 +1,106 @@
+"""Reading photos: every supported input becomes one ``(H, W, 3) uint8`` RGB, C-contiguous array."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from kfaar.errors import ImageReadError
+
+ImageSource = Union[np.ndarray, Image.Image, str, os.PathLike]
+
+# Pillow refuses images above ~179 Mpx as a decompression-bomb guard; keep that default.
+
+
+def load_image(src: ImageSource) -> np.ndarray:
+    """Return ``src`` as an ``(H, W, 3) uint8`` RGB, C-contiguous array (a new array).
+
+    ``src`` may be an ndarray (assumed RGB(A) channel order: gray ``(H, W)``/``(H, W, 1)``,
+    ``(H, W, 3)`` or ``(H, W, 4)``; uint8, uint16 (scaled by 1/257), bool, or float in
+    ``[0, 1]``), a PIL image, or a file path. For PIL images and files the EXIF orientation
+    is applied. A missing, unreadable or corrupt file raises :class:`ImageReadError` naming it.
+    """
+    if isinstance(src, np.ndarray):
+        return _from_array(src, "photo")
+    if isinstance(src, Image.Image):
+        return _from_pil(src, "<PIL image>")
+    if isinstance(src, (str, os.PathLike)):
+        return _from_path(Path(src))
+    raise TypeError(
+        f"photo: got {type(src).__name__}, expected a numpy array, a PIL.Image or a file path"
+    )
+
+
+def _from_path(path: Path) -> np.ndarray:
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a directory, expected an image file")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return _from_pil(im, str(path))
+    except ImageReadError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageReadError(f"{path}: cannot decode image ({e})") from e
+
+
+def _from_pil(im: Image.Image, name: str) -> np.ndarray:
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # a malformed EXIF block must not make a readable photo unreadable
+        pass
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _from_array(np.asarray(im), name)
+    if im.mode != "RGB":
+        # RGBA/LA/P-with-transparency: alpha is dropped (composited onto black by convert);
+        # CMYK, YCbCr, L, 1, P: Pillow's standard conversions.
+        im = im.convert("RGB")
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+
+
+def _from_array(a: np.ndarray, name: str) -> np.ndarray:
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise ImageReadError(
+            f"{name}: got an array of shape {a.shape}, expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)"
+        )
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ImageReadError(f"{name}: got an empty array of shape {a.shape}")
+    a = _to_uint8(a, name)
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    elif a.shape[2] == 4:
+        a = a[:, :, :3]
+    return np.ascontiguousarray(a)  # always a copy-safe, C-ordered result
+
+
+def _to_uint8(a: np.ndarray, name: str) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a.copy()
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8) * 255
+    if a.dtype == np.uint16:
+        return ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if a.dtype in (np.int32, np.int64, np.uint32) and a.size and a.max() > 255:
+        # 16-bit data that Pillow widened (mode "I")
+        return (np.clip(a, 0, 65535).astype(np.uint32) // 257).astype(np.uint8)
+    if np.issubdtype(a.dtype, np.integer):
+        return np.clip(a, 0, 255).astype(np.uint8)
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.all(np.isfinite(a)):
+            raise ImageReadError(f"{name}: float image contains NaN or infinity")
+        hi = float(a.max()) if a.size else 0.0
+        if hi > 1.0 + 1e-6:
+            raise ImageReadError(
+                f"{name}: got a float image with values up to {hi:g}, expected floats in [0, 1] "
+                "(or pass uint8 in [0, 255])"
+            )
+        return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+    raise ImageReadError(f"{name}: got dtype {a.dtype}, expected uint8, uint16, bool or float in [0, 1]")
