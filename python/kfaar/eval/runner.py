@@ -115,12 +115,16 @@ class _ImageStore:
             self._emb.update(zip(self._crop_rows, z))
             self._crops, self._crop_rows = [], []
 
-    def finish(self, progress=None) -> tuple[np.ndarray, np.ndarray, JudgeTable]:
-        """(yunet_found (M,), sface_emb (M, 128) nan where none, judge table with M rows)."""
+    def flush(self) -> None:
+        """Encode the waiting crops and hand the waiting PNGs to the judges."""
         self._encode()
         if self._paths:
             self.judges.submit(self._paths)
             self._paths = []
+
+    def finish(self, progress=None) -> tuple[np.ndarray, np.ndarray, JudgeTable]:
+        """(yunet_found (M,), sface_emb (M, 128) nan where none, judge table with M rows)."""
+        self.flush()
         emb = np.full((len(self.found), 128), np.nan, np.float32)
         for r, z in self._emb.items():
             emb[r] = z
@@ -238,6 +242,7 @@ def run_evaluation(
         grid_ids = set(sorted(first.values())[: options.grid_identities])
         per_method = {m.name: _run_method(m, es, photos, store, grid_ids, bar) for m in methods}
         bar.close()
+        store.flush()
         jbar = tqdm(total=judges.n_submitted, desc="judges (dlib, FaceMesh)", unit="img", disable=not progress)
         yunet, sface, table = store.finish(progress=jbar.update)
         jbar.close()

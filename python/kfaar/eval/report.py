@@ -1,0 +1,275 @@
+"""metrics.json and report.html from an :class:`~kfaar.eval.runner.EvalResult`.
+
+The HTML is one self-contained file (plots and image grids inlined as base64 PNG). The grids
+show dataset photos: they are written only into the user's ``--out`` folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from kfaar.eval.runner import DLIB_THRESHOLD, JUDGES, SFACE_THRESHOLD, EvalResult, MethodResult
+
+SCHEMA = "kfaar.eval/1"
+_JUDGE_LABEL = {"dlib": "dlib", "sface": "SFace*"}
+
+
+def metrics_json(result: EvalResult, *, run_info: dict) -> dict:
+    """The JSON document: run info (command, versions, dataset) + every property per method."""
+    methods = {}
+    for m in result.methods:
+        methods[m.name] = {
+            "available": True,
+            "description": m.description,
+            **m.properties,
+            "curves": {k: c.to_json() for k, c in m.curves.items()},
+        }
+    for name, reason in result.unavailable.items():
+        methods[name] = {"available": False, "reason": reason}
+    return {
+        "schema": SCHEMA,
+        **run_info,
+        "wall_time_s": round(result.seconds, 1),
+        "dataset": {**run_info.get("dataset", {}), **result.counts},
+        "judges": {
+            "dlib": {"match": f"L2 < {DLIB_THRESHOLD}", "independent": True},
+            "sface": {"match": f"cosine >= {SFACE_THRESHOLD}", "independent": False,
+                      "note": "SFace is kfaar's own identity encoder: reported, not an independent judge"},
+            "facemesh": {"independent": True, "use": "head pose (solvePnP), mouth / eye ratios"},
+            "yunet": {"independent": False, "use": "detectability"},
+            "versions": result.judge_versions,
+        },
+        "originals": result.originals,
+        "methods": methods,
+    }
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    metrics: Path
+    html: Path
+
+
+def write_report(result: EvalResult, out_dir: Path, *, run_info: dict) -> ReportFiles:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = metrics_json(result, run_info=run_info)
+    metrics_path = out_dir / "metrics.json"
+    metrics_path.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
+    html_path = out_dir / "report.html"
+    html_path.write_text(render_html(result, doc))
+    return ReportFiles(metrics_path, html_path)
+
+
+# ---------------------------------------------------------------- the property table
+
+def _get(props: dict, path: str):
+    cur = props
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def _num(x, digits: int = 2) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def table_rows(result: EvalResult) -> list[dict]:
+    """Rows of (property, goal, one cell per method) for the side-by-side table."""
+    rows: list[tuple[str, str, callable]] = []
+
+    def share(path: str):
+        return lambda p: (_pct(_get(p, path + ".value")), _get(p, path + ".n"))
+
+    for j in JUDGES:
+        rows.append((f"Anonymity vs original ({_JUDGE_LABEL[j]})", "high", share(f"anonymity.vs_original.{j}")))
+    for j in JUDGES:
+        rows.append((f"Anonymity vs other photo ({_JUDGE_LABEL[j]})", "high", share(f"anonymity.vs_other_photo.{j}")))
+    for j in JUDGES:
+        rows.append((f"Attacker ROC AUC ({_JUDGE_LABEL[j]})", "0.5",
+                     lambda p, j=j: (_num(_get(p, f"attack_auc.{j}"), 3), None)))
+    for far, label in (("0.01", "1%"), ("0.001", "0.1%")):
+        rows.append((f"TAR @ FAR {label} (right key)", "high",
+                     lambda p, far=far: (_pct(_get(p, f"authentication.tar_at_far_{far}.tar")),
+                                         _get(p, f"authentication.tar_at_far_{far}.n_genuine"))))
+    rows.append(("Wrong-key acceptance", "= FAR", share("wrong_key_acceptance")))
+    for a in ("yaw", "pitch", "roll"):
+        rows.append((f"|Δ {a}| median / p90 (°)", "low",
+                     lambda p, a=a: (f"{_num(_get(p, f'synchronism.{a}.median'), 1)} / "
+                                     f"{_num(_get(p, f'synchronism.{a}.p90'), 1)}", _get(p, f"synchronism.{a}.n"))))
+    for r, label in (("mouth_ratio", "Mouth-ratio correlation"), ("eye_ratio", "Eye-ratio correlation")):
+        rows.append((label, "high", lambda p, r=r: (_num(_get(p, f"synchronism.{r}_corr.r")),
+                                                     _get(p, f"synchronism.{r}_corr.n"))))
+    for d, label in (("yunet", "YuNet"), ("dlib", "dlib"), ("facemesh", "FaceMesh")):
+        rows.append((f"Detectability ({label})", "high", share(f"detectability.{d}")))
+    for j in JUDGES:
+        rows.append((f"Diversity, 2 keys ({_JUDGE_LABEL[j]})", "high", share(f"diversity.{j}")))
+    for j in JUDGES:
+        rows.append((f"Consistency, same key ({_JUDGE_LABEL[j]})", "high", share(f"consistency.{j}")))
+    for j in JUDGES:
+        rows.append((f"Unlinkability D↔sys ({_JUDGE_LABEL[j]})", "low",
+                     lambda p, j=j: (_num(_get(p, f"unlinkability.{j}.dsys"), 3),
+                                     _get(p, f"unlinkability.{j}.n_mated"))))
+    out = []
+    for label, goal, fn in rows:
+        cells = []
+        for m in result.methods:
+            text, n = fn(m.properties)
+            cells.append({"text": text, "n": n})
+        out.append({"label": label, "goal": goal, "cells": cells})
+    return out
+
+
+def markdown_table(doc: dict) -> str:
+    """The headline table as Markdown, for docs/EVALUATION.md (from a metrics.json document)."""
+    names = [n for n, m in doc["methods"].items() if m.get("available")]
+    g = lambda n, path: _get(doc["methods"][n], path)  # noqa: E731
+    lines = ["| property | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+
+    def row(label: str, fmt):
+        lines.append(f"| {label} | " + " | ".join(fmt(n) for n in names) + " |")
+
+    for j in JUDGES:
+        row(f"anonymity vs original ({_JUDGE_LABEL[j]})", lambda n, j=j: _pct(g(n, f"anonymity.vs_original.{j}.value")))
+    for j in JUDGES:
+        row(f"anonymity vs other photo ({_JUDGE_LABEL[j]})",
+            lambda n, j=j: _pct(g(n, f"anonymity.vs_other_photo.{j}.value")))
+    for j in JUDGES:
+        row(f"attacker ROC AUC ({_JUDGE_LABEL[j]})", lambda n, j=j: _num(g(n, f"attack_auc.{j}"), 3))
+    row("TAR @ FAR 1% / 0.1%", lambda n: f"{_pct(g(n, 'authentication.tar_at_far_0.01.tar'))} / "
+                                        f"{_pct(g(n, 'authentication.tar_at_far_0.001.tar'))}")
+    row("wrong-key acceptance", lambda n: _pct(g(n, "wrong_key_acceptance.value")))
+    for a in ("yaw", "pitch", "roll"):
+        row(f"abs Δ {a} median / p90 (°)", lambda n, a=a: f"{_num(g(n, f'synchronism.{a}.median'), 1)} / "
+                                                        f"{_num(g(n, f'synchronism.{a}.p90'), 1)}")
+    row("mouth / eye ratio correlation", lambda n: f"{_num(g(n, 'synchronism.mouth_ratio_corr.r'))} / "
+                                                  f"{_num(g(n, 'synchronism.eye_ratio_corr.r'))}")
+    row("detectability (YuNet)", lambda n: _pct(g(n, "detectability.yunet.value")))
+    for j in JUDGES:
+        row(f"diversity ({_JUDGE_LABEL[j]})", lambda n, j=j: _pct(g(n, f"diversity.{j}.value")))
+    for j in JUDGES:
+        row(f"consistency ({_JUDGE_LABEL[j]})", lambda n, j=j: _pct(g(n, f"consistency.{j}.value")))
+    for j in JUDGES:
+        row(f"unlinkability D↔sys ({_JUDGE_LABEL[j]})", lambda n, j=j: _num(g(n, f"unlinkability.{j}.dsys"), 3))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- figures
+
+def _png_b64(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _roc_figures(result: EvalResult) -> list[dict]:
+    from matplotlib.figure import Figure
+
+    figs = []
+    panels = [(f"attack/{j}", f"Attacker: virtual vs genuine photos ({_JUDGE_LABEL[j]})",
+               "lower is more anonymous; chance = diagonal") for j in JUDGES]
+    if any("kvfa" in m.curves for m in result.methods):
+        panels.append(("kvfa", "Authentication with the right key (KVFA)", "higher is better"))
+    for key, title, note in panels:
+        fig = Figure(figsize=(5.2, 4.2), layout="constrained")
+        ax = fig.add_subplot()
+        for m in result.methods:
+            c = m.curves.get(key)
+            if c is None or c.far.size == 0:
+                continue
+            ax.plot(np.maximum(c.far, 1e-5), c.tar, label=f"{m.name} (AUC {c.auc:.3f})")
+        chance = np.geomspace(1e-5, 1, 100)
+        ax.plot(chance, chance, ls=":", c="grey", lw=1, label="chance")
+        ax.set_xscale("log")
+        ax.set_xlim(1e-4, 1)
+        ax.set_ylim(0, 1.01)
+        ax.set_xlabel("false accept rate")
+        ax.set_ylabel("true accept rate")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+        figs.append({"title": title, "note": note, "png": _png_b64(fig)})
+    return figs
+
+
+def _pose_figure(m: MethodResult) -> str | None:
+    from matplotlib.figure import Figure
+
+    keys = ("yaw", "pitch", "roll", "mouth_ratio")
+    if not any(np.isfinite(m.pose[k][1]).any() for k in keys):
+        return None
+    fig = Figure(figsize=(12, 3.4), layout="constrained")
+    for n, k in enumerate(keys):
+        ax = fig.add_subplot(1, 4, n + 1)
+        o, v = m.pose[k]
+        ok = np.isfinite(o) & np.isfinite(v)
+        ax.scatter(o[ok], v[ok], s=4, alpha=0.5)
+        lim = (-60, 60) if k != "mouth_ratio" else (0, 1)
+        if ok.any():
+            lo = min(lim[0], np.nanmin(o[ok]), np.nanmin(v[ok]))
+            hi = max(lim[1], np.nanmax(o[ok]), np.nanmax(v[ok])) if k == "mouth_ratio" else lim[1]
+            lim = (lo if k != "mouth_ratio" else 0, hi)
+        ax.plot(lim, lim, c="grey", lw=1, ls=":")
+        ax.set_xlim(lim)
+        ax.set_ylim(lim)
+        unit = " (°)" if k != "mouth_ratio" else ""
+        ax.set_xlabel(f"original {k}{unit}")
+        ax.set_ylabel(f"virtual {k}{unit}")
+        ax.set_title(f"{k}: n = {int(ok.sum())}", fontsize=9)
+    fig.suptitle(f"{m.name}: FaceMesh on original vs virtual (key A)", fontsize=10)
+    return _png_b64(fig)
+
+
+def _grid_png(grid: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cell: int = 160) -> str | None:
+    if not grid:
+        return None
+    rows = []
+    for triple in grid:
+        cells = [cv2.resize(x, (cell, cell), interpolation=cv2.INTER_AREA) for x in triple]
+        sep = np.full((cell, 4, 3), 255, np.uint8)
+        rows.append(np.hstack([cells[0], sep, cells[1], sep, cells[2]]))
+        rows.append(np.full((4, rows[-1].shape[1], 3), 255, np.uint8))
+    img = np.vstack(rows[:-1])
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    return base64.b64encode(buf.tobytes()).decode() if ok else None
+
+
+def render_html(result: EvalResult, doc: dict) -> str:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+    )
+    template = env.get_template("report.html.j2")
+    methods = [
+        {"name": m.name, "description": m.description, "grid": _grid_png(m.grid), "pose": _pose_figure(m)}
+        for m in result.methods
+    ]
+    return template.render(
+        doc=doc,
+        methods=methods,
+        rows=table_rows(result),
+        rocs=_roc_figures(result),
+        unavailable=result.unavailable,
+        versions_json=json.dumps(doc.get("versions", {}), indent=1),
+        dataset_json=json.dumps(doc.get("dataset", {}), indent=1),
+        options_json=json.dumps(doc.get("options", {}), indent=1, default=str),
+    )
+
+
+def options_json(options) -> dict:
+    return asdict(options)
