@@ -1,0 +1,71 @@
+// Argument checks shared by the bindings. Every failure names the argument, what it got and
+// what it needs, as a ValueError or TypeError; python/kfaar/ops/_checks.py words them the same.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace kfaar::bind {
+
+namespace py = pybind11;
+
+inline std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// A numpy array of `dtype` ("float32" or "int32"), C-contiguous and aligned, with `ndim`
+// dimensions; `layout` names the axes, e.g. "(batch, dim)".
+template <class T>
+py::array_t<T> checked(const py::handle& obj, const char* name, int ndim, const char* layout) {
+  const char* dtype = std::is_same_v<T, float> ? "float32" : "int32";
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + ": expected a numpy " + dtype + " array " + layout + ", got " +
+                         std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(py::dtype::of<T>()))
+    throw py::type_error(std::string(name) + ": expected dtype " + dtype + ", got " + std::string(py::str(a.dtype())) +
+                         " (convert with .astype(np." + dtype + "))");
+  if (a.ndim() != ndim)
+    throw py::value_error(std::string(name) + ": expected " + std::to_string(ndim) + " dimensions " + layout +
+                          ", got shape " + shape_str(a));
+  const int flags = a.flags();
+  if (!(flags & py::array::c_style))
+    throw py::value_error(std::string(name) + ": expected a C-contiguous array, got a strided view of shape " +
+                          shape_str(a) + " (use np.ascontiguousarray)");
+  if (!(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(std::string(name) + ": expected an aligned array, got a misaligned buffer (copy it with np.array)");
+  for (py::ssize_t i = 0; i < a.ndim(); ++i)
+    if (a.shape(i) < 1)
+      throw py::value_error(std::string(name) + ": expected every axis of " + layout + " to be >= 1, got shape " +
+                            shape_str(a));
+  return py::reinterpret_borrow<py::array_t<T>>(a);
+}
+
+inline void check_axis(const py::array& a, const char* name, int axis, int64_t expected, const char* what) {
+  if (a.shape(axis) != expected)
+    throw py::value_error(std::string(name) + ": expected " + what + " = " + std::to_string(expected) + " on axis " +
+                          std::to_string(axis) + ", got shape " + shape_str(a));
+}
+
+inline bool is_power_of_two(int64_t v) { return v >= 2 && (v & (v - 1)) == 0; }
+
+// NaN and inf have an all-ones exponent; an integer test the compiler vectorises.
+inline void check_finite(const py::array_t<float>& a, const char* name) {
+  const float* p = a.data();
+  const int64_t n = a.size();
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, p + i, 4);
+    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  if (bad) throw py::value_error(std::string(name) + ": expected finite values, got NaN or inf");
+}
+
+}  // namespace kfaar::bind

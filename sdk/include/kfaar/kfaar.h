@@ -1,0 +1,100 @@
+/* kfaar C SDK: the keyed projection, fused latent mapping and template scoring kernels on
+ * host float arrays, for apps and identity SDKs that link the core without Python.
+ *
+ * Conventions
+ * - Arrays are dense, row-major float32 (int32 for permutations); every size is explicit.
+ * - Every function returns a kfaar_status; KFAAR_OK is 0. No C++ exception crosses this ABI;
+ *   kfaar_status_string() names a status. Outputs are written only when KFAAR_OK is returned.
+ * - Functions are thread-safe: they keep no state between calls (threads inside a call come
+ *   from OpenMP).
+ *
+ * Projection parameters are derived from the user's key, and this library does no key
+ * handling. kfaar (Python) derives them as: subkey = HKDF-SHA256(key, salt = none,
+ * info = "kfaar/v1/projection", 32 bytes); a ChaCha20 keystream (RFC 7539 block function,
+ * 32-byte subkey, all-zero 16-byte counter||nonce) then supplies, round by round, dim/8 bytes
+ * of sign bits (bit i of byte i/8, least significant first: 1 -> -1.0f) and a Fisher-Yates
+ * shuffle drawing little-endian uint32 words with rejection sampling. The Python function
+ * kfaar.ops.projection.ProjectionParams.from_key(key).signs / .perms gives the arrays; a native
+ * implementation must reproduce tests/vectors/projection_v1.json bit for bit.
+ */
+#ifndef KFAAR_KFAAR_H
+#define KFAAR_KFAAR_H
+
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define KFAAR_API __declspec(dllexport)
+#else
+#define KFAAR_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KFAAR_SDK_ABI_VERSION 1
+
+typedef enum kfaar_status {
+  KFAAR_OK = 0,
+  KFAAR_ERROR_NULL_POINTER = 1,  /* a required pointer was NULL */
+  KFAAR_ERROR_INVALID_SIZE = 2,  /* a size was < 1, or dim not a power of two, or sizes disagree */
+  KFAAR_ERROR_INVALID_PARAMS = 3,  /* signs not +-1, perms not a permutation, too many layers */
+  KFAAR_ERROR_NOT_FINITE = 4,    /* an input held NaN or inf */
+  KFAAR_ERROR_OUT_OF_MEMORY = 5,
+  KFAAR_ERROR_INTERNAL = 6
+} kfaar_status;
+
+/* A static, human-readable description of `status` (never NULL). */
+KFAAR_API const char* kfaar_status_string(int status);
+
+/* KFAAR_SDK_ABI_VERSION of the linked library. */
+KFAAR_API int kfaar_abi_version(void);
+
+/* Keyed projection: z' = mean + color . Q . whiten . (z - mean), Q = prod_r P_r H S_r.
+ * Without whitening (mean == NULL) z' = Q z; whiten and color are then ignored. */
+typedef struct kfaar_projection {
+  int64_t dim;           /* power of two, 2..65536 (kfaar uses 128) */
+  int64_t rounds;        /* >= 1 (kfaar uses 4) */
+  const float* signs;    /* (rounds, dim), each +1.0f or -1.0f */
+  const int32_t* perms;  /* (rounds, dim), each row a permutation: after round r, y[i] = x[perms[r][i]] */
+  const float* mean;     /* (dim,) or NULL */
+  const float* whiten;   /* (dim, dim) C^{-1/2}, with mean */
+  const float* color;    /* (dim, dim) C^{1/2} = whiten^{-1}, with mean */
+} kfaar_projection;
+
+/* in, out: (batch, dim); out may equal in. */
+KFAAR_API int kfaar_projection_forward(const kfaar_projection* params, const float* in, float* out, int64_t batch);
+/* The exact inverse of kfaar_projection_forward. */
+KFAAR_API int kfaar_projection_inverse(const kfaar_projection* params, const float* in, float* out, int64_t batch);
+
+#define KFAAR_MAX_MAPPING_LAYERS 16
+
+/* Fused latent mapping: h = gain * leaky_relu(W_l h + b_l, slope) per layer, then one affine per
+ * style producing W+; out[s] = alpha[s] * mix[s] + (1 - alpha[s]) * w[s] when mix is given. */
+typedef struct kfaar_mapping {
+  int64_t layers;               /* 0..KFAAR_MAX_MAPPING_LAYERS */
+  const int64_t* dims;          /* (layers + 1,): dims[0] input width, dims[l+1] width after layer l */
+  const float* const* weights;  /* layers pointers, layer l: (dims[l+1], dims[l]) */
+  const float* const* biases;   /* layers pointers, layer l: (dims[l+1],) */
+  int64_t n_styles;             /* >= 1 */
+  int64_t style_dim;            /* >= 1 */
+  const float* style_weight;    /* (n_styles, style_dim, dims[layers]) */
+  const float* style_bias;      /* (n_styles, style_dim) */
+  float slope;                  /* leaky ReLU slope, e.g. 0.2f */
+  float gain;                   /* e.g. sqrtf(2) */
+} kfaar_mapping;
+
+/* in: (batch, dims[0]); mix: (batch, n_styles, style_dim) or NULL; alpha: (n_styles,) with mix;
+ * out: (batch, n_styles, style_dim). */
+KFAAR_API int kfaar_mapping_run(const kfaar_mapping* params, const float* in, int64_t batch, const float* mix,
+                                const float* alpha, float* out);
+
+/* Cosine similarity: probes (n_probes, dim), templates (n_templates, dim) -> out (n_probes, n_templates). */
+KFAAR_API int kfaar_score(const float* probes, int64_t n_probes, const float* templates, int64_t n_templates,
+                          int64_t dim, float* out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KFAAR_KFAAR_H */
