@@ -237,6 +237,7 @@ def _settings(opts: PrepareOptions) -> dict:
     return {
         "format": FORMAT_VERSION,
         "size": opts.size,
+        "align": "arcface5-umeyama-bilinear-black",  # align_face defaults; change => new cache
         "shard_size": opts.shard_size,
         "detector": {k: v for k, v in asdict(opts.detector).items() if k != "model_path"},
         "models": {"yunet": YUNET.sha256, "sface": SFACE.sha256},

@@ -79,17 +79,28 @@ def _check_photo(photo: np.ndarray, name: str = "photo") -> None:
         raise ValueError(f"{name}: got {got}, expected an (H, W, 3) uint8 RGB array (see load_image)")
 
 
-def align_face(rgb: np.ndarray, landmarks: np.ndarray, size: int = 128) -> AlignedFace:
-    """Warp ``rgb`` so the 5 ``landmarks`` (photo pixels) land on the canonical template."""
+_BORDERS = {"constant": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE}
+
+
+def align_face(rgb: np.ndarray, landmarks: np.ndarray, size: int = 128, *, border: str = "constant") -> AlignedFace:
+    """Warp ``rgb`` so the 5 ``landmarks`` (photo pixels) land on the canonical template.
+
+    Bilinear, and by default black outside the photo: exactly OpenCV's
+    ``FaceRecognizerSF.alignCrop`` (and InsightFace's ``norm_crop``), so SFace embeddings of
+    faces at the photo edge match OpenCV's too. ``border="replicate"`` smears the edge pixels
+    instead (nicer input for a generator; paste_back never writes outside the photo anyway).
+    """
     _check_photo(rgb, "rgb")
     lm = np.asarray(landmarks, np.float64)
     if lm.shape != (5, 2) or not np.all(np.isfinite(lm)):
         raise ValueError(f"landmarks: got shape {lm.shape}, expected (5, 2) finite photo coordinates")
     if not isinstance(size, (int, np.integer)) or size < 16:
         raise ValueError(f"size: got {size!r}, expected an int >= 16")
+    if border not in _BORDERS:
+        raise ValueError(f"border: got {border!r}, expected one of {sorted(_BORDERS)}")
     m = similarity_transform(lm, canonical_template(int(size)))
     crop = cv2.warpAffine(rgb, m, (int(size), int(size)), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+                          borderMode=_BORDERS[border], borderValue=0)
     return AlignedFace(crop=crop, matrix=m, size=int(size))
 
 
@@ -153,10 +164,13 @@ def paste_back(
         return out
     shifted = m.copy()
     shifted[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)  # box pixel -> crop pixel
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     size = (x1 - x0, y1 - y0)
-    face = cv2.warpAffine(crop, shifted, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-    alpha = cv2.warpAffine(mask, shifted, size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    # cubic for the image: a second linear resampling would blur the round trip visibly
+    # (mean error ~3.3 vs ~2.2 grey levels at matched resolution); linear for the mask.
+    face = cv2.warpAffine(crop, shifted, size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(mask, shifted, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     alpha = np.clip(alpha, 0.0, 1.0)[:, :, None]
     region = out[y0:y1, x0:x1].astype(np.float32)
     out[y0:y1, x0:x1] = np.clip(np.rint(alpha * face + (1.0 - alpha) * region), 0, 255).astype(np.uint8)

@@ -1,0 +1,119 @@
+import pickle
+
+import cv2
+import numpy as np
+import pytest
+
+from kfaar.faces import DetectorOptions, Face, FaceDetector, main_face
+
+
+@pytest.fixture(scope="module")
+def detector():
+    with FaceDetector() as det:
+        yield det
+
+
+def _plausible(face: Face) -> None:
+    x, y, w, h = face.bbox
+    lm = face.landmarks
+    assert lm.shape == (5, 2) and lm.dtype == np.float32
+    reye, leye, nose, rmouth, lmouth = lm
+    assert reye[0] < nose[0] < leye[0]            # subject's right eye is on the image left
+    assert rmouth[0] < lmouth[0]
+    assert max(reye[1], leye[1]) < nose[1] < min(rmouth[1], lmouth[1])  # eyes, nose, mouth top to bottom
+    assert np.all(lm[:, 0] > x) and np.all(lm[:, 0] < x + w)
+    assert np.all(lm[:, 1] > y) and np.all(lm[:, 1] < y + h)
+
+
+def test_grace_hopper_has_exactly_one_face(detector, grace_hopper):
+    faces = detector.detect(grace_hopper)
+    assert len(faces) == 1
+    f = faces[0]
+    assert f.score > 0.9
+    _plausible(f)
+    x, y, w, h = f.bbox
+    assert 120 < w < 260 and 150 < h < 300           # the face is ~ 170x210 px in a 512x600 photo
+    assert 150 < f.center[0] < 370 and 150 < f.center[1] < 320
+
+
+def test_detect_accepts_a_path(detector, grace_hopper_path):
+    assert len(detector.detect(grace_hopper_path)) == 1
+
+
+@pytest.mark.parametrize("kind", ["noise", "gradient", "flat"])
+def test_no_face_in_synthetic_images(detector, kind):
+    rng = np.random.default_rng(0)
+    if kind == "noise":
+        img = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    elif kind == "gradient":
+        ramp = np.linspace(0, 255, 640, dtype=np.float32)
+        img = np.dstack([np.tile(ramp, (480, 1)), np.tile(ramp[::-1], (480, 1)), np.full((480, 640), 90.0)])
+        img = img.astype(np.uint8)
+    else:
+        img = np.full((200, 300, 3), 200, np.uint8)
+    assert detector.detect(img) == []
+
+
+def test_large_photo_is_downscaled_and_mapped_back(grace_hopper):
+    big = cv2.resize(grace_hopper, None, fx=3, fy=3, interpolation=cv2.INTER_LINEAR)  # 1536x1800
+    with FaceDetector(DetectorOptions(max_side=600)) as det:
+        ref = det.detect(grace_hopper)[0]
+        f = det.detect(big)
+    assert len(f) == 1
+    # same detection, three times larger, in the big photo's pixels
+    np.testing.assert_allclose(f[0].landmarks, ref.landmarks * 3, atol=6)
+    np.testing.assert_allclose(f[0].bbox, np.array(ref.bbox) * 3, atol=12)
+
+
+def test_min_face_size_filters(grace_hopper):
+    with FaceDetector(DetectorOptions(min_face_size=400)) as det:
+        assert det.detect(grace_hopper) == []
+
+
+def test_several_faces_sorted_by_score(detector, grace_hopper):
+    canvas = np.full((700, 1400, 3), 30, np.uint8)
+    canvas[50:650, 50:562] = grace_hopper
+    canvas[150:450, 800:1056] = cv2.resize(grace_hopper, (256, 300))
+    faces = detector.detect(canvas)
+    assert len(faces) == 2
+    assert faces[0].score >= faces[1].score
+    for f in faces:
+        _plausible(f)
+    big = main_face(faces, canvas.shape)
+    assert big.center[0] < 700  # the larger one wins
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"score_threshold": 1.5}, "score_threshold: got 1.5"),
+        ({"nms_threshold": -0.1}, "nms_threshold"),
+        ({"min_face_size": -1}, "min_face_size"),
+        ({"max_side": 8}, "max_side: got 8"),
+    ],
+)
+def test_options_are_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DetectorOptions(**kwargs)
+
+
+def test_create_from_options_fails_with_invalid_model_path(tmp_path):
+    from kfaar.errors import ModelIntegrityError
+
+    with pytest.raises(ModelIntegrityError, match="does not exist"):
+        FaceDetector.create_from_options(DetectorOptions(model_path=str(tmp_path / "none.onnx")))
+
+
+def test_closed_detector_refuses(grace_hopper):
+    det = FaceDetector()
+    det.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        det.detect(grace_hopper)
+
+
+def test_detector_pickles(detector, grace_hopper):
+    clone = pickle.loads(pickle.dumps(detector))
+    a, b = detector.detect(grace_hopper), clone.detect(grace_hopper)
+    np.testing.assert_allclose(a[0].landmarks, b[0].landmarks)
+    with pytest.raises(Exception):
+        a[0].landmarks[0, 0] = 1  # results are read-only like the frozen Face holding them

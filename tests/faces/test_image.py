@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from kfaar.errors import ImageReadError
+from kfaar.faces import load_image
+
+
+def test_path_pil_and_array_agree(grace_hopper_path, grace_hopper):
+    from_path = load_image(grace_hopper_path)
+    from_str = load_image(str(grace_hopper_path))
+    from_pil = load_image(Image.open(grace_hopper_path))
+    from_arr = load_image(grace_hopper)
+    for a in (from_path, from_str, from_pil, from_arr):
+        assert a.shape == (600, 512, 3) and a.dtype == np.uint8 and a.flags.c_contiguous
+        np.testing.assert_array_equal(a, grace_hopper)
+    assert from_arr is not grace_hopper and from_arr.flags.writeable
+
+
+def test_missing_file_names_the_file(tmp_path):
+    path = tmp_path / "nope.jpg"
+    with pytest.raises(ImageReadError, match="nope.jpg"):
+        load_image(path)
+
+
+def test_corrupt_file_names_the_file(tmp_path, grace_hopper_path):
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    with pytest.raises(ImageReadError, match="corrupt.jpg"):
+        load_image(bad)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(grace_hopper_path.read_bytes()[:3000])
+    with pytest.raises(ImageReadError, match="truncated.jpg"):
+        load_image(truncated)
+
+
+def test_directory_is_an_error(tmp_path):
+    with pytest.raises(ImageReadError, match="directory"):
+        load_image(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "arr, match",
+    [
+        (np.zeros((4, 4, 2), np.uint8), r"shape \(4, 4, 2\)"),
+        (np.zeros((2, 4, 4, 3), np.uint8), "shape"),
+        (np.zeros((0, 4, 3), np.uint8), "empty"),
+        (np.zeros((4, 4, 3), np.complex64), "dtype complex64"),
+        (np.full((4, 4, 3), 7.0, np.float32), r"floats in \[0, 1\]"),
+        (np.full((4, 4, 3), np.nan, np.float32), "NaN"),
+    ],
+)
+def test_bad_arrays_say_what_was_expected(arr, match):
+    with pytest.raises(ImageReadError, match=match):
+        load_image(arr)
+
+
+def test_wrong_type():
+    with pytest.raises(TypeError, match="photo: got list"):
+        load_image([[1, 2, 3]])
+
+
+def test_conversions(grace_hopper):
+    gray = grace_hopper[:, :, 1]
+    out = load_image(gray)
+    assert out.shape == (600, 512, 3) and np.all(out[:, :, 0] == gray) and np.all(out[:, :, 2] == gray)
+    assert load_image(gray[:, :, None]).shape == (600, 512, 3)
+    rgba = np.dstack([grace_hopper, np.full(gray.shape, 128, np.uint8)])
+    np.testing.assert_array_equal(load_image(rgba), grace_hopper)
+    sixteen = grace_hopper.astype(np.uint16) * 257
+    np.testing.assert_array_equal(load_image(sixteen), grace_hopper)
+    floats = grace_hopper.astype(np.float32) / 255.0
+    np.testing.assert_array_equal(load_image(floats), grace_hopper)
+    assert load_image(np.ones((3, 3), bool)).max() == 255
+
+
+def test_file_conversions(tmp_path, grace_hopper):
+    gray = grace_hopper[:, :, 0]
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    np.testing.assert_array_equal(load_image(tmp_path / "g.png")[:, :, 2], gray)
+    Image.fromarray(np.dstack([grace_hopper, gray])).save(tmp_path / "rgba.png")
+    np.testing.assert_array_equal(load_image(tmp_path / "rgba.png"), grace_hopper)
+    g16 = gray.astype(np.uint16) * 257
+    Image.fromarray(g16).save(tmp_path / "g16.png")  # mode I;16
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    np.testing.assert_array_equal(load_image(tmp_path / "g16.png")[:, :, 0], gray)
+    Image.fromarray(grace_hopper).convert("P").save(tmp_path / "p.gif")
+    assert load_image(tmp_path / "p.gif").shape == (600, 512, 3)
+
+
+def test_exif_orientation_is_applied(tmp_path, grace_hopper):
+    small = Image.fromarray(grace_hopper).resize((64, 75))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to view": stored landscape-on-its-side
+    small.save(tmp_path / "rot.jpg", exif=exif, quality=95)
+    small.save(tmp_path / "plain.jpg", quality=95)
+    raw = np.asarray(Image.open(tmp_path / "rot.jpg"))
+    out = load_image(tmp_path / "rot.jpg")
+    assert raw.shape == (75, 64, 3) and out.shape == (64, 75, 3)
+    expect = np.rot90(load_image(tmp_path / "plain.jpg"), k=-1)  # orientation 6 = rotate 90 clockwise
+    assert np.abs(out.astype(int) - expect.astype(int)).mean() < 2.0
