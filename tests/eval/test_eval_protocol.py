@@ -1,0 +1,188 @@
+"""Seeded protocol, methods and the property computation on synthetic inputs (no LFW, no judges)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from kfaar.eval import metrics as M
+from kfaar.eval.methods import METHOD_NAMES, FaceRedactor, Method, RedactOptions, build_methods
+from kfaar.eval.protocol import identity_keys, load_eval_set
+from kfaar.keys import Key
+
+
+def _fake_lfw(root, counts: dict[str, int], split: dict[str, list[str]]):
+    """A tiny LFW-shaped tree of blank files (contents are never read by load_eval_set)."""
+    lfw = root / "lfw"
+    for name, n in counts.items():
+        (lfw / name).mkdir(parents=True)
+        for k in range(1, n + 1):
+            (lfw / name / f"{name}_{k:04d}.jpg").write_bytes(b"")
+    (lfw / "splits.json").write_text(json.dumps({"seed": 1, **split}))
+    return root
+
+
+@pytest.fixture
+def fake_data(tmp_path):
+    counts = {f"P{i}": 2 + i for i in range(8)} | {"Single": 1}
+    return _fake_lfw(tmp_path, counts, {"train": [], "dev": sorted(counts)})
+
+
+def test_identity_keys_are_seeded_and_distinct():
+    k0, again, other = identity_keys("Alice", 0), identity_keys("Alice", 0), identity_keys("Alice", 1)
+    assert k0 == again
+    assert k0.a != other.a
+    assert len({k0.a, k0.b, k0.wrong, identity_keys("Bob", 0).a}) == 4
+    assert isinstance(k0.a, Key)
+
+
+def test_eval_set_drops_single_photo_identities_and_caps_pairs(fake_data):
+    es = load_eval_set(fake_data, "dev", max_pairs_per_identity=6, b_photos_per_identity=2)
+    assert "Single" not in es.names and len(es.names) == 8
+    labels = es.labels
+    i, j = es.same_pairs.T
+    assert np.all(labels[i] == labels[j]) and np.all(i != j)
+    assert np.bincount(labels[i]).max() <= 6
+    assert es.b_index.size == 16  # two photos per identity
+
+
+def test_eval_set_limit_is_reproducible(fake_data):
+    a = load_eval_set(fake_data, "dev", limit=3, seed=5)
+    b = load_eval_set(fake_data, "dev", limit=3, seed=5)
+    assert a.names == b.names and np.array_equal(a.same_pairs, b.same_pairs)
+    assert len(a.names) == 3
+
+
+def test_eval_set_bad_split_lists_valid_ones(fake_data):
+    with pytest.raises(ValueError, match="valid splits are"):
+        load_eval_set(fake_data, "test")
+
+
+def test_eval_set_missing_data_names_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="KFAAR_DATA"):
+        load_eval_set(tmp_path)
+
+
+def test_build_methods_rejects_unknown_names():
+    with pytest.raises(ValueError, match="valid names are"):
+        build_methods(["identity", "swirl"])
+
+
+def test_kfaar_method_is_built_or_reported_unavailable():
+    methods, unavailable = build_methods(["kfaar"])
+    assert [m.name for m in methods] == ["kfaar"] or set(unavailable) == {"kfaar"}
+    assert set(METHOD_NAMES) >= {"identity", "blur", "pixelate", "blackbox", "kfaar"}
+
+
+class _BoxDetector:
+    """Stands in for YuNet: one face at a fixed box."""
+
+    def detect(self, photo):
+        return [SimpleNamespace(bbox=(40.0, 40.0, 40.0, 40.0))]
+
+
+@pytest.fixture
+def photo():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (160, 160, 3), dtype=np.uint8)
+
+
+def test_redaction_changes_only_the_face_box(photo):
+    red = FaceRedactor(_BoxDetector(), RedactOptions(margin=0.0, pixel_blocks=4))
+    for op in (red.blur, red.pixelate, red.blackbox):
+        out = op(photo, None)
+        assert out.shape == photo.shape and out.dtype == np.uint8
+        outside = np.ones(photo.shape[:2], bool)
+        outside[40:80, 40:80] = False
+        assert np.array_equal(out[outside], photo[outside]), op.__name__
+        assert not np.array_equal(out[40:80, 40:80], photo[40:80, 40:80]), op.__name__
+    assert red.blackbox(photo).max(initial=0) > 0 and red.blackbox(photo)[40:80, 40:80].max() == 0
+    pix = red.pixelate(photo)[40:80, 40:80]
+    assert len(np.unique(pix.reshape(-1, 3), axis=0)) <= 16  # 4 x 4 cells
+
+
+def test_redact_options_are_checked():
+    with pytest.raises(ValueError, match="pixel_blocks"):
+        RedactOptions(pixel_blocks=0)
+
+
+# ---------------------------------------------------------------- properties on synthetic judges
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_properties_of_identity_and_blackbox_on_synthetic_judges():
+    """Identity keeps every judge output (anonymity 0, sync exact); black box removes the face."""
+    from kfaar.eval.judges import JudgeTable
+    from kfaar.eval.protocol import EvalSet, Photo
+    from kfaar.eval.runner import EvalOptions, _Features, _properties, _Rows
+
+    rng = np.random.default_rng(1)
+    n_id, per = 6, 3
+    labels = np.repeat(np.arange(n_id), per)
+    n = labels.size
+    centers = _unit(rng.normal(size=(n_id, 128)))
+    sface = _unit(centers[labels] + 0.05 * rng.normal(size=(n, 128))).astype(np.float32)
+    dlib = (centers[labels] * 0.2 + 0.01 * rng.normal(size=(n, 128))).astype(np.float32)
+    # rows 0..n-1: originals; row n: an image with no face (what the black box gives)
+    nan = np.full((1, 128), np.nan, np.float32)
+    yaw = rng.uniform(-30, 30, n).astype(np.float32)
+    table = JudgeTable(
+        dlib_found=np.r_[np.ones(n, bool), False], dlib_emb=np.r_[dlib, nan],
+        mesh_found=np.r_[np.ones(n, bool), False],
+        yaw=np.r_[yaw, np.nan], pitch=np.r_[yaw / 3, np.nan], roll=np.r_[yaw / 5, np.nan],
+        mouth_ratio=np.r_[rng.uniform(0, 0.5, n), np.nan].astype(np.float32),
+        eye_ratio=np.r_[rng.uniform(0.2, 0.4, n), np.nan].astype(np.float32),
+    )
+    feats = _Features(np.r_[np.ones(n, bool), False], np.r_[sface, nan], table)
+    photos = tuple(Photo(path=None, identity=int(k), b_key=(i % per) < 2) for i, k in enumerate(labels))
+    pairs = np.array([(a, b) for a in range(n) for b in range(n) if a != b and labels[a] == labels[b]])
+    es = EvalSet("dev", tuple(f"P{k}" for k in range(n_id)), photos, pairs, 0)
+    orig = feats.take(np.arange(n))
+    b_rows = np.where([p.b_key for p in photos], np.arange(n), -1)
+
+    ident = _properties(Method("identity", lambda p, k: p), _Rows(a=np.arange(n), b=b_rows),
+                        feats, orig, labels, es, EvalOptions())
+    p = ident.properties
+    for j in ("dlib", "sface"):
+        assert p["anonymity"]["vs_original"][j]["value"] == 0.0
+        assert p["anonymity"]["vs_other_photo"][j]["value"] == 0.0
+        assert p["diversity"][j]["value"] == 0.0
+        assert p["consistency"][j]["value"] == 1.0
+        assert p["unlinkability"][j]["dsys"] > 0.9
+    assert p["detectability"]["yunet"]["value"] == 1.0
+    assert p["synchronism"]["yaw"]["median"] == 0.0 and p["synchronism"]["mouth_ratio_corr"]["r"] == pytest.approx(1.0)
+    assert p["authentication"] is None
+
+    box = _properties(Method("blackbox", lambda p, k: p), _Rows(a=np.full(n, n), b=np.where(b_rows >= 0, n, -1)),
+                      feats, orig, labels, es, EvalOptions())
+    q = box.properties
+    assert q["anonymity"]["vs_original"]["dlib"]["value"] == 1.0
+    assert q["detectability"]["yunet"]["value"] == 0.0
+    assert q["synchronism"]["yaw"]["n"] == 0 and q["diversity"]["sface"]["n"] == 0
+
+
+def test_kvfa_right_key_accepts_and_wrong_key_rejects():
+    from kfaar.eval.runner import EvalOptions, _kvfa, _Rows
+
+    rng = np.random.default_rng(2)
+    n_id, per = 100, 4
+    labels = np.repeat(np.arange(n_id), per)
+    n = labels.size
+    centers = _unit(rng.normal(size=(n_id, 128)))
+    templates = _unit(centers[labels] + 0.1 * rng.normal(size=(n, 128)))
+    recovered = _unit(centers[labels] + 0.1 * rng.normal(size=(n, 128)))
+    wrong = _unit(rng.normal(size=(n, 128)))  # a wrong key: uncorrelated with the truth
+    rows = _Rows(a=np.arange(n), b=np.full(n, -1), recovered=recovered, recovered_wrong=wrong, templates=templates)
+    pairs = np.array([(a, b) for a in range(n) for b in range(n) if a != b and labels[a] == labels[b]])
+    auth, wrong_acc, roc = _kvfa(Method("toy", lambda p, k: p, threshold=None), rows, {}, labels, pairs, EvalOptions())
+    assert auth["tar_at_far_0.01"]["tar"] >= 0.99 and auth["tar_at_far_0.001"]["tar"] >= 0.99
+    assert roc.auc > 0.999
+    assert wrong_acc["value"] <= 0.02  # at the FAR-1% threshold, random vectors pass about as often as impostors
+    assert auth["operating"]["source"] == "far_0.01"
+    assert M.share([]).n == 0
