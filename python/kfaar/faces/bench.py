@@ -23,10 +23,13 @@ import numpy as np
 def _scenes(data_dir: Path | None, n250: int) -> dict[str, list[np.ndarray]]:
     """Two scenes: LFW-like 250 px portraits and 1920x1080 photos with six faces each."""
     import cv2
-    from matplotlib import cbook
 
     from kfaar.faces.image import load_image
 
+    try:
+        from matplotlib import cbook
+    except ImportError:
+        raise click.UsageError("the benchmark's sample photo ships with matplotlib: pip install 'kfaar[eval]'") from None
     gh = load_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     portraits: list[np.ndarray] = []
     lfw = (data_dir / "lfw") if data_dir is not None else None
