@@ -165,12 +165,17 @@ def _process_chunk(rels: list[str]) -> dict:
         except Exception as e:  # noqa: BLE001 - recorded, the batch goes on
             skipped.append((rel, f"unreadable: {e}"))
             continue
-        faces = w["det"].detect(rgb)
-        face = main_face(faces, rgb.shape)
-        if face is None:
+        try:
+            faces = w["det"].detect(rgb)
+            face = main_face(faces, rgb.shape)
+            al = align_face(rgb, face.landmarks, size) if face is not None else None
+        except Exception as e:  # noqa: BLE001 - recorded, the batch goes on
+            log.warning("%s: detection/alignment failed: %s", rel, e)
+            skipped.append((rel, f"failed: {type(e).__name__}: {e}"))
+            continue
+        if face is None or al is None:
             skipped.append((rel, "no face detected"))
             continue
-        al = align_face(rgb, face.landmarks, size)
         rows["rel"].append(rel)
         rows["crop"].append(al.crop)
         rows["lm"].append(face.landmarks)
