@@ -1,0 +1,205 @@
+"""``kfaar bench kernels``: the C++ (and CUDA) kernels against their torch twins, in one run.
+
+Every figure is the median wall time of ``--repeats`` calls after a warm-up, measured in this
+process on the same inputs; the speed-ups are ratios of those medians. The C++ and CUDA times
+go through the public ops (argument checks and dispatch included), the torch ones through
+torch eager under ``inference_mode`` with weights already held as tensors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import click
+import numpy as np
+
+from kfaar.ops import _dispatch
+from kfaar.ops.mapping import MappingWeights, map_latent, torch_mapping
+from kfaar.ops.projection import ProjectionParams, Whitening, project, project_torch
+from kfaar.ops.scoring import cosine_scores, cosine_scores_torch
+
+WARMUP = 5
+BENCH_SEED = bytes(range(32))  # fixed projection seed: the benchmark needs no real key
+
+
+@dataclass(frozen=True)
+class Row:
+    kernel: str
+    batch: int
+    baseline: str  # what the torch column ran
+    torch_ms: float
+    cpu_ms: float
+    cuda_ms: float | None
+    target: float | None  # required C++ speed-up over the torch column, if any
+
+    @property
+    def cpu_speedup(self) -> float:
+        return self.torch_ms / self.cpu_ms
+
+    @property
+    def cuda_speedup(self) -> float | None:
+        return None if self.cuda_ms is None else self.torch_ms / self.cuda_ms
+
+
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    for _ in range(WARMUP):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def _cases(repeats: int, with_cuda: bool) -> list[Row]:
+    import torch
+
+    rng = np.random.default_rng(0)
+    rows: list[Row] = []
+
+    def measure(kernel, batch, baseline, torch_fn, native_fn, target):
+        with torch.inference_mode():
+            torch_ms = median_ms(torch_fn, repeats)
+        cpu_ms = median_ms(lambda: native_fn("cpu"), repeats)
+        cuda_ms = median_ms(lambda: native_fn("cuda"), repeats) if with_cuda else None
+        rows.append(Row(kernel, batch, baseline, torch_ms, cpu_ms, cuda_ms, target))
+
+    params = ProjectionParams.from_seed(BENCH_SEED, dim=128, rounds=4)
+    q = torch.from_numpy(params.as_matrix().astype(np.float32))
+    real = rng.standard_normal((4096, 128)) * np.linspace(0.5, 1.5, 128) + 0.1
+    whitening = Whitening.from_samples(real)
+    for batch, target in ((1, 20.0), (4096, 3.0)):
+        z = rng.standard_normal((batch, 128)).astype(np.float32)
+        zt = torch.from_numpy(z)
+        run = lambda b, z=z: project(z, params, backend=b)  # noqa: E731
+        measure("keyed projection d=128 R=4", batch, "torch twin", lambda zt=zt: project_torch(zt, params), run, target)
+        measure("keyed projection d=128 R=4", batch, "torch dense z@Qᵀ", lambda zt=zt: zt @ q.T, run, None)
+    z = rng.standard_normal((4096, 128)).astype(np.float32)
+    zt = torch.from_numpy(z)
+    measure(
+        "projection + whitening",
+        4096,
+        "torch twin",
+        lambda: project_torch(zt, params, whitening=whitening),
+        lambda b: project(z, params, whitening=whitening, backend=b),
+        None,
+    )
+
+    weights = MappingWeights.random(in_dim=128, hidden=512, layers=4, n_styles=8, style_dim=512)
+    module = torch_mapping(weights)
+    alpha = np.linspace(0.0, 1.0, 8).astype(np.float32)
+    for batch, target in ((1, 5.0), (256, 1.0)):
+        x = rng.standard_normal((batch, 128)).astype(np.float32)
+        mix = rng.standard_normal((batch, 8, 512)).astype(np.float32)
+        xt, mixt, alphat = torch.from_numpy(x), torch.from_numpy(mix), torch.from_numpy(alpha)
+        measure(
+            "fused mapping 4×512 → 8×512 W+",
+            batch,
+            "torch eager",
+            lambda xt=xt, mixt=mixt: module(xt, mixt, alphat),
+            lambda b, x=x, mix=mix: map_latent(x, weights, mix=mix, alpha=alpha, backend=b),
+            target,
+        )
+
+    templates = rng.standard_normal((10000, 128)).astype(np.float32)
+    tt = torch.from_numpy(templates)
+    for batch in (1, 256):
+        probes = rng.standard_normal((batch, 128)).astype(np.float32)
+        pt = torch.from_numpy(probes)
+        measure(
+            "cosine scoring vs 10000 templates",
+            batch,
+            "torch twin",
+            lambda pt=pt: cosine_scores_torch(pt, tt),
+            lambda b, probes=probes: cosine_scores(probes, templates, backend=b),
+            None,
+        )
+    return rows
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def format_table(rows: list[Row]) -> str:
+    header = ("kernel", "batch", "torch baseline", "torch ms", "C++ ms", "CUDA ms", "C++ ×", "CUDA ×", "target", "ok")
+    lines = [header]
+    for r in rows:
+        ok = "" if r.target is None else ("yes" if r.cpu_speedup >= r.target else "NO")
+        lines.append(
+            (
+                r.kernel,
+                str(r.batch),
+                r.baseline,
+                _fmt(r.torch_ms, ".4f"),
+                _fmt(r.cpu_ms, ".4f"),
+                _fmt(r.cuda_ms, ".4f"),
+                _fmt(r.cpu_speedup, ".1f"),
+                _fmt(r.cuda_speedup, ".1f"),
+                "" if r.target is None else f"≥ {r.target:g}×",
+                ok,
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for n, line in enumerate(lines):
+        out.append("| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths)) + " |")
+        if n == 0:
+            out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(out)
+
+
+def machine() -> dict:
+    import torch
+
+    info = _dispatch.native_module().build_info()
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "kfaar_omp_threads": info["omp_max_threads"],
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda_devices": list(_dispatch.cuda_devices()),
+    }
+
+
+@click.command("kernels")
+@click.option("--repeats", default=50, show_default=True, type=click.IntRange(min=3), help="Timed calls per figure.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the rows here.")
+def kernels(repeats: int, json_path: Path | None) -> None:
+    """Keyed projection, fused mapping and scoring: C++ (and CUDA) against torch, medians and ratios."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise click.ClickException("the torch baselines need torch: pip install 'kfaar[train]'") from exc
+    if _dispatch.native_module() is None:
+        raise click.ClickException(f"kfaar._C is not compiled; {_dispatch.BUILD_HINT}")
+    with_cuda = bool(_dispatch.cuda_devices())
+    env = machine()
+    rows = _cases(repeats, with_cuda)
+    click.echo(
+        f"{env['cpu']}, {env['cores']} cores, load average {env['load_average'][0]:.2f}; "
+        f"torch {env['torch']} ({env['torch_threads']} threads), kfaar C++ {env['kfaar_omp_threads']} OpenMP threads; "
+        f"CUDA: {', '.join(env['cuda_devices']) or 'no device'}; median of {repeats} calls"
+    )
+    click.echo(format_table(rows))
+    if json_path is not None:
+        doc = {"machine": env, "repeats": repeats, "rows": [asdict(r) | {"cpu_speedup": r.cpu_speedup} for r in rows]}
+        json_path.write_text(json.dumps(doc, indent=2) + "\n")
