@@ -151,7 +151,7 @@ def map_latent(
         for name, a in (("x", x), ("mix", mix), ("alpha", alpha)):
             if a is not None:
                 _checks.check_finite(a, name)  # the native kernels check these themselves
-        return _map_latent_ref(x, weights, mix=mix, alpha=alpha).astype(np.float32)
+        return np.ascontiguousarray(_map_latent_ref(x, weights, mix=mix, alpha=alpha), np.float32)
     kernel = _dispatch.native_kernel("mapping", chosen)
     return kernel(
         x,

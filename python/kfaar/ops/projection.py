@@ -243,7 +243,7 @@ def project(
     chosen = _dispatch.resolve("projection", backend)
     if chosen == "ref":
         _checks.check_finite(z, "z")  # the native kernels check this themselves
-        return _project_ref(z, params, inverse=inverse, whitening=whitening).astype(np.float32)
+        return np.ascontiguousarray(_project_ref(z, params, inverse=inverse, whitening=whitening), np.float32)
     kernel = _dispatch.native_kernel("projection", chosen)
     w = whitening
     return kernel(

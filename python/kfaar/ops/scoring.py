@@ -36,7 +36,7 @@ def cosine_scores(probes: np.ndarray, templates: np.ndarray, *, backend: str | N
     if chosen == "ref":
         _checks.check_finite(probes, "probes")  # the native kernels check these themselves
         _checks.check_finite(templates, "templates")
-        return _cosine_scores_ref(probes, templates).astype(np.float32)
+        return np.ascontiguousarray(_cosine_scores_ref(probes, templates), np.float32)
     return _dispatch.native_kernel("scoring", chosen)(probes, templates)
 
 

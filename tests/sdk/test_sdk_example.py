@@ -1,0 +1,86 @@
+"""The C SDK: compile sdk/examples/example.c with the system C compiler against the installed
+header and library, run it, and check every array it prints against the Python references."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kfaar.ops import MappingWeights, ProjectionParams, _dispatch, sdk_paths
+from kfaar.ops.mapping import _map_latent_ref
+from kfaar.ops.projection import _project_ref
+from kfaar.ops.scoring import _cosine_scores_ref
+
+EXAMPLE = Path(__file__).parents[2] / "sdk" / "examples" / "example.c"
+
+
+@pytest.fixture(scope="module")
+def example_output(tmp_path_factory) -> dict[str, np.ndarray]:
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        pytest.skip("no C compiler (cc, gcc or clang) on PATH")
+    if _dispatch.native_module() is None:
+        pytest.skip(f"kfaar is not compiled; {_dispatch.BUILD_HINT}")
+    include, lib = sdk_paths()
+    exe = tmp_path_factory.mktemp("sdk") / "example"
+    subprocess.run(
+        [cc, "-std=c99", "-Wall", "-Werror", str(EXAMPLE), f"-I{include}", f"-L{lib}", f"-Wl,-rpath,{lib}",
+         "-lkfaar_sdk", "-lm", "-o", str(exe)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True, timeout=60).stdout
+    arrays: dict[str, np.ndarray] = {}
+    for line in out.splitlines():
+        name, *rest = line.split()
+        if name == "bad_batch_status":
+            arrays[name] = np.array([int(rest[0])])
+            continue
+        count, values = int(rest[0]), rest[1:]
+        assert len(values) == count, f"{name}: printed {len(values)} of {count} values"
+        arrays[name] = np.array(values, np.int32 if name == "perms" else np.float32)
+    return arrays
+
+
+def test_projection_matches_the_reference(example_output):
+    a = example_output
+    params = ProjectionParams(a["signs"].reshape(4, 16), a["perms"].reshape(4, 16))
+    z = a["z"].reshape(3, 16)
+    np.testing.assert_allclose(a["projected"].reshape(3, 16), _project_ref(z, params), atol=1e-5)
+    np.testing.assert_allclose(a["recovered"].reshape(3, 16), z, atol=1e-5)
+
+
+def test_mapping_matches_the_reference(example_output):
+    a = example_output
+    weights = MappingWeights(
+        (a["w0"].reshape(16, 8), a["w1"].reshape(16, 16)),
+        (a["b0"], a["b1"]),
+        a["style_weight"].reshape(3, 4, 16),
+        a["style_bias"].reshape(3, 4),
+        slope=0.2,
+        gain=math.sqrt(2),
+    )
+    expected = _map_latent_ref(a["x"].reshape(2, 8), weights, mix=a["mix"].reshape(2, 3, 4), alpha=a["alpha"])
+    np.testing.assert_allclose(a["wplus"].reshape(2, 3, 4), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_scoring_matches_the_reference(example_output):
+    a = example_output
+    expected = _cosine_scores_ref(a["probes"].reshape(2, 16), a["templates"].reshape(3, 16))
+    np.testing.assert_allclose(a["scores"].reshape(2, 3), expected, atol=1e-5)
+
+
+def test_a_bad_call_returns_a_status_code(example_output):
+    assert example_output["bad_batch_status"][0] == 2  # KFAAR_ERROR_INVALID_SIZE
+
+
+def test_sdk_paths_point_at_the_header_and_library():
+    if _dispatch.native_module() is None:
+        pytest.skip("kfaar is not compiled")
+    paths = sdk_paths()
+    assert (paths.include / "kfaar" / "kfaar.h").is_file()
+    assert any(paths.lib.glob("libkfaar_sdk*"))
