@@ -19,6 +19,12 @@ _COMMANDS = {
     "bench": "kfaar.bench:bench",
     "data": "kfaar.data.cli:data",
     "eval": "kfaar.eval.cli:eval_command",
+    "train": "kfaar.train.cli:train",
+    "export": "kfaar.train.cli:export",
+    "anonymize": "kfaar.pipeline_cli:anonymize",
+    "enroll": "kfaar.pipeline_cli:enroll",
+    "verify": "kfaar.pipeline_cli:verify",
+    "demo": "kfaar.demo:demo",
 }
 
 

