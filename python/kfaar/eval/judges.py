@@ -45,6 +45,7 @@ JUDGE_REQUIREMENTS: tuple[str, ...] = (
     "matplotlib==3.11.2",  # imported by mediapipe.solutions.drawing_utils
 )
 _MARKER = "kfaar-judges.json"
+_SETUP_TIMEOUT_S = 1800  # per step; a cold pip install downloads about 250 MB
 WORKER = Path(__file__).with_name("judges_worker.py")
 
 
@@ -114,7 +115,12 @@ def setup_judges(venv: Path | None = None, *, base_python: str | None = None) ->
     ]
     for cmd in steps:
         log.info("judges setup: %s", " ".join(cmd))
-        res = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=_SETUP_TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            raise JudgesUnavailableError(
+                f"setting up the judges virtualenv took over {_SETUP_TIMEOUT_S} s at `{' '.join(cmd)}`"
+            ) from exc
         if res.returncode != 0:
             raise JudgesUnavailableError(
                 f"setting up the judges virtualenv failed at `{' '.join(cmd)}` "
