@@ -19,6 +19,8 @@ void mapping_cpu(const MappingParams& p) {
   const int64_t batch = p.batch, width = mapping_max_width(p);
   const int64_t n_out = p.n_styles * p.style_dim;
   std::vector<float> ping(p.layers > 0 ? batch * width : 0), pong(p.layers > 1 ? batch * width : 0);
+  cpu::Scratch pack(cpu::gemm_scratch_floats(batch, width));
+  float* packed = pack.get();
 
   int64_t macs = n_out * p.dims[p.layers];
   for (int64_t l = 0; l < p.layers; ++l) macs += p.dims[l] * p.dims[l + 1];
@@ -33,7 +35,7 @@ void mapping_cpu(const MappingParams& p) {
       const int64_t n = p.dims[l + 1];
       const float* bias = p.bias[l];
       const float slope = p.slope, gain = p.gain;
-      cpu::gemm_nt(x, k, p.weight[l], k, batch, n, k, [=](int64_t i, int64_t j, float v) {
+      cpu::gemm_nt(x, k, p.weight[l], k, batch, n, k, packed, [=](int64_t i, int64_t j, float v) {
         v += bias[j];
         y[i * n + j] = (v < 0.0f ? v * slope : v) * gain;
       });
@@ -45,12 +47,12 @@ void mapping_cpu(const MappingParams& p) {
     if (p.mix) {
       const float *mix = p.mix, *alpha = p.alpha;
       const int64_t style_dim = p.style_dim;
-      cpu::gemm_nt(x, k, p.style_weight, k, batch, n_out, k, [=](int64_t i, int64_t j, float v) {
+      cpu::gemm_nt(x, k, p.style_weight, k, batch, n_out, k, packed, [=](int64_t i, int64_t j, float v) {
         const float a = alpha[j / style_dim];
         out[i * n_out + j] = a * mix[i * n_out + j] + (1.0f - a) * (v + bias[j]);
       });
     } else {
-      cpu::gemm_nt(x, k, p.style_weight, k, batch, n_out, k,
+      cpu::gemm_nt(x, k, p.style_weight, k, batch, n_out, k, packed,
                    [=](int64_t i, int64_t j, float v) { out[i * n_out + j] = v + bias[j]; });
     }
   }

@@ -176,13 +176,15 @@ void projection_cpu(const ProjectionParams& p) {
     for (int64_t j = 0; j < d; ++j) centred[i * d + j] = p.in[i * d + j] - p.mean[j];
   const bool threaded = n * d * d >= (1 << 18);
   float* rot = rotated.data();
+  cpu::Scratch pack(cpu::gemm_scratch_floats(n, d));
+  float* packed = pack.get();
 #pragma omp parallel if (threaded)
-  cpu::gemm_nt(centred.data(), d, p.pre, d, n, d, d, [rot, d](int64_t i, int64_t j, float v) { rot[i * d + j] = v; });
+  cpu::gemm_nt(centred.data(), d, p.pre, d, n, d, d, packed, [rot, d](int64_t i, int64_t j, float v) { rot[i * d + j] = v; });
   rotate_rows(p, rot, rot);
   const float* mean = p.mean;
   float* out = p.out;
 #pragma omp parallel if (threaded)
-  cpu::gemm_nt(rot, d, p.post, d, n, d, d, [out, mean, d](int64_t i, int64_t j, float v) { out[i * d + j] = v + mean[j]; });
+  cpu::gemm_nt(rot, d, p.post, d, n, d, d, packed, [out, mean, d](int64_t i, int64_t j, float v) { out[i * d + j] = v + mean[j]; });
 }
 
 }  // namespace kfaar
