@@ -19,7 +19,6 @@ py::array_t<float> mapping(Kernel kernel, const py::handle& x_obj, const py::seq
                            const py::handle& style_bias_obj, const py::handle& mix_obj, const py::handle& alpha_obj,
                            double slope, double gain, bool check_weights) {
   auto x = checked<float>(x_obj, "x", 2, "(batch, in_dim)");
-  check_finite(x, "x");
   const int64_t batch = x.shape(0);
   if (weights.size() != biases.size())
     throw py::value_error("biases: expected one bias per weight (" + std::to_string(weights.size()) + "), got " +
@@ -41,10 +40,6 @@ py::array_t<float> mapping(Kernel kernel, const py::handle& x_obj, const py::seq
     auto b = checked<float>(biases[l], bn.c_str(), 1, "(out_dim,)");
     check_axis(w, wn.c_str(), 1, p.dims[l], l == 0 ? "in_dim of x" : "out_dim of the previous layer");
     check_axis(b, bn.c_str(), 0, w.shape(0), "out_dim of its weight");
-    if (check_weights) {
-      check_finite(w, wn.c_str());
-      check_finite(b, bn.c_str());
-    }
     p.weight[l] = w.data();
     p.bias[l] = b.data();
     p.dims[l + 1] = w.shape(0);
@@ -59,10 +54,6 @@ py::array_t<float> mapping(Kernel kernel, const py::handle& x_obj, const py::seq
   auto sb = checked<float>(style_bias_obj, "style_bias", 2, "(n_styles, style_dim)");
   check_axis(sb, "style_bias", 0, p.n_styles, "n_styles of style_weight");
   check_axis(sb, "style_bias", 1, p.style_dim, "style_dim of style_weight");
-  if (check_weights) {
-    check_finite(sw, "style_weight");
-    check_finite(sb, "style_bias");
-  }
   py::array_t<float> mix, alpha;
   if (mix_obj.is_none() != alpha_obj.is_none())
     throw py::value_error("mix, alpha: expected both or neither, got only " + std::string(mix_obj.is_none() ? "alpha" : "mix"));
@@ -71,12 +62,24 @@ py::array_t<float> mapping(Kernel kernel, const py::handle& x_obj, const py::seq
     check_axis(mix, "mix", 0, batch, "batch of x");
     check_axis(mix, "mix", 1, p.n_styles, "n_styles of style_weight");
     check_axis(mix, "mix", 2, p.style_dim, "style_dim of style_weight");
-    check_finite(mix, "mix");
     alpha = checked<float>(alpha_obj, "alpha", 1, "(n_styles,)");
     check_axis(alpha, "alpha", 0, p.n_styles, "n_styles of style_weight");
-    check_finite(alpha, "alpha");
     p.mix = mix.data();
     p.alpha = alpha.data();
+  }
+  // values last: every structural mistake is reported first, as in Python
+  check_finite(x, "x");
+  if (p.mix) {
+    check_finite(mix, "mix");
+    check_finite(alpha, "alpha");
+  }
+  if (check_weights) {
+    for (size_t l = 0; l < weights.size(); ++l) {
+      check_finite(keep[2 * l], indexed("weights", l).c_str());
+      check_finite(keep[2 * l + 1], indexed("biases", l).c_str());
+    }
+    check_finite(sw, "style_weight");
+    check_finite(sb, "style_bias");
   }
   py::array_t<float> out({batch, p.n_styles, p.style_dim});
   p.in = x.data();

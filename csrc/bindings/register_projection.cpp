@@ -41,7 +41,6 @@ py::array_t<float> projection(Kernel kernel, const py::handle& z_obj, const py::
   const int64_t batch = z.shape(0), dim = z.shape(1);
   if (!is_power_of_two(dim) || dim > kMaxDim)
     throw py::value_error("z: expected dim to be a power of two from 2 to 65536 (e.g. 128), got " + std::to_string(dim));
-  check_finite(z, "z");
   auto signs = checked<float>(signs_obj, "signs", 2, "(rounds, dim)");
   auto perms = checked<int32_t>(perms_obj, "perms", 2, "(rounds, dim)");
   check_axis(signs, "signs", 1, dim, "dim of z");
@@ -63,12 +62,15 @@ py::array_t<float> projection(Kernel kernel, const py::handle& z_obj, const py::
     check_axis(whiten, "whiten", 1, dim, "dim of z");
     check_axis(color, "color", 0, dim, "dim of z");
     check_axis(color, "color", 1, dim, "dim of z");
-    check_finite(mean, "mean");
-    check_finite(whiten, "whiten");
-    check_finite(color, "color");
     p.mean = mean.data();
     p.pre = whiten.data();
     p.post = color.data();
+  }
+  check_finite(z, "z");  // values last: every structural mistake is reported first, as in Python
+  if (affine) {
+    check_finite(mean, "mean");
+    check_finite(whiten, "whiten");
+    check_finite(color, "color");
   }
   py::array_t<float> out({batch, dim});
   p.in = z.data();
