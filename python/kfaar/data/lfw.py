@@ -333,6 +333,10 @@ def prepare(
                     results = pool.imap(_process_chunk, [r for _, _, r in tasks])
                     _collect(tasks, results, todo, manifest, out, labels_of, opts, bar)
     seconds = time.perf_counter() - t0
+    if n_todo:
+        manifest["last_run"] = {"images": n_todo, "seconds": round(seconds, 1), "workers": opts.workers,
+                                "images_per_s": round(n_todo / seconds, 1) if seconds > 0 else None}
+        _atomic_write(out / MANIFEST, lambda f: json.dump(manifest, f, indent=1), "w")
 
     counts = {}
     for split in splits:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Union
@@ -11,9 +12,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from kfaar.errors import ImageReadError
 
+log = logging.getLogger(__name__)
+
 ImageSource = Union[np.ndarray, Image.Image, str, os.PathLike]
 
-# Pillow refuses images above ~179 Mpx as a decompression-bomb guard; keep that default.
+# Pillow refuses images above ~179 Mpx as a decompression-bomb guard; that default is kept.
 
 
 def load_image(src: ImageSource) -> np.ndarray:
@@ -53,8 +56,8 @@ def _from_path(path: Path) -> np.ndarray:
 def _from_pil(im: Image.Image, name: str) -> np.ndarray:
     try:
         im = ImageOps.exif_transpose(im)
-    except Exception:  # a malformed EXIF block must not make a readable photo unreadable
-        pass
+    except Exception as e:  # a malformed EXIF block must not make a readable photo unreadable
+        log.debug("%s: EXIF orientation ignored (%s)", name, e)
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return _from_array(np.asarray(im), name)
     if im.mode != "RGB":
