@@ -79,8 +79,10 @@ __global__ void gemm_nt_kernel(const float* __restrict__ x, const float* __restr
 
 template <class Epilogue>
 void gemm_nt(const float* x, const float* w, int64_t m, int64_t n, int64_t k, Epilogue epi) {
+  const int64_t row_tiles = (m + kTile - 1) / kTile;
+  if (row_tiles > 65535) throw std::runtime_error("gemm_nt: at most 1048560 rows per call on CUDA, got " + std::to_string(m));
   dim3 block(kTile, kTile);
-  dim3 grid(static_cast<unsigned>((n + kTile - 1) / kTile), static_cast<unsigned>((m + kTile - 1) / kTile));
+  dim3 grid(static_cast<unsigned>((n + kTile - 1) / kTile), static_cast<unsigned>(row_tiles));
   gemm_nt_kernel<<<grid, block>>>(x, w, m, n, k, epi);
   check_launch("gemm_nt_kernel");
 }
