@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 Anonymize = Callable[[np.ndarray, Key], np.ndarray]
 Recover = Callable[[np.ndarray, Key], "np.ndarray | None"]
 Enroll = Callable[[np.ndarray], "np.ndarray | None"]
+Scores = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (N, D) x (M, D) -> (N, M) similarities
 
 
 @dataclass(frozen=True)
@@ -31,15 +32,17 @@ class Method:
 
     ``anonymize`` maps an HxWx3 uint8 RGB photo and a key to a photo of the same shape.
     ``recover`` (optional) maps a virtual photo and a key to an identity embedding; it is
-    scored by cosine against the template of a genuine photo, made by ``enroll`` (default:
-    the evaluation's own SFace embedding of the photo's main face). ``threshold`` is the
-    method's operating threshold on that cosine (None: the FAR-1% threshold measured here).
+    scored against the template of a genuine photo, made by ``enroll`` (default: the
+    evaluation's own SFace embedding of the photo's main face), with ``scores`` (a batched
+    similarity; default cosine). ``threshold`` is the method's operating threshold on that
+    score (None: the FAR-1% threshold measured here).
     """
 
     name: str
     anonymize: Anonymize
     recover: Recover | None = None
     enroll: Enroll | None = None
+    scores: Scores | None = None
     threshold: float | None = None
     description: str = ""
 
@@ -142,6 +145,7 @@ def _kfaar_method() -> Method:
         anonymize=anon.anonymize,
         recover=auth.recover,
         enroll=auth.enroll,
+        scores=auth.scores,
         threshold=float(auth.threshold),
         description="kfaar virtual faces; KVFA recovery with the key",
     )

@@ -95,7 +95,7 @@ class _ImageStore:
         row = len(self.found)
         self.rows[h] = row
         path = self.dir / f"{h}.png"
-        cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 0])
         self._paths.append(str(path))
         if len(self._paths) >= 50:
             self.judges.submit(self._paths)
@@ -228,7 +228,8 @@ def run_evaluation(
     options = options or EvalOptions()
     t0 = time.perf_counter()
     n = len(es.photos)
-    with FaceDetector() as detector, SFaceEncoder() as encoder:
+    # one ORT thread: the judges run beside us, and ORT's spinning pool collapses on a busy CPU
+    with FaceDetector() as detector, SFaceEncoder(threads=1) as encoder:
         store = _ImageStore(workdir, judges, detector, encoder)
         bar = tqdm(total=n * (1 + len(methods)), desc="anonymize + encode", unit="photo", disable=not progress)
         photos, orig_rows = [], np.zeros(n, np.int64)
@@ -393,28 +394,37 @@ def _unit(x: np.ndarray) -> np.ndarray:
         return x / n
 
 
+def _cosine_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _unit(a) @ _unit(b).T
+
+
 def _kvfa(method: Method, rows: _Rows, orig: dict, labels: np.ndarray, pairs: np.ndarray,
           o: EvalOptions) -> tuple[dict, dict, M.RocResult]:
-    """Authentication with the right key and acceptance of wrong keys (cosine vs templates)."""
+    """Authentication with the right key and acceptance of wrong keys, scored by ``method.scores``."""
     tmpl = rows.templates if rows.templates is not None else orig["sface_emb"]
-    if rows.templates is None:
-        tmpl = np.where(orig["yunet"][:, None], tmpl, np.nan)
-    t = _unit(tmpl)
-    r, w = _unit(rows.recovered), _unit(rows.recovered_wrong)
-    if r.shape[1] != t.shape[1]:
+    r, w = rows.recovered, rows.recovered_wrong
+    if r.shape[1] != tmpl.shape[1]:
         raise ValueError(
-            f"{method.name}: recover() gives {r.shape[1]}-D embeddings but templates are {t.shape[1]}-D; "
+            f"{method.name}: recover() gives {r.shape[1]}-D embeddings but templates are {tmpl.shape[1]}-D; "
             "give the Method an enroll() that makes matching templates"
         )
+    okr, okw, okt = (np.isfinite(x).all(1) for x in (r, w, tmpl))
+    score = method.scores or _cosine_scores
+    # (N, N) score matrices; rows / columns without an embedding are masked out below.
+    # Missing rows are filled with a unit vector so custom score functions see valid input.
+    fill = np.zeros(tmpl.shape[1], np.float32)
+    fill[0] = 1.0
+    t_in = np.where(okt[:, None], tmpl, fill)
+    rt = np.asarray(score(np.where(okr[:, None], r, fill), t_in), np.float64)
+    wt = np.asarray(score(np.where(okw[:, None], w, fill), t_in), np.float64)
     i, j = pairs[:, 0], pairs[:, 1]
-    rt = r @ np.nan_to_num(t).T
-    okr, okt = np.isfinite(r).all(1), np.isfinite(t).all(1)
-    gen_ok = okr[i] & okt[j]
-    genuine = (r[i] * t[j]).sum(1)[gen_ok]
+    # a failed recovery (no face found in the virtual photo) is a rejection, not a skipped pair
+    floor = float(np.min(rt[okr][:, okt])) - 1.0 if okr.any() and okt.any() else -1.0
+    genuine = np.where(okr[i], rt[i, j], floor)[okt[j]]
     imp_mask = (labels[:, None] != labels[None, :]) & okr[:, None] & okt[None, :]
     impostor = rt[imp_mask]
     roc = M.roc_curve(genuine, impostor)
-    auth = {"auc": M._json_float(roc.auc)}
+    auth = {"auc": M._json_float(roc.auc), "recovered": M.share(okr).to_json()}
     for far in o.fars:
         auth[f"tar_at_far_{far:g}"] = M.tar_at_far(genuine, impostor, far).to_json()
     if method.threshold is not None:
@@ -428,8 +438,7 @@ def _kvfa(method: Method, rows: _Rows, orig: dict, labels: np.ndarray, pairs: np
         "far": M._json_float(float(np.mean(impostor >= thr)) if impostor.size else float("nan")),
     }
     # wrong key: the person's photo recovered with a key that is not theirs, vs their template
-    w_ok = np.isfinite(w).all(1)[i] & okt[j]
-    w_scores = (w[i] * t[j]).sum(1)[w_ok]
-    wrong = M.share(w_scores >= thr).to_json()
+    accepted = okw[i] & (wt[i, j] >= thr)  # a failed recovery is a rejection here too
+    wrong = M.share(accepted[okt[j]]).to_json()
     wrong.update({"threshold": thr, "far_at_threshold": auth["operating"]["far"]})
     return auth, wrong, roc
