@@ -79,6 +79,9 @@ def _get(props: dict, path: str):
     return cur
 
 
+MIN_N = 30  # a table cell backed by fewer cases shows "–" and its n (the value stays in metrics.json)
+
+
 def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
@@ -87,83 +90,68 @@ def _num(x, digits: int = 2) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
+def _row_specs() -> list[tuple[str, str, str, str, str]]:
+    """(label, goal, format, value path, n path) of each row of the side-by-side table."""
+    rows = []
+    for j in JUDGES:
+        rows.append((f"Anonymity vs original ({_JUDGE_LABEL[j]})", "high", "pct",
+                     f"anonymity.vs_original.{j}.value", f"anonymity.vs_original.{j}.n"))
+    for j in JUDGES:
+        rows.append((f"Anonymity vs other photo ({_JUDGE_LABEL[j]})", "high", "pct",
+                     f"anonymity.vs_other_photo.{j}.value", f"anonymity.vs_other_photo.{j}.n"))
+    for j in JUDGES:
+        rows.append((f"Attacker ROC AUC ({_JUDGE_LABEL[j]})", "0.5", "num3", f"attack.{j}.auc", f"attack.{j}.n_genuine"))
+    for far, label in (("0.01", "1%"), ("0.001", "0.1%")):
+        rows.append((f"TAR @ FAR {label}, right key", "high", "pct",
+                     f"authentication.tar_at_far_{far}.tar", f"authentication.tar_at_far_{far}.n_genuine"))
+    rows.append(("Wrong-key acceptance", "= FAR", "pct", "wrong_key_acceptance.value", "wrong_key_acceptance.n"))
+    for a in ("yaw", "pitch", "roll"):
+        rows.append((f"|Δ {a}| median / p90 (°)", "low", "pose", f"synchronism.{a}", f"synchronism.{a}.n"))
+    for r, label in (("mouth_ratio", "Mouth-ratio correlation"), ("eye_ratio", "Eye-ratio correlation")):
+        rows.append((label, "high", "num2", f"synchronism.{r}_corr.r", f"synchronism.{r}_corr.n"))
+    for d, label in (("yunet", "YuNet"), ("dlib", "dlib"), ("facemesh", "FaceMesh")):
+        rows.append((f"Detectability ({label})", "high", "pct", f"detectability.{d}.value", f"detectability.{d}.n"))
+    for j in JUDGES:
+        rows.append((f"Diversity, 2 keys ({_JUDGE_LABEL[j]})", "high", "pct", f"diversity.{j}.value", f"diversity.{j}.n"))
+    for j in JUDGES:
+        rows.append((f"Consistency, same key ({_JUDGE_LABEL[j]})", "high", "pct",
+                     f"consistency.{j}.value", f"consistency.{j}.n"))
+    for j in JUDGES:
+        rows.append((f"Unlinkability D↔sys ({_JUDGE_LABEL[j]})", "low", "num3",
+                     f"unlinkability.{j}.dsys", f"unlinkability.{j}.n_mated"))
+    return rows
+
+
+def _cell(props: dict, fmt: str, path: str, n_path: str) -> tuple[str, int | None]:
+    n = _get(props, n_path)
+    if fmt == "pose":
+        text = f"{_num(_get(props, path + '.median'), 1)} / {_num(_get(props, path + '.p90'), 1)}"
+        missing = _get(props, path + ".median") is None
+    else:
+        v = _get(props, path)
+        text = {"pct": _pct, "num2": _num, "num3": lambda x: _num(x, 3)}[fmt](v)
+        missing = v is None
+    if n is not None and 0 < n < MIN_N:
+        return f"– (n={n})", n
+    return ("–" if missing else text), n
+
+
 def table_rows(result: EvalResult) -> list[dict]:
     """Rows of (property, goal, one cell per method) for the side-by-side table."""
-    rows: list[tuple[str, str, callable]] = []
-
-    def share(path: str):
-        return lambda p: (_pct(_get(p, path + ".value")), _get(p, path + ".n"))
-
-    for j in JUDGES:
-        rows.append((f"Anonymity vs original ({_JUDGE_LABEL[j]})", "high", share(f"anonymity.vs_original.{j}")))
-    for j in JUDGES:
-        rows.append((f"Anonymity vs other photo ({_JUDGE_LABEL[j]})", "high", share(f"anonymity.vs_other_photo.{j}")))
-    for j in JUDGES:
-        rows.append((f"Attacker ROC AUC ({_JUDGE_LABEL[j]})", "0.5",
-                     lambda p, j=j: (_num(_get(p, f"attack_auc.{j}"), 3), None)))
-    for far, label in (("0.01", "1%"), ("0.001", "0.1%")):
-        rows.append((f"TAR @ FAR {label} (right key)", "high",
-                     lambda p, far=far: (_pct(_get(p, f"authentication.tar_at_far_{far}.tar")),
-                                         _get(p, f"authentication.tar_at_far_{far}.n_genuine"))))
-    rows.append(("Wrong-key acceptance", "= FAR", share("wrong_key_acceptance")))
-    for a in ("yaw", "pitch", "roll"):
-        rows.append((f"|Δ {a}| median / p90 (°)", "low",
-                     lambda p, a=a: (f"{_num(_get(p, f'synchronism.{a}.median'), 1)} / "
-                                     f"{_num(_get(p, f'synchronism.{a}.p90'), 1)}", _get(p, f"synchronism.{a}.n"))))
-    for r, label in (("mouth_ratio", "Mouth-ratio correlation"), ("eye_ratio", "Eye-ratio correlation")):
-        rows.append((label, "high", lambda p, r=r: (_num(_get(p, f"synchronism.{r}_corr.r")),
-                                                     _get(p, f"synchronism.{r}_corr.n"))))
-    for d, label in (("yunet", "YuNet"), ("dlib", "dlib"), ("facemesh", "FaceMesh")):
-        rows.append((f"Detectability ({label})", "high", share(f"detectability.{d}")))
-    for j in JUDGES:
-        rows.append((f"Diversity, 2 keys ({_JUDGE_LABEL[j]})", "high", share(f"diversity.{j}")))
-    for j in JUDGES:
-        rows.append((f"Consistency, same key ({_JUDGE_LABEL[j]})", "high", share(f"consistency.{j}")))
-    for j in JUDGES:
-        rows.append((f"Unlinkability D↔sys ({_JUDGE_LABEL[j]})", "low",
-                     lambda p, j=j: (_num(_get(p, f"unlinkability.{j}.dsys"), 3),
-                                     _get(p, f"unlinkability.{j}.n_mated"))))
     out = []
-    for label, goal, fn in rows:
-        cells = []
-        for m in result.methods:
-            text, n = fn(m.properties)
-            cells.append({"text": text, "n": n})
+    for label, goal, fmt, path, n_path in _row_specs():
+        cells = [dict(zip(("text", "n"), _cell(m.properties, fmt, path, n_path))) for m in result.methods]
         out.append({"label": label, "goal": goal, "cells": cells})
     return out
 
 
 def markdown_table(doc: dict) -> str:
-    """The headline table as Markdown, for docs/EVALUATION.md (from a metrics.json document)."""
+    """The side-by-side table as Markdown, for docs/EVALUATION.md (from a metrics.json document)."""
     names = [n for n, m in doc["methods"].items() if m.get("available")]
-    g = lambda n, path: _get(doc["methods"][n], path)  # noqa: E731
-    lines = ["| property | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-
-    def row(label: str, fmt):
-        lines.append(f"| {label} | " + " | ".join(fmt(n) for n in names) + " |")
-
-    for j in JUDGES:
-        row(f"anonymity vs original ({_JUDGE_LABEL[j]})", lambda n, j=j: _pct(g(n, f"anonymity.vs_original.{j}.value")))
-    for j in JUDGES:
-        row(f"anonymity vs other photo ({_JUDGE_LABEL[j]})",
-            lambda n, j=j: _pct(g(n, f"anonymity.vs_other_photo.{j}.value")))
-    for j in JUDGES:
-        row(f"attacker ROC AUC ({_JUDGE_LABEL[j]})", lambda n, j=j: _num(g(n, f"attack_auc.{j}"), 3))
-    row("TAR @ FAR 1% / 0.1%", lambda n: f"{_pct(g(n, 'authentication.tar_at_far_0.01.tar'))} / "
-                                        f"{_pct(g(n, 'authentication.tar_at_far_0.001.tar'))}")
-    row("wrong-key acceptance", lambda n: _pct(g(n, "wrong_key_acceptance.value")))
-    for a in ("yaw", "pitch", "roll"):
-        row(f"abs Δ {a} median / p90 (°)", lambda n, a=a: f"{_num(g(n, f'synchronism.{a}.median'), 1)} / "
-                                                        f"{_num(g(n, f'synchronism.{a}.p90'), 1)}")
-    row("mouth / eye ratio correlation", lambda n: f"{_num(g(n, 'synchronism.mouth_ratio_corr.r'))} / "
-                                                  f"{_num(g(n, 'synchronism.eye_ratio_corr.r'))}")
-    row("detectability (YuNet)", lambda n: _pct(g(n, "detectability.yunet.value")))
-    for j in JUDGES:
-        row(f"diversity ({_JUDGE_LABEL[j]})", lambda n, j=j: _pct(g(n, f"diversity.{j}.value")))
-    for j in JUDGES:
-        row(f"consistency ({_JUDGE_LABEL[j]})", lambda n, j=j: _pct(g(n, f"consistency.{j}.value")))
-    for j in JUDGES:
-        row(f"unlinkability D↔sys ({_JUDGE_LABEL[j]})", lambda n, j=j: _num(g(n, f"unlinkability.{j}.dsys"), 3))
+    lines = ["| property | goal | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for label, goal, fmt, path, n_path in _row_specs():
+        cells = [_cell(doc["methods"][n], fmt, path, n_path)[0] for n in names]
+        lines.append(f"| {label} | {goal} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -144,7 +144,8 @@ class _Rows:
     recovered_wrong: np.ndarray | None = None  # (N, D) recover(virtual_a, wrong key)
     templates: np.ndarray | None = None  # (N, D) method.enroll(original)
     grid: list = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # in method.anonymize
+    recover_seconds: float = 0.0  # in method.recover (twice per photo) and method.enroll
     failures: int = 0
 
 
@@ -170,10 +171,10 @@ def _run_method(method: Method, es: EvalSet, photos: list[np.ndarray], store: _I
     rows = _Rows(a=np.full(n, -1, np.int64), b=np.full(n, -1, np.int64))
     rec, rec_wrong, tmpl = [], [], []
     keys = {k: identity_keys(es.names[k], es.seed) for k in {p.identity for p in es.photos}}
-    t0 = time.perf_counter()
     for i, (photo, meta) in enumerate(zip(photos, es.photos)):
         k = keys[meta.identity]
         va = vb = None
+        t = time.perf_counter()
         try:
             va = method.anonymize(photo, k.a)
             if meta.b_key:
@@ -181,18 +182,20 @@ def _run_method(method: Method, es: EvalSet, photos: list[np.ndarray], store: _I
         except Exception as exc:  # one bad photo must not stop the run; counted and reported
             rows.failures += 1
             log.debug("%s failed on %s: %s", method.name, meta.path, exc)
+        rows.seconds += time.perf_counter() - t
         if va is not None:
             rows.a[i] = store.add(va)
         if vb is not None:
             rows.b[i] = store.add(vb)
         if method.recover is not None:
+            t = time.perf_counter()
             rec.append(_safe(method.recover, va, k.a) if va is not None else None)
             rec_wrong.append(_safe(method.recover, va, k.wrong) if va is not None else None)
             tmpl.append(_safe(method.enroll, photo) if method.enroll is not None else None)
+            rows.recover_seconds += time.perf_counter() - t
         if i in grid_ids and va is not None and vb is not None:
             rows.grid.append((photo, va, vb))
         bar.update(1)
-    rows.seconds = time.perf_counter() - t0
     if method.recover is not None:
         rows.recovered, rows.recovered_wrong = _stack(rec), _stack(rec_wrong)
         rows.templates = _stack(tmpl) if method.enroll is not None else None
@@ -323,7 +326,11 @@ def _properties(method: Method, rows: _Rows, feats: _Features, orig: dict, label
     i, j = pairs[:, 0], pairs[:, 1]
     bidx = es.b_index
     diff_id = labels[:, None] != labels[None, :]
-    props: dict = {"failures": rows.failures, "anonymize_seconds": round(rows.seconds, 2)}
+    props: dict = {
+        "failures": rows.failures,
+        "seconds": {"anonymize": round(rows.seconds, 2), "recover_and_enroll": round(rows.recover_seconds, 2),
+                    "anonymize_calls": int((rows.a >= 0).sum() + (rows.b >= 0).sum())},
+    }
     anon_o, anon_p, div, cons, unl = {}, {}, {}, {}, {}
     curves: dict[str, M.RocResult] = {}
     for judge in JUDGES:
@@ -356,7 +363,10 @@ def _properties(method: Method, rows: _Rows, feats: _Features, orig: dict, label
         res = M.dsys(sab[valid & same_person], sab[valid & diff_id[:, bidx]])
         unl[judge] = res.to_json()
     props["anonymity"] = {"vs_original": anon_o, "vs_other_photo": anon_p}
-    props["attack_auc"] = {j: M._json_float(curves[f"attack/{j}"].auc) for j in JUDGES}
+    props["attack"] = {
+        j: {"auc": M._json_float(c.auc), "n_genuine": c.n_genuine, "n_impostor": c.n_impostor}
+        for j, c in ((j, curves[f"attack/{j}"]) for j in JUDGES)
+    }
     props["diversity"] = div
     props["consistency"] = cons
     props["unlinkability"] = unl
