@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "cpu/threads.h"
 #include "register.h"
 #ifdef KFAAR_WITH_CUDA
 #include "kfaar/cuda_device.h"
@@ -57,6 +58,9 @@ void register_build_info(py::module_& m) {
         return d;
       },
       "How this module was built: compiler, CPU flags, OpenMP, CUDA.");
+  m.def(
+      "cpu_threads", []() { return kfaar::cpu::threads_for(1, 0); },
+      "OpenMP threads a large C++ kernel call would use now (1 while the machine is oversubscribed).");
   m.def(
       "cuda_devices",
       []() {

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "gemm.h"
+#include "threads.h"
 #include "kfaar/mapping_params.h"
 
 namespace kfaar {
@@ -24,9 +25,9 @@ void mapping_cpu(const MappingParams& p) {
 
   int64_t macs = n_out * p.dims[p.layers];
   for (int64_t l = 0; l < p.layers; ++l) macs += p.dims[l] * p.dims[l + 1];
-  const bool threaded = batch * macs >= (1 << 17);
+  const int threads = cpu::threads_for(batch * macs, 1 << 17);
 
-#pragma omp parallel if (threaded)
+#pragma omp parallel num_threads(threads) if (threads > 1)
   {
     const float* x = p.in;  // (batch, k)
     int64_t k = p.dims[0];

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gemm.h"
+#include "threads.h"
 #include "kfaar/projection_params.h"
 
 namespace kfaar {
@@ -150,8 +151,8 @@ void rotate_rows(const ProjectionParams& p, const float* src, float* dst) {
   const int32_t* perms = p.inverse ? inv_perms.data() : p.perms;
   const float c = 1.0f / std::sqrt(static_cast<float>(d));
   const RowFn fn = pick_row_fn(d, p.inverse);
-  const bool threaded = p.batch * d * p.rounds >= (1 << 16);
-#pragma omp parallel if (threaded)
+  const int threads = cpu::threads_for(p.batch * d * p.rounds, 1 << 16);
+#pragma omp parallel num_threads(threads) if (threads > 1)
   {
     std::vector<float> scratch(fn ? 0 : 2 * d);
 #pragma omp for schedule(static)
@@ -174,16 +175,16 @@ void projection_cpu(const ProjectionParams& p) {
   std::vector<float> centred(n * d), rotated(n * d);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < d; ++j) centred[i * d + j] = p.in[i * d + j] - p.mean[j];
-  const bool threaded = n * d * d >= (1 << 18);
+  const int threads = cpu::threads_for(n * d * d, 1 << 18);
   float* rot = rotated.data();
   cpu::Scratch pack(cpu::gemm_scratch_floats(n, d));
   float* packed = pack.get();
-#pragma omp parallel if (threaded)
+#pragma omp parallel num_threads(threads) if (threads > 1)
   cpu::gemm_nt(centred.data(), d, p.pre, d, n, d, d, packed, [rot, d](int64_t i, int64_t j, float v) { rot[i * d + j] = v; });
   rotate_rows(p, rot, rot);
   const float* mean = p.mean;
   float* out = p.out;
-#pragma omp parallel if (threaded)
+#pragma omp parallel num_threads(threads) if (threads > 1)
   cpu::gemm_nt(rot, d, p.post, d, n, d, d, packed, [out, mean, d](int64_t i, int64_t j, float v) { out[i * d + j] = v + mean[j]; });
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gemm.h"
+#include "threads.h"
 #include "kfaar/scoring_params.h"
 
 namespace kfaar {
@@ -41,8 +42,8 @@ void scoring_cpu(const ScoringParams& p) {
   float* out = p.out;
   cpu::Scratch pack(cpu::gemm_scratch_floats(np, d));
   float* packed = pack.get();
-  const bool threaded = np * nt * d >= (1 << 17);
-#pragma omp parallel if (threaded)
+  const int threads = cpu::threads_for(np * nt * d, 1 << 17);
+#pragma omp parallel num_threads(threads) if (threads > 1)
   {
     inverse_norms(p.probes, np, d, inv_p.data());
     inverse_norms(p.templates, nt, d, inv_t.data());  // both end in a barrier

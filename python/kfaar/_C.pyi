@@ -26,6 +26,7 @@ class BuildInfo(TypedDict):
     cuda_driver_version: int  # 0 without a driver
 
 def build_info() -> BuildInfo: ...
+def cpu_threads() -> int: ...  # threads a large C++ call uses now: 1 while load >= cores + 1
 def cuda_devices() -> list[str]: ...
 
 # z (batch, dim), dim a power of two; signs/perms (rounds, dim); mean (dim,), whiten/color (dim, dim)

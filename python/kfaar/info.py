@@ -46,7 +46,12 @@ def collect() -> dict:
         },
         "native": None
         if mod is None
-        else {"path": mod.__file__, **mod.build_info(), "cuda_devices": list(_dispatch.cuda_devices())},
+        else {
+            "path": mod.__file__,
+            **mod.build_info(),
+            "cpu_threads_now": mod.cpu_threads(),
+            "cuda_devices": list(_dispatch.cuda_devices()),
+        },
         "kernels_env": os.environ.get(_dispatch.ENV_VAR),
         "backends": backends,
         "sdk": sdk,
@@ -66,7 +71,12 @@ def format_info(d: dict) -> str:
         lines.append("native kernels: not compiled (numpy reference only); build with `pip install --no-build-isolation -e .`")
     else:
         lines.append(f"native kernels: {n['path']}")
-        openmp = f"OpenMP {n['openmp']} ({n['omp_max_threads']} threads)" if n["openmp"] else "no OpenMP"
+        openmp = (
+            f"OpenMP {n['openmp']} ({n['omp_max_threads']} threads, {n['cpu_threads_now']} now:"
+            " one while the load average is >= cores + 1)"
+            if n["openmp"]
+            else "no OpenMP"
+        )
         lines.append(f"  build: {n['build_type']}, {n['cxx_compiler']}, {n['cpu_flags']}, {openmp}")
         if n["cuda_compiled"]:
             devices = ", ".join(n["cuda_devices"]) or "none visible"

@@ -174,6 +174,7 @@ def machine() -> dict:
         "cores": os.cpu_count(),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "kfaar_omp_threads": info["omp_max_threads"],
+        "kfaar_threads_now": _dispatch.native_module().cpu_threads(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "cuda_devices": list(_dispatch.cuda_devices()),
@@ -196,7 +197,8 @@ def kernels(repeats: int, json_path: Path | None) -> None:
     rows = _cases(repeats, with_cuda)
     click.echo(
         f"{env['cpu']}, {env['cores']} cores, load average {env['load_average'][0]:.2f}; "
-        f"torch {env['torch']} ({env['torch_threads']} threads), kfaar C++ {env['kfaar_omp_threads']} OpenMP threads; "
+        f"torch {env['torch']} ({env['torch_threads']} threads), kfaar C++ {env['kfaar_threads_now']} of "
+        f"{env['kfaar_omp_threads']} OpenMP threads (one while load >= cores + 1); "
         f"CUDA: {', '.join(env['cuda_devices']) or 'no device'}; median of {repeats} calls"
     )
     click.echo(format_table(rows))
