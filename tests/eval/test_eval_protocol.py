@@ -186,3 +186,35 @@ def test_kvfa_right_key_accepts_and_wrong_key_rejects():
     assert wrong_acc["value"] <= 0.02  # at the FAR-1% threshold, random vectors pass about as often as impostors
     assert auth["operating"]["source"] == "far_0.01"
     assert M.share([]).n == 0
+
+
+class _CountingStore:
+    def __init__(self):
+        self.n = 0
+
+    def add(self, rgb):
+        self.n += 1
+        return self.n - 1
+
+
+def test_a_method_that_fails_or_misbehaves_is_counted_not_fatal(fake_data):
+    from kfaar.eval.runner import _run_method
+
+    es = load_eval_set(fake_data, "dev", limit=2)
+    photos = [np.full((32, 32, 3), k, np.uint8) for k in range(len(es.photos))]
+    calls = []
+
+    def flaky(photo, key):
+        calls.append(key)
+        if len(calls) % 3 == 0:
+            raise RuntimeError("boom")
+        if len(calls) % 3 == 1:
+            photo[:] = 255  # edits its input: must not leak into the next method
+            return photo
+        return photo[:16]  # wrong shape
+
+    bar = SimpleNamespace(update=lambda n: None)
+    rows = _run_method(Method("flaky", flaky), es, photos, _CountingStore(), set(), bar)
+    assert 0 < rows.failures < len(es.photos)
+    assert np.sum(rows.a >= 0) == len(es.photos) - rows.failures  # failed photos have no image
+    assert all(p.max() < 255 for p in photos)  # the in-place edits hit copies

@@ -149,11 +149,11 @@ class _Rows:
     failures: int = 0
 
 
-def _as_embedding(z, dim: int | None) -> np.ndarray | None:
-    if z is None:
-        return None
-    z = np.asarray(z, np.float32).ravel()
-    return z if dim is None or z.size == dim else None
+def _checked(virtual, photo: np.ndarray) -> np.ndarray:
+    v = np.asarray(virtual)
+    if v.shape != photo.shape or v.dtype != np.uint8:
+        raise ValueError(f"anonymize returned {v.dtype} {v.shape}, expected uint8 {photo.shape} like its input")
+    return v
 
 
 def _stack(vectors: list[np.ndarray | None]) -> np.ndarray:
@@ -175,13 +175,14 @@ def _run_method(method: Method, es: EvalSet, photos: list[np.ndarray], store: _I
         k = keys[meta.identity]
         va = vb = None
         t = time.perf_counter()
-        try:
-            va = method.anonymize(photo, k.a)
+        try:  # copies: a method that edits its input in place must not change what others see
+            va = _checked(method.anonymize(photo.copy(), k.a), photo)
             if meta.b_key:
-                vb = method.anonymize(photo, k.b)
+                vb = _checked(method.anonymize(photo.copy(), k.b), photo)
         except Exception as exc:  # one bad photo must not stop the run; counted and reported
             rows.failures += 1
-            log.debug("%s failed on %s: %s", method.name, meta.path, exc)
+            (log.warning if rows.failures == 1 else log.debug)("%s failed on %s: %r", method.name, meta.path, exc)
+            va = vb = None
         rows.seconds += time.perf_counter() - t
         if va is not None:
             rows.a[i] = store.add(va)
@@ -189,9 +190,9 @@ def _run_method(method: Method, es: EvalSet, photos: list[np.ndarray], store: _I
             rows.b[i] = store.add(vb)
         if method.recover is not None:
             t = time.perf_counter()
-            rec.append(_safe(method.recover, va, k.a) if va is not None else None)
-            rec_wrong.append(_safe(method.recover, va, k.wrong) if va is not None else None)
-            tmpl.append(_safe(method.enroll, photo) if method.enroll is not None else None)
+            rec.append(_safe(method.recover, va.copy(), k.a) if va is not None else None)
+            rec_wrong.append(_safe(method.recover, va.copy(), k.wrong) if va is not None else None)
+            tmpl.append(_safe(method.enroll, photo.copy()) if method.enroll is not None else None)
             rows.recover_seconds += time.perf_counter() - t
         if i in grid_ids and va is not None and vb is not None:
             rows.grid.append((photo, va, vb))
@@ -205,8 +206,10 @@ def _run_method(method: Method, es: EvalSet, photos: list[np.ndarray], store: _I
 
 
 def _safe(fn, *args) -> np.ndarray | None:
+    """``fn(*args)`` as a flat float32 vector, or None when it fails or finds no face."""
     try:
-        return _as_embedding(fn(*args), None)
+        z = fn(*args)
+        return None if z is None else np.asarray(z, np.float32).ravel()
     except Exception as exc:
         log.debug("%s failed: %s", getattr(fn, "__name__", fn), exc)
         return None
