@@ -95,7 +95,7 @@ void def_projection(py::module_& m, const char* name, Kernel kernel, const char*
                const py::handle& mean, const py::handle& whiten, const py::handle& color) {
         return projection(kernel, z, signs, perms, inverse, mean, whiten, color);
       },
-      py::arg("z"), py::arg("signs"), py::arg("perms"), py::kw_only(), py::arg("inverse") = false,
+      py::arg("z"), py::arg("signs"), py::arg("perms"), py::arg("inverse") = false,
       py::arg("mean") = py::none(), py::arg("whiten") = py::none(), py::arg("color") = py::none(), doc);
 }
 

@@ -6,24 +6,26 @@ from __future__ import annotations
 import numpy as np
 
 _DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.int32): "int32"}
+_FLOAT32 = np.dtype(np.float32)
 
 
-def checked(x: object, name: str, ndim: int, layout: str, dtype: type = np.float32) -> np.ndarray:
+def checked(x: object, name: str, ndim: int, layout: str, dtype: np.dtype = _FLOAT32) -> np.ndarray:
     """``x`` as it is, once it is a C-contiguous, aligned ``dtype`` array of ``ndim`` non-empty axes."""
-    want = _DTYPE_NAMES[np.dtype(dtype)]
     if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy {want} array {layout}, got {type(x).__name__}")
+        raise TypeError(f"{name}: expected a numpy {_DTYPE_NAMES[np.dtype(dtype)]} array {layout}, got {type(x).__name__}")
     if x.dtype != dtype:
+        want = _DTYPE_NAMES[np.dtype(dtype)]
         raise TypeError(f"{name}: expected dtype {want}, got {x.dtype} (convert with .astype(np.{want}))")
     if x.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimensions {layout}, got shape {x.shape}")
-    if not x.flags.c_contiguous:
+    flags = x.flags
+    if not flags.c_contiguous:
         raise ValueError(
             f"{name}: expected a C-contiguous array, got a strided view of shape {x.shape} (use np.ascontiguousarray)"
         )
-    if not x.flags.aligned:
+    if not flags.aligned:
         raise ValueError(f"{name}: expected an aligned array, got a misaligned buffer (copy it with np.array)")
-    if min(x.shape) < 1:
+    if not x.size:
         raise ValueError(f"{name}: expected every axis of {layout} to be >= 1, got shape {x.shape}")
     return x
 

@@ -71,7 +71,9 @@ def requested(backend: str | None = None) -> str | None:
     """The explicitly requested backend (argument, else environment), checked, or None for auto."""
     source = "backend"
     if backend is None:
-        backend = os.environ.get(ENV_VAR, "").strip().lower() or None
+        backend = os.environ.get(ENV_VAR)
+        if backend is not None:
+            backend = backend.strip().lower() or None
         source = ENV_VAR
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"{source}: expected one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -83,15 +85,18 @@ def resolve(op: str, backend: str | None = None) -> str:
     if op not in OPS:
         raise ValueError(f"op: expected one of {', '.join(OPS)}, got {op!r}")
     forced = requested(backend)
-    if forced is not None:
-        reason = _why_not(forced)
-        if reason is not None:
-            raise BackendUnavailableError(f"{op}: backend {forced!r} was requested but {reason}")
-        return forced
-    for candidate in BACKENDS:
-        if _why_not(candidate) is None:
-            return candidate
-    return "ref"  # pragma: no cover - ref is always available
+    if forced is None:
+        return best_available()
+    reason = _why_not(forced)
+    if reason is not None:
+        raise BackendUnavailableError(f"{op}: backend {forced!r} was requested but {reason}")
+    return forced
+
+
+@functools.cache
+def best_available() -> str:
+    """The first of cuda, cpu, ref that can run in this process (fixed once the build is loaded)."""
+    return next(candidate for candidate in BACKENDS if _why_not(candidate) is None)
 
 
 def native_kernel(op: str, backend: str) -> Callable:

@@ -245,16 +245,9 @@ def project(
         _checks.check_finite(z, "z")  # the native kernels check this themselves
         return np.ascontiguousarray(_project_ref(z, params, inverse=inverse, whitening=whitening), np.float32)
     kernel = _dispatch.native_kernel("projection", chosen)
-    w = whitening
-    return kernel(
-        z,
-        params.signs,
-        params.perms,
-        inverse=bool(inverse),
-        mean=None if w is None else w.mean,
-        whiten=None if w is None else w.whiten,
-        color=None if w is None else w.color,
-    )
+    if whitening is None:  # positional: keyword parsing is a third of a batch-1 call
+        return kernel(z, params.signs, params.perms, bool(inverse))
+    return kernel(z, params.signs, params.perms, bool(inverse), whitening.mean, whitening.whiten, whitening.color)
 
 
 def _fwht_ref(x: np.ndarray) -> np.ndarray:
