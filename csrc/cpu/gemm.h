@@ -13,7 +13,10 @@
 // (gemm_scratch_floats), so nothing is allocated inside the parallel region.
 #pragma once
 
+#if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
+#define KFAAR_GEMM_AVX2 1
+#endif
 
 #include <algorithm>
 #include <cstdint>
@@ -21,6 +24,10 @@
 #include <new>
 
 namespace kfaar::cpu {
+
+inline int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+#ifdef KFAAR_GEMM_AVX2
 
 // Sum of each of four vectors, as one 4-lane vector.
 inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
@@ -132,8 +139,6 @@ constexpr int kPanel = 16;                  // rows of X per packed panel: two r
 constexpr int kPanelW = 6;                  // W rows per tile: 12 accumulators
 constexpr int64_t kPackBlockBytes = 256 << 10;  // packed rows streamed per W tile, sized for L2
 
-inline int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
-
 // Floats of scratch gemm_nt needs for an (m, k) left operand.
 inline int64_t gemm_scratch_floats(int64_t m, int64_t k) { return m >= kPackMinRows ? round_up(m, kPanel) * k : 0; }
 
@@ -226,6 +231,33 @@ void gemm_nt(const float* x, int64_t ldx, const float* w, int64_t ldw, int64_t m
       else gemm_nt_packed(x, ldx, w, ldw, m, n, k, scratch, epi);
   }
 }
+
+#else  // portable C++: any CPU (ARM builds, or x86 without -march=x86-64-v3)
+
+inline int64_t gemm_scratch_floats(int64_t, int64_t) { return 0; }
+
+// Eight partial sums per dot product let the compiler vectorise without reassociating.
+template <class Epilogue>
+void gemm_nt(const float* x, int64_t ldx, const float* w, int64_t ldw, int64_t m, int64_t n, int64_t k, float*,
+             const Epilogue& epi) {
+#pragma omp for schedule(static)
+  for (int64_t j = 0; j < n; ++j) {
+    const float* wr = w + j * ldw;
+    for (int64_t i = 0; i < m; ++i) {
+      const float* xr = x + i * ldx;
+      float acc[8] = {};
+      int64_t kk = 0;
+      for (; kk + 8 <= k; kk += 8)
+        for (int l = 0; l < 8; ++l) acc[l] += xr[kk + l] * wr[kk + l];
+      float sum = 0.0f;
+      for (float a : acc) sum += a;
+      for (; kk < k; ++kk) sum += xr[kk] * wr[kk];
+      epi(i, j, sum);
+    }
+  }
+}
+
+#endif  // KFAAR_GEMM_AVX2
 
 // 32-byte aligned float scratch owned by one kernel call.
 class Scratch {

@@ -4,18 +4,18 @@
 // Walsh-Hadamard butterflies between registers are adds, the three within a register are
 // a shuffle and an FMA each, and the permutation is a vector gather from an L1 buffer that
 // also applies the next factor (sign and 1/sqrt(d)). Other dims take a plain scalar path.
-#include <immintrin.h>
-
 #include <cmath>
 #include <cstring>
 #include <vector>
 
-#include "gemm.h"
-#include "threads.h"
+#include "gemm.h"  // also says whether this build has AVX2 (KFAAR_GEMM_AVX2)
 #include "kfaar/projection_params.h"
+#include "threads.h"
 
 namespace kfaar {
 namespace {
+
+#ifdef KFAAR_GEMM_AVX2  // the x86-64-v3 build: AVX2 + FMA (gemm.h)
 
 // In-register unnormalised WHT of NV*8 floats.
 template <int NV>
@@ -87,6 +87,8 @@ void inverse_row(const float* in, float* out, const float* signs, const int32_t*
   for (int j = 0; j < NV; ++j) _mm256_storeu_ps(out + 8 * j, v[j]);
 }
 
+#endif  // KFAAR_GEMM_AVX2
+
 // Any power-of-two dim, one row at a time through two scratch rows.
 void wht_scalar(float* x, int64_t d) {
   for (int64_t h = 1; h < d; h *= 2)
@@ -121,12 +123,16 @@ void row_scalar(const ProjectionParams& p, const int32_t* inv_perms, const float
 
 using RowFn = void (*)(const float*, float*, const float*, const int32_t*, int64_t, float);
 
+#ifdef KFAAR_GEMM_AVX2
 template <int NV>
 RowFn row_fn(bool inverse) {
   return inverse ? &inverse_row<NV> : &forward_row<NV>;
 }
+#endif
 
+// The register kernel for `dim`, or nullptr for the scalar path.
 RowFn pick_row_fn(int64_t dim, bool inverse) {
+#ifdef KFAAR_GEMM_AVX2
   switch (dim) {
     case 8: return row_fn<1>(inverse);
     case 16: return row_fn<2>(inverse);
@@ -137,6 +143,11 @@ RowFn pick_row_fn(int64_t dim, bool inverse) {
     case 512: return row_fn<64>(inverse);
     default: return nullptr;
   }
+#else
+  (void)dim;
+  (void)inverse;
+  return nullptr;
+#endif
 }
 
 // Q^{±1} on `batch` rows of src into dst (rows may alias).

@@ -1,7 +1,5 @@
 // C++ template scoring: inverse norms of both sides, then one NT product whose epilogue
 // scales each dot product into a cosine.
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -13,21 +11,23 @@
 namespace kfaar {
 namespace {
 
-// 1 / max(|row|, 1e-12) of each row; eight float lanes per row, summed in double at the end.
+// 1 / max(|row|, 1e-12) of each row (eight float lanes per row with AVX2, summed in double).
 void inverse_norms(const float* rows, int64_t n, int64_t d, float* inv) {
 #pragma omp for schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const float* r = rows + i * d;
-    __m256 acc = _mm256_setzero_ps();
+    double ss = 0.0;
     int64_t k = 0;
+#ifdef KFAAR_GEMM_AVX2
+    __m256 acc = _mm256_setzero_ps();
     for (; k + 8 <= d; k += 8) {
       const __m256 v = _mm256_loadu_ps(r + k);
       acc = _mm256_fmadd_ps(v, v, acc);
     }
     alignas(32) float lanes[8];
     _mm256_store_ps(lanes, acc);
-    double ss = 0.0;
     for (float l : lanes) ss += l;
+#endif
     for (; k < d; ++k) ss += static_cast<double>(r[k]) * r[k];
     inv[i] = static_cast<float>(1.0 / std::max(std::sqrt(ss), 1e-12));
   }
