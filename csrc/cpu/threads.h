@@ -22,8 +22,10 @@ inline int threads_for(int64_t work, int64_t grain) {
   if (work < grain) return 1;
   const int max_threads = omp_get_max_threads();
   if (max_threads <= 1) return 1;
+#if defined(__unix__) || defined(__APPLE__)
   double load = 0.0;
   if (getloadavg(&load, 1) == 1 && load >= omp_get_num_procs() + 1) return 1;
+#endif
   return max_threads;
 #else
   (void)work;
