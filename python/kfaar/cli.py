@@ -20,7 +20,7 @@ _COMMANDS = {
     "data": "kfaar.data.cli:data",
     "eval": "kfaar.eval.cli:eval_command",
     "train": "kfaar.train.cli:train",
-    "export": "kfaar.train.cli:export",
+    "export": "kfaar.runtime.cli:export",
     "anonymize": "kfaar.pipeline_cli:anonymize",
     "enroll": "kfaar.pipeline_cli:enroll",
     "verify": "kfaar.pipeline_cli:verify",

@@ -1,0 +1,36 @@
+"""The edge runtime: the shipped networks as ONNX graphs run by onnxruntime, no torch.
+
+``OrtEngine`` / ``default_engine`` (torch-free) run a model set; ``export_bundle`` /
+``export_shipped`` (need torch, ``pip install kfaar[train]``) write one. Names are imported
+on first use, so importing this package imports neither onnxruntime nor torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["ModelSet", "OrtEngine", "OrtEngineOptions", "default_engine", "export_bundle", "export_shipped",
+           "load_model_set"]
+
+_LAZY = {
+    "ModelSet": "kfaar.runtime.manifest",
+    "load_model_set": "kfaar.runtime.manifest",
+    "OrtEngine": "kfaar.runtime.engine",
+    "OrtEngineOptions": "kfaar.runtime.engine",
+    "default_engine": "kfaar.runtime.engine",
+    "export_bundle": "kfaar.runtime.export",
+    "export_shipped": "kfaar.runtime.export",
+}
+
+if TYPE_CHECKING:
+    from kfaar.runtime.engine import OrtEngine, OrtEngineOptions, default_engine
+    from kfaar.runtime.export import export_bundle, export_shipped
+    from kfaar.runtime.manifest import ModelSet, load_model_set
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kfaar.runtime' has no attribute {name!r}")
+    return getattr(import_module(module), name)

@@ -1,0 +1,238 @@
+"""Torch-free inference: the exported networks in onnxruntime, the keyed steps in our kernels.
+
+:class:`OrtEngine` has the public methods of :class:`kfaar.models.engine.KfaarEngine` and
+gives the same numbers (the export's parity check holds the graphs to torch within 1e-4;
+the numpy side is the same code on the same arrays):
+
+    anonymize:  z ─► projection kernel (key) ─► u' ─► mapping kernel ─► W+ ─► generator.onnx (crop, W+, u')
+    recover:    virtual crop ─► reader.onnx ─► radius · û' ─► inverse projection kernel ─► ẑ
+
+It imports numpy, onnxruntime, safetensors.numpy and kfaar's kernels — never torch — so a
+runtime install (``pip install kfaar``) runs it. One ORT session per network, created once
+and reused; ``InferenceSession.run`` is thread-safe, and nothing else here mutates state
+after construction, so one engine may serve several threads.
+
+>>> eng = default_engine()                       # the shipped ONNX set, SHA-256 pinned
+>>> v = eng.generate(crops, z, key)             # (N, 128, 128, 3) uint8 virtual crops
+>>> e = eng.recover(v, key)                     # (N, 128) recovered identity embeddings
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kfaar.errors import ModelIntegrityError
+from kfaar.keys import Key
+from kfaar.ops.projection import ProjectionParams
+from kfaar.runtime.codes import PASTE_MASK, IdentityCodes
+from kfaar.runtime.manifest import PRECISIONS, ModelSet, load_model_set
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SHIPPED", "WEIGHTS_DIR", "OrtEngine", "OrtEngineOptions", "default_engine"]
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_MODEL = "kfaar-v1"
+# name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
+# Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
+SHIPPED = {
+    "kfaar-v1": "PENDING",
+}
+
+
+@dataclass(frozen=True)
+class OrtEngineOptions:
+    model: str | os.PathLike | None = None  # shipped name (default "kfaar-v1") or a folder with manifest.json
+    model_sha256: str | None = None  # SHA-256 of your own set's manifest.json; shipped sets are pinned
+    precision: str = "fp32"  # "fp32" or "int8" (both networks; int8 must have been exported)
+    threads: int | None = None  # ORT intra-op threads per session; None = ORT's default (all cores)
+    providers: tuple[str, ...] | None = None  # None: CUDA EP when this onnxruntime has it, then CPU
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: got {self.precision!r}, expected one of {PRECISIONS}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ValueError(f"threads: got {self.threads!r}, expected None or an int >= 1")
+
+
+def _resolve(model: str | os.PathLike | None, sha256: str | None) -> tuple[Path, str | None]:
+    """(folder, the manifest hash it must have, or None)."""
+    if model is None or (isinstance(model, str) and model in SHIPPED):
+        name = model or DEFAULT_MODEL
+        pinned = SHIPPED[name]
+        if pinned == "PENDING":
+            raise ModelIntegrityError(
+                f"model {name!r}: the shipped ONNX set is not exported yet (no pinned SHA-256). Run "
+                f"kfaar.runtime.export.export_shipped({name!r}) and pin the hash it returns in "
+                "kfaar.runtime.engine.SHIPPED, or pass a folder from `kfaar export --out DIR`.")
+        return WEIGHTS_DIR / name, sha256 or pinned
+    path = Path(model)
+    if path.is_file() and path.name == "manifest.json":
+        path = path.parent
+    if not path.is_dir():
+        raise ModelIntegrityError(
+            f"model: {str(model)!r} is neither a model-set folder nor a shipped name (valid names: {sorted(SHIPPED)})")
+    return path, sha256
+
+
+def _providers(requested: tuple[str, ...] | None) -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if requested is None:
+        return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    missing = [p for p in requested if p not in available]
+    if missing:
+        raise ValueError(f"providers: {missing} not available in this onnxruntime (available: {available})")
+    return list(requested)
+
+
+def _u8_to_input(crops: np.ndarray) -> np.ndarray:
+    """(N, S, S, 3) uint8 -> (N, 3, S, S) float32 in [-1, 1], the arithmetic torch's engine uses."""
+    return np.ascontiguousarray(crops.transpose(0, 3, 1, 2), np.float32) / np.float32(127.5) - np.float32(1)
+
+
+def _output_to_u8(x: np.ndarray) -> np.ndarray:
+    """(N, 3, S, S) float32 -> (N, S, S, 3) uint8 (clamp, scale, round half to even)."""
+    return np.ascontiguousarray(np.rint((np.clip(x, -1, 1) + 1) * np.float32(127.5)).astype(np.uint8).transpose(0, 2, 3, 1))
+
+
+class OrtEngine:
+    """The shipped networks as ONNX Runtime sessions plus the kernels' parameter objects."""
+
+    def __init__(self, options: OrtEngineOptions | None = None, *, model_set: ModelSet | None = None):
+        self.options = opts = options or OrtEngineOptions()
+        if model_set is None:
+            folder, sha = _resolve(opts.model, opts.model_sha256)
+            model_set = load_model_set(folder, sha, precisions=("fp32", opts.precision))
+        self.model_set = model_set
+        m = model_set.manifest
+        self.crop_size = int(m["crop_size"])
+        self.threshold = float(m["threshold"])
+        self.providers = _providers(opts.providers)
+        self._load_params(model_set.files[m["params"]])
+        self._sessions = {}
+        self._io = {}
+        for net in ("generator", "reader"):
+            self._sessions[net] = self._session(model_set.graph(net, opts.precision))
+            spec = m["networks"][net]
+            self._io[net] = ([i["name"] for i in spec["inputs"]], [o["name"] for o in spec["outputs"]])
+
+    @classmethod
+    def create_from_options(cls, options: OrtEngineOptions) -> OrtEngine:
+        return cls(options)
+
+    def _session(self, graph: bytes):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        if self.options.threads is not None:
+            so.intra_op_num_threads = self.options.threads
+            so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        return ort.InferenceSession(graph, so, providers=self.providers)
+
+    def _load_params(self, data: bytes) -> None:
+        from safetensors.numpy import load
+
+        p = load(data)
+        self.codes = IdentityCodes(p, int(self.model_set.manifest["mapping"]["n_layers"]))
+        c = self.codes
+        self.mean, self.whiten, self.color, self.radius = c.mean, c.whiten, c.color, c.radius
+        self.whitening, self.mapping = c.whitening, c.mapping
+        self.paste_mask = p[PASTE_MASK].astype(np.float32)  # (S, S) the generator's face-interior mask
+        self.paste_mask.setflags(write=False)
+
+    # -------------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        self._sessions = {}
+
+    def __enter__(self) -> OrtEngine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:  # pickles for process pools: sessions are rebuilt from the verified bytes
+        return {k: v for k, v in self.__dict__.items() if k != "_sessions"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._sessions = {net: self._session(self.model_set.graph(net, self.options.precision))
+                          for net in ("generator", "reader")}
+
+    def _run(self, net: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Run ``net`` on the feeds its graph declares (a generator without the code carrier has no "code")."""
+        sess = self._sessions.get(net)
+        if sess is None:
+            raise RuntimeError("OrtEngine is closed; create a new one")
+        names, outs = self._io[net]
+        return sess.run(outs[:1], {n: feeds[n] for n in names})[0]
+
+    def _check_crops(self, crops: object) -> np.ndarray:
+        c = np.asarray(crops)
+        s = self.crop_size
+        if c.dtype != np.uint8 or c.ndim != 4 or c.shape[1:] != (s, s, 3):
+            raise ValueError(f"crops: got {c.dtype} array of shape {c.shape}, expected (N, {s}, {s}, 3) uint8 "
+                             "aligned crops (kfaar.faces.align_face)")
+        return c
+
+    # -------------------------------------------------------------- codes (kernels; see IdentityCodes)
+    @staticmethod
+    def params(key: Key) -> ProjectionParams:
+        return IdentityCodes.params(key)
+
+    def to_code(self, z: np.ndarray) -> np.ndarray:
+        return self.codes.to_code(z)
+
+    def virtual_identity(self, z: np.ndarray, key: Key) -> np.ndarray:
+        """(N, 128) SFace embeddings -> (N, 128) keyed virtual identities z'_K (SFace space, unit)."""
+        return self.codes.virtual_identity(z, key)
+
+    def keyed_code(self, z: np.ndarray, key: Key) -> np.ndarray:
+        """(N, 128) SFace embeddings -> (N, 128) keyed whitened codes u' = whiten (z'_K - mean)."""
+        return self.codes.keyed_code(z, key)
+
+    def w_plus(self, u: np.ndarray) -> np.ndarray:
+        """(N, 128) keyed codes -> W+ (N, n_styles, style_dim) through the mapping kernel."""
+        return self.codes.w_plus(u)
+
+    def scores(self, probes: np.ndarray, templates: np.ndarray) -> np.ndarray:
+        """(N, 128) x (M, 128) -> (N, M) cosine of centred, whitened embeddings."""
+        return self.codes.scores(probes, templates)
+
+    # -------------------------------------------------------------- networks
+    def generate(self, crops: np.ndarray, z: np.ndarray, key: Key) -> np.ndarray:
+        """crops (N, S, S, 3) uint8 aligned, z (N, 128) their SFace embeddings -> virtual crops, same shape."""
+        crops = self._check_crops(crops)
+        z = np.asarray(z, np.float32)
+        if z.shape != (len(crops), 128):
+            raise ValueError(f"z: got shape {z.shape}, expected ({len(crops)}, 128) (one SFace embedding per crop)")
+        if len(crops) == 0:
+            return crops.copy()
+        u = self.keyed_code(z, key)
+        feeds = {"crop": _u8_to_input(crops), "w_plus": self.w_plus(u), "code": u}
+        return _output_to_u8(self._run("generator", feeds))
+
+    def read(self, crops: np.ndarray) -> np.ndarray:
+        """Virtual crops (N, S, S, 3) uint8 -> (N, 128) unit estimates of the keyed code direction."""
+        crops = self._check_crops(crops)
+        if len(crops) == 0:
+            return np.zeros((0, 128), np.float32)
+        return self._run("reader", {"crop": _u8_to_input(crops)}).astype(np.float32)
+
+    def recover(self, crops: np.ndarray, key: Key) -> np.ndarray:
+        """Virtual crops -> (N, 128) recovered identity embeddings in SFace space (not normalised)."""
+        return self.codes.from_read(self.read(crops), key)
+
+
+def default_engine(model: str | os.PathLike | None = None, **options) -> OrtEngine:
+    """The shipped ONNX set (or ``model``: a shipped name or a folder), e.g. ``default_engine(threads=2)``."""
+    return OrtEngine(OrtEngineOptions(model=model, **options))

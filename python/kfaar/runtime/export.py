@@ -1,0 +1,363 @@
+"""Export a :class:`~kfaar.models.bundle.ModelBundle` to the ONNX model set the runtime loads.
+
+    bundle ─► generator.onnx (crop, w_plus[, code] -> virtual)   dynamic batch, opset 18
+           ─► reader.onnx    (crop -> code)              dynamic batch, opset 18
+           ─► params.safetensors (identity space, mapping weights, paste mask: numpy side)
+           ─► parity: ORT vs torch on real crops, max abs diff <= 1e-4 or ExportParityError
+           ─► [--int8] *.int8.onnx, calibrated on train crops, measured against fp32
+           ─► manifest.json, written last: a folder without one is no model set
+
+The keyed projection and mapping are *not* exported: they run in our kernels, so no graph
+file ever depends on a key. Torch's TorchScript exporter is used (``dynamo=False``): the
+dynamo exporter needs onnxscript, which is not a dependency. The reader's antialiased
+bilinear downscale has no TorchScript symbolic; it is exported as two matrix products with
+the resampling weights torch itself computes (ONNX ``Resize(antialias=1)`` differs from
+torch at the borders by up to 0.03).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kfaar.errors import KfaarError
+from kfaar.keys import Key
+from kfaar.models.bundle import ModelBundle, sha256_bytes
+from kfaar.models.generator import face_mask
+from kfaar.runtime.manifest import FORMAT, MANIFEST
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ExportParityError", "ExportResult", "INT8_TOLERANCE", "ReferenceFaces", "export_bundle",
+           "export_shipped", "reference_faces"]
+
+OPSET = 18
+ATOL = 1e-4  # fp32 parity: max abs diff of the float outputs, ORT vs torch
+# int8 against fp32 (both ORT) on real crops; an int8 export outside these fails loudly.
+INT8_TOLERANCE = {
+    "generator_mean_abs_levels": 2.0,  # mean |int8 - fp32| of the uint8 virtual crops, in grey levels
+    "generator_p99_abs_levels": 12.0,  # 99th percentile of the same
+    "reader_min_cosine": 0.98,  # cosine of the int8 and fp32 code directions, worst face
+}
+
+
+class ExportParityError(KfaarError):
+    """The exported graph does not reproduce torch (or int8 misses its tolerance); nothing was shipped."""
+
+
+@dataclass(frozen=True)
+class ReferenceFaces:
+    crops: np.ndarray  # (N, S, S, 3) uint8 aligned crops
+    z: np.ndarray  # (N, 128) their SFace embeddings
+    source: str  # where they came from, for the manifest
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out_dir: Path
+    manifest_sha256: str  # pin this (kfaar.runtime.engine.SHIPPED) for a shipped set
+    manifest: dict
+
+
+# ---------------------------------------------------------------------------- real crops
+def _cache_dirs() -> list[Path]:
+    from kfaar.data.paths import _repo_roots
+
+    return [Path.cwd() / "cache" / "lfw"] + [r / "cache" / "lfw" for r in _repo_roots()]
+
+
+def reference_faces(split: str = "dev", n: int = 16, cache_dir: str | os.PathLike | None = None,
+                    seed: int = 0) -> ReferenceFaces:
+    """``n`` aligned crops from the LFW cache's ``split`` (spread over it, seeded), else the sample photo.
+
+    The fallback is matplotlib's grace_hopper.jpg aligned with kfaar.faces, with its mirror
+    image and small shifts so a batch has more than one crop.
+    """
+    dirs = [Path(cache_dir)] if cache_dir is not None else _cache_dirs()
+    for d in dirs:
+        if (d / "manifest.json").is_file():
+            from kfaar.data import load_split
+
+            s = load_split(d, split)
+            if len(s.crops):
+                idx = np.sort(np.random.default_rng(seed).choice(len(s.crops), min(n, len(s.crops)), replace=False))
+                return ReferenceFaces(s.crops[idx], s.embeddings[idx].astype(np.float32), f"{d}:{split}[{len(idx)}]")
+    log.warning("no LFW cache found (looked in %s); using matplotlib's grace_hopper.jpg", [str(d) for d in dirs])
+    return _sample_photo_faces(n)
+
+
+def _sample_photo_faces(n: int) -> ReferenceFaces:
+    from matplotlib import cbook
+
+    from kfaar.faces import FaceDetector, SFaceEncoder, align_face, load_image, main_face
+
+    rgb = load_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    with FaceDetector() as det:
+        face = main_face(det.detect(rgb), rgb.shape)
+    crops = []
+    for i in range(n):
+        lm = face.landmarks + np.array([(i % 3) - 1, (i // 3 % 3) - 1], np.float32) * 2.0
+        c = align_face(rgb, lm, size=128).crop
+        crops.append(c[:, ::-1] if i % 2 else c)
+    crops = np.ascontiguousarray(np.stack(crops))
+    with SFaceEncoder(threads=1) as enc:
+        z = enc.encode(crops)
+    return ReferenceFaces(crops, z, f"grace_hopper.jpg[{n} variants]")
+
+
+# ---------------------------------------------------------------------------- graph export
+def _resample_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in): torch's own antialiased bilinear weights along one axis."""
+    # Resize an identity image along its height only: row o of the result holds output o's weights.
+    eye = torch.eye(n_in)[None, None]  # (1, 1, n_in, n_in)
+    out = F.interpolate(eye, size=(n_out, n_in), mode="bilinear", align_corners=False, antialias=True)
+    return out[0, 0].contiguous()
+
+
+def _upsample_bilinear2d_aa(g, x, output_size, align_corners, scale_factors):
+    from torch.onnx import symbolic_helper as sh
+
+    sizes = sh._get_tensor_sizes(x)
+    size = sh._maybe_get_const(output_size, "is")
+    if sizes is None or len(sizes) != 4 or None in sizes[2:] or sh._is_value(size) or sh._maybe_get_const(
+            align_corners, "b"):
+        raise ExportParityError("antialiased resize: only static spatial sizes and align_corners=False export")
+    a_h = _resample_matrix(sizes[2], size[0])  # (h, H)
+    a_w = _resample_matrix(sizes[3], size[1]).T.contiguous()  # (W, w)
+    y = g.op("MatMul", g.op("Constant", value_t=a_h), x)  # (N, C, h, W)
+    return g.op("MatMul", y, g.op("Constant", value_t=a_w))  # (N, C, h, w)
+
+
+@contextlib.contextmanager
+def _symbolics(opset: int):
+    name = "aten::_upsample_bilinear2d_aa"
+    torch.onnx.register_custom_op_symbolic(name, _upsample_bilinear2d_aa, opset)
+    try:
+        yield
+    finally:
+        torch.onnx.unregister_custom_op_symbolic(name, opset)
+
+
+def _export_graph(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
+                  opset: int) -> None:
+    axes = {n: {0: "batch"} for n in inputs + outputs}
+    with _symbolics(opset), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about the fixed crop size: the manifest states it
+        torch.onnx.export(module, args, str(path), dynamo=False, opset_version=opset, input_names=inputs,
+                          output_names=outputs, dynamic_axes=axes, do_constant_folding=True)
+
+
+# ---------------------------------------------------------------------------- the set
+def _params(bundle: ModelBundle, size: int) -> dict[str, np.ndarray]:
+    sp = bundle.space
+    out = {"space.mean": sp.mean, "space.whiten": sp.whiten, "space.color": sp.color, "space.radius": sp.radius.reshape(1),
+           "paste_mask": face_mask(bundle.generator.cfg, size)[0, 0]}
+    out |= {f"mapping.{k}": v for k, v in bundle.mapping.kernel_weights().items()}
+    return {k: np.ascontiguousarray(v.detach().float().numpy()) for k, v in out.items()}
+
+
+def _to_input(crops: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _codes(bundle: ModelBundle, faces: ReferenceFaces, seed: int) -> dict[str, np.ndarray]:
+    """Every generator input for ``faces`` under a seeded key per face, computed the runtime's way
+    (IdentityCodes on the arrays written to params.safetensors): {"crop", "w_plus", "code"}."""
+    from kfaar.runtime.codes import IdentityCodes
+
+    codes = IdentityCodes(_params(bundle, faces.crops.shape[1]), len(bundle.mapping.layers))
+    rng = np.random.default_rng(seed)
+    u = np.concatenate([codes.keyed_code(faces.z[i : i + 1], Key.from_bytes(rng.bytes(32))) for i in range(len(faces.z))])
+    return {"crop": _to_input(faces.crops).numpy(), "w_plus": codes.w_plus(u), "code": u}
+
+
+def _generator_args(bundle: ModelBundle, feeds: dict[str, np.ndarray]) -> tuple[list[str], tuple[torch.Tensor, ...]]:
+    """The generator's inputs by name: (crop, w_plus) and, if its forward takes one, the keyed code."""
+    names = ["crop", "w_plus"]
+    if "code" in inspect.signature(bundle.generator.forward).parameters:
+        names.append("code")
+    return names, tuple(torch.from_numpy(feeds[n]) for n in names)
+
+
+def _feeds(sess, feeds: dict[str, np.ndarray], n: int | None = None) -> dict[str, np.ndarray]:
+    """The arrays the graph declares as inputs (the exporter drops inputs a network never reads)."""
+    return {i.name: feeds[i.name][:n] for i in sess.get_inputs()}
+
+
+def _parity(bundle: ModelBundle, paths: dict[str, Path], feeds: dict[str, np.ndarray], atol: float) -> dict:
+    """Max abs diff ORT vs torch, whole batch and batch 1 (the dynamic axis), per network."""
+    out = {}
+    x = torch.from_numpy(feeds["crop"])
+    with torch.inference_mode():
+        ref = {"generator": bundle.generator(*_generator_args(bundle, feeds)[1]).numpy(),
+               "reader": bundle.reader(x).numpy()}
+    for net in ("generator", "reader"):
+        sess = _session(paths[net])
+        full = sess.run(None, _feeds(sess, feeds))[0]
+        one = sess.run(None, _feeds(sess, feeds, 1))[0]
+        diff = float(max(np.abs(full - ref[net]).max(), np.abs(one - ref[net][:1]).max()))
+        out[net] = {"max_abs_diff": diff, "n_faces": len(x), "atol": atol}
+        if not diff <= atol:
+            raise ExportParityError(
+                f"{net}: ONNX Runtime differs from torch by {diff:.3g} (> {atol:g}) on {len(x)} real crops; the "
+                "export is wrong (an op exported differently) — not writing a manifest")
+    return out
+
+
+def _virtual(sess, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """The fp32 generator's virtual crops, rounded to uint8 as the engine does, back as reader input."""
+    v = np.concatenate([sess.run(None, {k: a[i : i + 8] for k, a in _feeds(sess, feeds).items()})[0]
+                        for i in range(0, len(feeds["crop"]), 8)])
+    return (np.rint((np.clip(v, -1, 1) + 1) * np.float32(127.5)) / np.float32(127.5) - 1).astype(np.float32)
+
+
+def _int8(bundle: ModelBundle, out: Path, paths: dict[str, Path], faces: ReferenceFaces, calib: ReferenceFaces,
+          seed: int) -> dict:
+    """Quantize both graphs; measure int8 against fp32 (both ORT) on ``faces``; raise outside INT8_TOLERANCE.
+
+    The generator is calibrated on real crops with keyed W+; the reader on what it reads in
+    use — the fp32 generator's virtual crops of the same faces — and is measured on those too.
+    """
+    from kfaar.runtime.quantize import quantize_graph
+
+    gen = _session(paths["generator"])
+    cal, test = _codes(bundle, calib, seed + 1), _codes(bundle, faces, seed)
+    inputs = {"generator": (cal, test),
+              "reader": ({"crop": _virtual(gen, cal)}, {"crop": _virtual(gen, test)})}
+    report = {"calibration": calib.source, "evaluation": faces.source, "tolerance": INT8_TOLERANCE}
+    for net in ("generator", "reader"):
+        dst = out / f"{net}.int8.onnx"
+        f32 = _session(paths[net])
+        cal_in, test_in = inputs[net]
+        batches = [{k: v[i : i + 8] for k, v in _feeds(f32, cal_in).items()} for i in range(0, len(calib.crops), 8)]
+        method = quantize_graph(paths[net], dst, batches)
+        paths[f"{net}.int8"] = dst
+        i8 = _session(dst)
+        a, b = f32.run(None, _feeds(f32, test_in))[0], i8.run(None, _feeds(i8, test_in))[0]
+        if net == "generator":
+            to_u8 = lambda v: np.rint((np.clip(v, -1, 1) + 1) * 127.5)  # noqa: E731
+            d = np.abs(to_u8(a) - to_u8(b))
+            report[net] = {"method": method, "mean_abs_levels": float(d.mean()),
+                           "p99_abs_levels": float(np.quantile(d, 0.99)), "max_abs_levels": float(d.max())}
+        else:
+            cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+            report[net] = {"method": method, "min_cosine": float(cos.min()), "mean_cosine": float(cos.mean())}
+    g, r, tol = report["generator"], report["reader"], INT8_TOLERANCE
+    fails = [f"{k} {v:.4g}" for k, v, ok in (
+        ("generator mean abs", g["mean_abs_levels"], g["mean_abs_levels"] <= tol["generator_mean_abs_levels"]),
+        ("generator p99 abs", g["p99_abs_levels"], g["p99_abs_levels"] <= tol["generator_p99_abs_levels"]),
+        ("reader min cosine", r["min_cosine"], r["min_cosine"] >= tol["reader_min_cosine"])) if not ok]
+    if fails:
+        raise ExportParityError(f"int8 misses its tolerance {tol}: {', '.join(fails)} on {faces.source}; "
+                                "export without --int8 (fp32 is unaffected)")
+    return report
+
+
+def _io(sess) -> dict:
+    return {"inputs": [{"name": i.name, "shape": i.shape, "dtype": "float32"} for i in sess.get_inputs()],
+            "outputs": [{"name": o.name, "shape": o.shape, "dtype": "float32"} for o in sess.get_outputs()]}
+
+
+def export_bundle(bundle: ModelBundle, out_dir: str | os.PathLike, *, name: str = "custom", int8: bool = False,
+                  faces: ReferenceFaces | None = None, calibration: ReferenceFaces | None = None,
+                  opset: int = OPSET, atol: float = ATOL, seed: int = 0) -> ExportResult:
+    """Write the model set for ``bundle`` into ``out_dir``; see the module docstring.
+
+    ``faces``: the real crops for the parity check (default: 16 dev crops of the LFW cache, else
+    the sample photo); ``calibration``: int8 calibration crops (default: 64 train crops).
+    Raises :class:`ExportParityError` (and writes no manifest) when parity or int8 tolerance fails.
+    """
+    if opset < 17:
+        raise ValueError(f"opset: got {opset}, expected >= 17")
+    bundle = bundle.eval()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)  # the folder is a model set again only when we finish
+    faces = faces or reference_faces("dev", 16)
+    size = int(faces.crops.shape[1])
+    feeds = _codes(bundle, faces, seed)
+    paths = {"generator": out / "generator.onnx", "reader": out / "reader.onnx"}
+    names, args = _generator_args(bundle, {k: v[:2] for k, v in feeds.items()})
+    _export_graph(bundle.generator, args, paths["generator"], names, ["virtual"], opset)
+    _export_graph(bundle.reader, (torch.from_numpy(feeds["crop"][:2]),), paths["reader"], ["crop"], ["code"], opset)
+    parity = _parity(bundle, paths, feeds, atol)
+    log.info("parity: %s", {k: f"{v['max_abs_diff']:.2g}" for k, v in parity.items()})
+
+    from safetensors.numpy import save
+
+    (out / "params.safetensors").write_bytes(save(_params(bundle, size)))
+    int8_report = None
+    if int8:
+        int8_report = _int8(bundle, out, paths, faces, calibration or reference_faces("train", 64, seed=seed + 1), seed)
+    else:
+        for net in ("generator", "reader"):
+            (out / f"{net}.int8.onnx").unlink(missing_ok=True)
+
+    files = sorted(["params.safetensors"] + [p.name for p in paths.values()])
+    networks = {}
+    for net in ("generator", "reader"):
+        networks[net] = {"files": {"fp32": f"{net}.onnx"}, **_io(_session(paths[net]))}
+        if int8:
+            networks[net]["files"]["int8"] = f"{net}.int8.onnx"
+    g = bundle.generator.cfg
+    manifest = {
+        "format": FORMAT,
+        "name": name,
+        "crop_size": size,
+        "crop_input": "aligned RGB crop as float32 NCHW in [-1, 1] (uint8 / 127.5 - 1)",
+        "threshold": float(bundle.threshold),
+        "networks": networks,
+        "params": "params.safetensors",
+        "mapping": {"n_layers": len(bundle.mapping.layers), "n_styles": g.n_styles, "style_dim": g.style_dim},
+        "generator_config": asdict(g),
+        "reader_config": asdict(bundle.reader.cfg),
+        "opset": opset,
+        "exporter": f"torch.onnx TorchScript exporter, torch {torch.__version__}",
+        "parity": {"faces": faces.source, **parity},
+        "int8": int8_report,
+        "source": bundle.info,
+        "sha256": {f: sha256_bytes((out / f).read_bytes()) for f in files},
+    }
+    data = (json.dumps(manifest, indent=1, sort_keys=True, default=float) + "\n").encode()
+    with tempfile.NamedTemporaryFile(dir=out, delete=False, suffix=".tmp") as tmp:
+        tmp.write(data)
+    os.chmod(tmp.name, 0o644)
+    os.replace(tmp.name, out / MANIFEST)
+    return ExportResult(out, sha256_bytes(data), json.loads(data))
+
+
+def export_shipped(bundle: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None, *,
+                   name: str | None = None, int8: bool = True) -> ExportResult:
+    """Export the shipped bundle (default "kfaar-v1", SHA-256 verified) to the shipped ONNX set.
+
+    Writes ``kfaar/runtime/weights/<name>/`` unless ``out_dir`` is given; pin the returned
+    ``manifest_sha256`` in ``kfaar.runtime.engine.SHIPPED[name]`` (the log prints the line).
+    """
+    from kfaar.models.bundle import DEFAULT_MODEL, SHIPPED, load_bundle
+    from kfaar.runtime.engine import WEIGHTS_DIR
+
+    if name is None:
+        name = bundle if isinstance(bundle, str) and bundle in SHIPPED else DEFAULT_MODEL
+    b = load_bundle(bundle)
+    res = export_bundle(b, out_dir or WEIGHTS_DIR / name, name=name, int8=int8)
+    log.warning("pin it: in kfaar/runtime/engine.py set SHIPPED[%r] = %r", name, res.manifest_sha256)
+    return res

@@ -1,0 +1,316 @@
+"""The edge runtime: export round trip and parity, torch-free loading, int8, tampering, threads."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kfaar.errors import ModelIntegrityError
+from kfaar.keys import Key
+
+KEY = Key.from_bytes(bytes(range(32)))
+
+
+def _engine(folder, **kw):
+    from kfaar.runtime.engine import OrtEngine, OrtEngineOptions
+
+    return OrtEngine(OrtEngineOptions(model=folder, threads=1, **kw))
+
+
+# ---------------------------------------------------------------------------- export
+def test_export_writes_a_manifest_that_pins_every_file(exported):
+    folder, res = exported
+    m = json.loads((folder / "manifest.json").read_text())
+    assert m == res.manifest and m["format"] == "kfaar-onnx/1" and m["crop_size"] == 128
+    assert m["threshold"] == pytest.approx(0.42)
+    assert set(m["sha256"]) == {"generator.onnx", "reader.onnx", "params.safetensors", "generator.int8.onnx",
+                                "reader.int8.onnx"}
+    g_in = {i["name"]: i["shape"] for i in m["networks"]["generator"]["inputs"]}
+    assert g_in["crop"] == ["batch", 3, 128, 128] and g_in["w_plus"][0] == "batch"
+    assert m["networks"]["reader"]["outputs"][0]["shape"] == ["batch", 128]
+    assert m["opset"] >= 17
+    for net in ("generator", "reader"):
+        assert m["parity"][net]["max_abs_diff"] <= 1e-4
+
+
+def test_no_graph_file_holds_a_key_dependent_step(exported):
+    """The keyed projection and mapping stay in the kernels: graphs take W+, never a key or z."""
+    folder, res = exported
+    names = {i["name"] for net in res.manifest["networks"].values() for i in net["inputs"]}
+    assert names <= {"crop", "w_plus", "code"}
+
+
+def test_ort_engine_reproduces_the_torch_engine(exported, tiny_bundle, faces):
+    from kfaar.models.engine import KfaarEngine
+
+    folder, _ = exported
+    te, oe = KfaarEngine(tiny_bundle), _engine(folder)
+    u = te.keyed_code(faces.z, KEY)
+    np.testing.assert_array_equal(oe.keyed_code(faces.z, KEY), u)
+    np.testing.assert_array_equal(oe.w_plus(u), te.w_plus(u))
+    np.testing.assert_array_equal(oe.virtual_identity(faces.z, KEY), te.virtual_identity(faces.z, KEY))
+    v_t, v_o = te.generate(faces.crops, faces.z, KEY), oe.generate(faces.crops, faces.z, KEY)
+    assert v_o.shape == v_t.shape and v_o.dtype == np.uint8
+    assert np.abs(v_t.astype(int) - v_o).max() <= 1  # float parity 1e-4 -> at most one rounding step
+    np.testing.assert_allclose(oe.read(v_t), te.read(v_t), atol=1e-5)
+    np.testing.assert_allclose(oe.recover(v_t, KEY), te.recover(v_t, KEY), atol=1e-4)
+    np.testing.assert_allclose(oe.scores(faces.z, faces.z), te.scores(faces.z, faces.z), atol=1e-6)
+    assert oe.crop_size == te.crop_size and oe.threshold == pytest.approx(tiny_bundle.threshold)
+
+
+def test_ort_engine_has_every_public_method_of_the_torch_engine():
+    pytest.importorskip("torch")
+    from kfaar.models.engine import KfaarEngine
+    from kfaar.runtime.engine import OrtEngine
+
+    public = {n for n in vars(KfaarEngine) if not n.startswith("_")}
+    assert public - set(dir(OrtEngine)) == set(), "OrtEngine must stay a drop-in for KfaarEngine"
+
+
+def test_paste_mask_is_the_generators_face_mask(exported, tiny_bundle):
+    from kfaar.models.generator import face_mask
+
+    folder, _ = exported
+    np.testing.assert_array_equal(_engine(folder).paste_mask, face_mask(tiny_bundle.generator.cfg, 128)[0, 0].numpy())
+
+
+def test_dynamic_batch_and_empty_batch(exported, faces):
+    eng = _engine(exported[0])
+    full = eng.generate(faces.crops, faces.z, KEY)
+    np.testing.assert_array_equal(eng.generate(faces.crops[3:4], faces.z[3:4], KEY), full[3:4])
+    assert eng.generate(faces.crops[:0], faces.z[:0], KEY).shape == (0, 128, 128, 3)
+    assert eng.recover(faces.crops[:0], KEY).shape == (0, 128)
+
+
+def test_bad_input_is_named(exported, faces):
+    eng = _engine(exported[0])
+    with pytest.raises(ValueError, match="crops: .*expected \\(N, 128, 128, 3\\) uint8"):
+        eng.read(faces.crops.astype(np.float32))
+    with pytest.raises(ValueError, match="z: got shape"):
+        eng.generate(faces.crops, faces.z[:2], KEY)
+    with pytest.raises(TypeError, match="key: expected kfaar.Key"):
+        eng.recover(faces.crops, b"not a key")
+    with pytest.raises(ValueError, match="precision"):
+        _engine(exported[0], precision="fp16")
+
+
+def test_export_fails_loudly_when_ort_and_torch_differ(tiny_bundle, faces, tmp_path, monkeypatch):
+    """A wrong op export (here: the reader's antialiased resize as plain subsampling) is caught."""
+    import torch
+
+    from kfaar.runtime import export as ex
+
+    def subsample(n_in, n_out):
+        return torch.eye(n_in)[:: n_in // n_out].contiguous()
+
+    monkeypatch.setattr(ex, "_resample_matrix", subsample)
+    with pytest.raises(ex.ExportParityError, match="reader: ONNX Runtime differs from torch"):
+        ex.export_bundle(tiny_bundle, tmp_path / "bad", faces=faces)
+    assert not (tmp_path / "bad" / "manifest.json").exists()
+
+
+# ---------------------------------------------------------------------------- torch-free
+_NO_TORCH = """
+import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError(f"torch is hidden in this test ({name})")
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
+def test_runtime_runs_with_torch_hidden(exported, faces, tmp_path):
+    folder, _ = exported
+    np.save(tmp_path / "crops.npy", faces.crops)
+    np.save(tmp_path / "z.npy", faces.z)
+    script = _NO_TORCH + textwrap.dedent(f"""
+        import numpy as np
+        from kfaar.keys import Key
+        from kfaar.runtime.engine import OrtEngine, OrtEngineOptions
+        eng = OrtEngine(OrtEngineOptions(model={str(folder)!r}, threads=1))
+        key = Key.from_bytes(bytes(range(32)))
+        crops, z = np.load({str(tmp_path / 'crops.npy')!r}), np.load({str(tmp_path / 'z.npy')!r})
+        v = eng.generate(crops, z, key)
+        np.save({str(tmp_path / 'v.npy')!r}, v)
+        np.save({str(tmp_path / 'e.npy')!r}, eng.recover(v, key))
+        assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules), "torch was imported"
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            raise SystemExit("the torch blocker did not work")
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    eng = _engine(folder)
+    np.testing.assert_array_equal(np.load(tmp_path / "v.npy"), eng.generate(faces.crops, faces.z, KEY))
+    np.testing.assert_array_equal(np.load(tmp_path / "e.npy"), eng.recover(np.load(tmp_path / "v.npy"), KEY))
+
+
+# ---------------------------------------------------------------------------- int8
+def test_int8_loads_and_meets_its_stated_tolerance(exported, faces):
+    folder, res = exported
+    tol = res.manifest["int8"]["tolerance"]
+    f32, i8 = _engine(folder), _engine(folder, precision="int8")
+    a, b = f32.generate(faces.crops, faces.z, KEY), i8.generate(faces.crops, faces.z, KEY)
+    d = np.abs(a.astype(np.float64) - b)
+    assert d.mean() <= tol["generator_mean_abs_levels"]
+    assert np.quantile(d, 0.99) <= tol["generator_p99_abs_levels"]
+    ra, rb = f32.read(a), i8.read(a)
+    assert (np.sum(ra * rb, axis=1) / np.linalg.norm(ra, axis=1) / np.linalg.norm(rb, axis=1)).min() \
+        >= tol["reader_min_cosine"]
+
+
+def test_fp32_only_deployment_needs_no_int8_files(exported, tmp_path):
+    folder = tmp_path / "fp32only"
+    shutil.copytree(exported[0], folder)
+    for f in folder.glob("*.int8.onnx"):
+        f.unlink()
+    _engine(folder)  # int8 files are neither read nor verified for an fp32 engine
+    with pytest.raises(ModelIntegrityError, match="generator.int8.onnx is missing"):
+        _engine(folder, precision="int8")
+
+
+# ---------------------------------------------------------------------------- integrity
+@pytest.fixture
+def copy(exported, tmp_path):
+    folder = tmp_path / "set"
+    shutil.copytree(exported[0], folder)
+    return folder
+
+
+def test_a_changed_byte_is_detected(copy):
+    data = bytearray((copy / "generator.onnx").read_bytes())
+    data[len(data) // 2] ^= 1
+    (copy / "generator.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelIntegrityError, match="generator.onnx has SHA-256 .* but manifest.json says"):
+        _engine(copy)
+
+
+def test_a_changed_parameter_file_is_detected(copy):
+    data = bytearray((copy / "params.safetensors").read_bytes())
+    data[-1] ^= 1
+    (copy / "params.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ModelIntegrityError, match="params.safetensors has SHA-256"):
+        _engine(copy)
+
+
+def test_a_missing_file_is_detected(copy):
+    (copy / "reader.onnx").unlink()
+    with pytest.raises(ModelIntegrityError, match="reader.onnx is missing"):
+        _engine(copy)
+    (copy / "manifest.json").unlink()
+    with pytest.raises(ModelIntegrityError, match="manifest.json is missing"):
+        _engine(copy)
+
+
+def test_an_edited_hash_is_detected(copy, exported):
+    """Editing the manifest breaks its pin; re-hashing a swapped file in it is caught the same way."""
+    from kfaar.runtime.engine import OrtEngine, OrtEngineOptions
+
+    pin = exported[1].manifest_sha256
+    OrtEngine(OrtEngineOptions(model=copy, model_sha256=pin, threads=1))  # the untouched copy loads
+    m = json.loads((copy / "manifest.json").read_text())
+    m["sha256"]["reader.onnx"] = "0" * 64
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ModelIntegrityError, match="reader.onnx has SHA-256"):
+        _engine(copy)  # unpinned: the file no longer matches the edited hash
+    with pytest.raises(ModelIntegrityError, match="manifest.json has SHA-256 .* not the pinned"):
+        OrtEngine(OrtEngineOptions(model=copy, model_sha256=pin))
+
+
+def test_shipped_set_is_pinned(exported, monkeypatch):
+    from kfaar.runtime import engine as rt
+
+    folder, res = exported
+    monkeypatch.setitem(rt.SHIPPED, "kfaar-v1", "PENDING")
+    with pytest.raises(ModelIntegrityError, match="not exported yet.*export_shipped"):
+        rt.default_engine()
+    monkeypatch.setattr(rt, "WEIGHTS_DIR", folder.parent)
+    monkeypatch.setitem(rt.SHIPPED, "tiny", res.manifest_sha256)
+    assert rt.default_engine("tiny", threads=1).threshold == pytest.approx(0.42)
+    monkeypatch.setitem(rt.SHIPPED, "tiny", "f" * 64)
+    with pytest.raises(ModelIntegrityError, match="not the pinned"):
+        rt.default_engine("tiny")
+    with pytest.raises(ModelIntegrityError, match="valid names"):
+        rt.default_engine("no-such-model")
+
+
+# ---------------------------------------------------------------------------- concurrency, lifecycle
+def test_threads_give_the_serial_results(exported, faces):
+    eng = _engine(exported[0])
+    keys = [Key.from_bytes(bytes([i]) * 32) for i in range(6)]
+    jobs = [(k, s) for k in keys for s in (slice(0, 3), slice(2, 8))]
+
+    def job(ks):
+        k, s = ks
+        v = eng.generate(faces.crops[s], faces.z[s], k)
+        return v, eng.recover(v, k)
+
+    serial = [job(j) for j in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(2):
+            for (v1, e1), (v2, e2) in zip(serial, pool.map(job, jobs)):
+                np.testing.assert_array_equal(v1, v2)
+                np.testing.assert_array_equal(e1, e2)
+
+
+def test_pickle_rebuilds_sessions_and_close_is_final(exported, faces):
+    eng = _engine(exported[0])
+    twin = pickle.loads(pickle.dumps(eng))
+    np.testing.assert_array_equal(twin.read(faces.crops), eng.read(faces.crops))
+    with eng:
+        pass
+    with pytest.raises(RuntimeError, match="closed"):
+        eng.read(faces.crops)
+
+
+# ---------------------------------------------------------------------------- CLI
+def test_cli_exports_a_bundle_file(tiny_bundle, faces, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from kfaar.cli import main
+    from kfaar.models.bundle import save_bundle
+    from kfaar.runtime import export as ex
+
+    sha = save_bundle(tiny_bundle, tmp_path / "b.safetensors")
+    monkeypatch.setattr(ex, "reference_faces", lambda *a, **k: faces)
+    r = CliRunner().invoke(main, ["export", "--model", str(tmp_path / "b.safetensors"), "--sha256", sha,
+                                  "--out", str(tmp_path / "set")])
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    assert "parity (max abs diff, ORT vs torch)" in r.output and "manifest sha256=" in r.output
+    assert json.loads((tmp_path / "set" / "manifest.json").read_text())["name"] == "b"
+    r = CliRunner().invoke(main, ["export", str(tmp_path / "b.safetensors"), "--out", str(tmp_path / "x")])
+    assert r.exit_code != 0 and "CHECKPOINT exports a training checkpoint" in r.output
+
+
+# ---------------------------------------------------------------------------- shipped weights (when present)
+def test_shipped_onnx_set_matches_the_shipped_bundle():
+    from kfaar.runtime.engine import SHIPPED, WEIGHTS_DIR
+
+    if SHIPPED["kfaar-v1"] == "PENDING" or not (WEIGHTS_DIR / "kfaar-v1").is_dir():
+        pytest.skip("the shipped ONNX set is not exported yet (kfaar.runtime.export.export_shipped)")
+    pytest.importorskip("torch")
+    from kfaar.models.bundle import load_bundle
+    from kfaar.models.engine import KfaarEngine
+    from kfaar.runtime.engine import default_engine
+    from kfaar.runtime.export import reference_faces
+
+    f = reference_faces("dev", 8)
+    te, oe = KfaarEngine(load_bundle()), default_engine(threads=1)
+    v = te.generate(f.crops, f.z, KEY)
+    assert np.abs(oe.generate(f.crops, f.z, KEY).astype(int) - v).max() <= 1
+    np.testing.assert_allclose(oe.recover(v, KEY), te.recover(v, KEY), atol=1e-4)
+    assert oe.threshold == pytest.approx(te.bundle.threshold)
