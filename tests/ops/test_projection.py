@@ -15,7 +15,7 @@ import pytest
 from kfaar import Key
 from kfaar.errors import KeyFormatError
 from kfaar.ops import project
-from kfaar.ops.projection import CONTEXT, ProjectionParams, Whitening, _project_ref, project_torch
+from kfaar.ops.projection import CONTEXT, ProjectionParams, Whitening, _Keystream, _project_ref, project_torch
 
 
 def randn(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
@@ -192,3 +192,37 @@ def test_torch_twin_matches_reference_and_is_differentiable(rng, use_whitening, 
     np.testing.assert_allclose(out.detach().numpy(), _project_ref(z, params, inverse=inverse, whitening=w), atol=1e-5)
     out.square().sum().backward()
     assert zt.grad is not None and torch.isfinite(zt.grad).all()
+
+
+class _ScriptedStream(_Keystream):
+    """A keystream that replays given bytes, to force rejections (never seen with real keys)."""
+
+    def __init__(self, data: bytes):
+        self._data, self._pos = data, 0
+
+    def read(self, n: int) -> bytes:
+        out = self._data[self._pos : self._pos + n]
+        assert len(out) == n, "read past the scripted stream"
+        self._pos += n
+        return out
+
+
+def _fisher_yates_one_word_at_a_time(stream, n):
+    perm = list(range(n))
+    for i in range(n - 1, 0, -1):
+        limit = (1 << 32) - (1 << 32) % (i + 1)
+        while (word := int.from_bytes(stream.read(4), "little")) >= limit:
+            pass
+        j = word % (i + 1)
+        perm[i], perm[j] = perm[j], perm[i]
+    return perm
+
+
+def test_rejected_words_are_consumed_in_stream_order(rng):
+    words = rng.integers(0, 1 << 32, 400, dtype=np.uint64)
+    words[rng.integers(0, 400, 60)] = 0xFFFFFFFF  # rejected for every bound that is not a power of two
+    data = words.astype("<u4").tobytes()
+    fast, slow = _ScriptedStream(data), _ScriptedStream(data)
+    assert fast.permutation(37) == _fisher_yates_one_word_at_a_time(slow, 37)
+    assert fast._pos == slow._pos  # the next round starts at the same place in the stream
+    assert fast.read(8) == slow.read(8)

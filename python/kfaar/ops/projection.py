@@ -68,13 +68,28 @@ class _Keystream:
         self._pos += n
         return out
 
-    def uniform(self, n: int) -> int:
-        """Uniform integer in [0, n): little-endian uint32 words, rejection-sampled (no modulo bias)."""
-        limit = (1 << 32) - (1 << 32) % n
-        while True:
-            word = int.from_bytes(self.read(4), "little")
-            if word < limit:
-                return word % n
+    def words(self, n: int) -> list[int]:
+        """The next ``n`` little-endian uint32 words."""
+        return np.frombuffer(self.read(4 * n), "<u4").tolist()
+
+    def permutation(self, n: int) -> list[int]:
+        """Fisher-Yates shuffle of 0..n-1: for i = n-1 down to 1, swap i with j uniform in [0, i],
+        each j from one uint32 word, rejection-sampled (no modulo bias). Words are consumed in
+        stream order; reading the n-1 words of the common case at once changes nothing."""
+        perm = list(range(n))
+        words = self.words(n - 1)
+        pos = 0
+        for i in range(n - 1, 0, -1):
+            bound = i + 1
+            limit = (1 << 32) - (1 << 32) % bound
+            while True:
+                word = words[pos] if pos < len(words) else self.words(1)[0]  # past n-1 only after a rejection
+                pos += 1
+                if word < limit:
+                    break
+            j = word % bound
+            perm[i], perm[j] = perm[j], perm[i]
+        return perm
 
 
 def _check_shape_args(dim: object, rounds: object, min_rounds: int) -> None:
@@ -147,11 +162,7 @@ class ProjectionParams:
         for r in range(rounds):
             bits = np.unpackbits(np.frombuffer(stream.read((dim + 7) // 8), np.uint8), bitorder="little")[:dim]
             signs[r] = 1.0 - 2.0 * bits
-            perm = list(range(dim))
-            for i in range(dim - 1, 0, -1):
-                j = stream.uniform(i + 1)
-                perm[i], perm[j] = perm[j], perm[i]
-            perms[r] = perm
+            perms[r] = stream.permutation(dim)
         return cls(signs, perms)
 
     def as_matrix(self, *, inverse: bool = False) -> np.ndarray:
