@@ -58,7 +58,7 @@ __global__ void rotate_kernel(const float* __restrict__ in, float* __restrict__ 
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) out[row * d + i] = a[i];
 }
 
-struct Centre {  // y = x - mean, written as an "epilogue" of an elementwise pass
+struct Centre {  // out = in - mean, row by row
   const float* in;
   const float* mean;
   float* out;
