@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from kfaar.ops.bench import Row, format_table, kernels, median_ms
+from kfaar.ops.bench import Row, format_table, kernels, median_ms, medians_ms
 
 
 def test_table_marks_targets_and_missing_cuda():
@@ -25,6 +25,12 @@ def test_median_ms_calls_warmup_then_repeats():
     calls = []
     assert median_ms(lambda: calls.append(1), 3) >= 0.0
     assert len(calls) == 5 + 3
+
+
+def test_medians_take_turns_within_each_repeat():
+    calls = []
+    medians_ms([lambda: calls.append("a"), lambda: calls.append("b")], 3)
+    assert calls[10:] == ["a", "b"] * 3
 
 
 def test_command_documents_its_options():

@@ -1,7 +1,8 @@
 """``kfaar bench kernels``: the C++ (and CUDA) kernels against their torch twins, in one run.
 
 Every figure is the median wall time of ``--repeats`` calls after a warm-up, measured in this
-process on the same inputs; the speed-ups are ratios of those medians. The C++ and CUDA times
+process on the same inputs, the torch, C++ and CUDA calls taking turns within each repeat; the
+speed-ups are ratios of those medians. The C++ and CUDA times
 go through the public ops (argument checks and dispatch included), the torch ones through
 torch eager under ``inference_mode`` with weights already held as tensors.
 """
@@ -49,14 +50,22 @@ class Row:
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    for _ in range(WARMUP):
-        fn()
-    times = []
+    return medians_ms([fn], repeats)[0]
+
+
+def medians_ms(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median ms of each of ``fns``, timed in turn within every repeat, so a machine whose load
+    drifts during the run slows all of them alike instead of whichever ran last."""
+    for fn in fns:
+        for _ in range(WARMUP):
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+        for fn, ts in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - start)
+    return [1e3 * statistics.median(ts) for ts in times]
 
 
 def _cases(repeats: int, with_cuda: bool) -> list[Row]:
@@ -66,11 +75,10 @@ def _cases(repeats: int, with_cuda: bool) -> list[Row]:
     rows: list[Row] = []
 
     def measure(kernel, batch, baseline, torch_fn, native_fn, target):
-        with torch.inference_mode():
-            torch_ms = median_ms(torch_fn, repeats)
-        cpu_ms = median_ms(lambda: native_fn("cpu"), repeats)
-        cuda_ms = median_ms(lambda: native_fn("cuda"), repeats) if with_cuda else None
-        rows.append(Row(kernel, batch, baseline, torch_ms, cpu_ms, cuda_ms, target))
+        fns = [torch_fn, lambda: native_fn("cpu")] + ([lambda: native_fn("cuda")] if with_cuda else [])
+        with torch.inference_mode():  # numpy calls are unaffected
+            torch_ms, cpu_ms, *cuda = medians_ms(fns, repeats)
+        rows.append(Row(kernel, batch, baseline, torch_ms, cpu_ms, cuda[0] if cuda else None, target))
 
     params = ProjectionParams.from_seed(BENCH_SEED, dim=128, rounds=4)
     q = torch.from_numpy(params.as_matrix().astype(np.float32))
