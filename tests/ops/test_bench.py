@@ -24,13 +24,13 @@ def test_table_marks_targets_and_missing_cuda():
 def test_median_ms_calls_warmup_then_repeats():
     calls = []
     assert median_ms(lambda: calls.append(1), 3) >= 0.0
-    assert len(calls) == 5 + 3
+    assert len(calls) == 2 * 5 + 3
 
 
-def test_medians_take_turns_within_each_repeat():
+def test_medians_time_blocks_there_and_back():
     calls = []
     medians_ms([lambda: calls.append("a"), lambda: calls.append("b")], 3)
-    assert calls[10:] == ["a", "b"] * 3
+    assert calls == ["a"] * (5 + 1) + ["b"] * (5 + 1) + ["b"] * (5 + 2) + ["a"] * (5 + 2)
 
 
 def test_command_documents_its_options():

@@ -1,8 +1,8 @@
 """``kfaar bench kernels``: the C++ (and CUDA) kernels against their torch twins, in one run.
 
 Every figure is the median wall time of ``--repeats`` calls after a warm-up, measured in this
-process on the same inputs, the torch, C++ and CUDA calls taking turns within each repeat; the
-speed-ups are ratios of those medians. The C++ and CUDA times
+process on the same inputs, in blocks ordered torch, C++, (CUDA,) then back, each after a
+warm-up; the speed-ups are ratios of those medians. The C++ and CUDA times
 go through the public ops (argument checks and dispatch included), the torch ones through
 torch eager under ``inference_mode`` with weights already held as tensors.
 """
@@ -54,17 +54,19 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
 
 
 def medians_ms(fns: list[Callable[[], object]], repeats: int) -> list[float]:
-    """Median ms of each of ``fns``, timed in turn within every repeat, so a machine whose load
-    drifts during the run slows all of them alike instead of whichever ran last."""
-    for fn in fns:
+    """Median ms of each of ``fns`` over ``repeats`` calls, timed in blocks in A B … B A order:
+    each function keeps its caches warm within a block (as in a real inference loop), and
+    load that drifts during the run hits every function alike. Each block starts with a warm-up."""
+    times: list[list[float]] = [[] for _ in fns]
+    order = list(range(len(fns))) + list(reversed(range(len(fns))))
+    for n, i in enumerate(order):
+        fn = fns[i]
         for _ in range(WARMUP):
             fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, ts in zip(fns, times):
+        for _ in range(repeats // 2 if n < len(fns) else repeats - repeats // 2):
             start = time.perf_counter()
             fn()
-            ts.append(time.perf_counter() - start)
+            times[i].append(time.perf_counter() - start)
     return [1e3 * statistics.median(ts) for ts in times]
 
 
