@@ -12,6 +12,7 @@ import click
 _BENCHES = {
     "kernels": "kfaar.ops.bench:kernels",
     "faces": "kfaar.faces.bench:faces",
+    "pipeline": "kfaar.pipeline_bench:pipeline",
 }
 
 

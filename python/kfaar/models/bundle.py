@@ -1,7 +1,7 @@
 """The shipped model file: one safetensors bundle, SHA-256 pinned, verified before use.
 
-Contents (tensor names by prefix): ``generator.*`` (attribute encoder + styled decoder),
-``mapping.*``, ``reader.*``, ``space.*`` (mean, whiten, color, radius); metadata holds the
+Contents (tensor names by prefix): ``generator.*`` (attribute encoder, styled decoder and
+the code carrier that KVFA reads), ``mapping.*``, ``space.*`` (mean, whiten, color, radius); metadata holds the
 architecture configs and the operating threshold chosen on the train split.
 """
 
@@ -20,7 +20,6 @@ from kfaar.errors import ModelIntegrityError
 from kfaar.models.generator import Generator, GeneratorConfig
 from kfaar.models.identity_space import IdentitySpace
 from kfaar.models.mapping import MappingNetwork
-from kfaar.models.reader import Reader, ReaderConfig
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +29,19 @@ DEFAULT_MODEL = "kfaar-v1"
 SHIPPED = {
     "kfaar-v1": ("kfaar-v1.safetensors", "PENDING"),
 }
-FORMAT = "kfaar-bundle/1"
+FORMAT = "kfaar-bundle/2"
 
 
 @dataclass
 class ModelBundle:
     generator: Generator
     mapping: MappingNetwork
-    reader: Reader
     space: IdentitySpace
     threshold: float  # Authenticator's operating threshold (whitened cosine)
     info: dict  # provenance: run, steps, data, measured numbers
 
     def modules(self) -> dict[str, torch.nn.Module]:
-        return {"generator": self.generator, "mapping": self.mapping, "reader": self.reader, "space": self.space}
+        return {"generator": self.generator, "mapping": self.mapping, "space": self.space}
 
     def eval(self) -> ModelBundle:
         for m in self.modules().values():
@@ -64,7 +62,6 @@ def save_bundle(bundle: ModelBundle, path: str | os.PathLike) -> str:
     meta = {
         "format": FORMAT,
         "generator": json.dumps(asdict(bundle.generator.cfg)),
-        "reader": json.dumps(asdict(bundle.reader.cfg)),
         "mapping": json.dumps({"n_layers": len(bundle.mapping.layers), "hidden": bundle.mapping.layers[0].weight.shape[0]}),
         "threshold": repr(float(bundle.threshold)),
         "info": json.dumps(bundle.info),
@@ -112,13 +109,11 @@ def load_bundle(model: str | os.PathLike | bytes | None = None, sha256: str | No
     meta = _metadata(data, where)
     tensors = st_load(data)
     gcfg = GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(meta["generator"]).items()})
-    rcfg = ReaderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(meta["reader"]).items()})
     mcfg = json.loads(meta["mapping"])
     bundle = ModelBundle(
         generator=Generator(gcfg),
         mapping=MappingNetwork(hidden=mcfg["hidden"], n_layers=mcfg["n_layers"], n_styles=gcfg.n_styles,
                                style_dim=gcfg.style_dim),
-        reader=Reader(rcfg),
         space=IdentitySpace(),
         threshold=float(meta["threshold"]),
         info=json.loads(meta.get("info", "{}")),

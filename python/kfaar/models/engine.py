@@ -2,7 +2,7 @@
 
     anonymize:  z ─► projection kernel (key, Whitening) ─► z'_K ─► u' = whiten (z'_K - mean)
                 u' ─► mapping kernel ─► W+ ─► G(crop, W+) ─► virtual crop
-    recover:    virtual crop ─► R ─► radius · û' ─► inverse projection kernel ─► ẑ (SFace space)
+    recover:    virtual crop ─► reader (code carrier) ─► radius · û' ─► inverse projection kernel ─► ẑ
     score:      cosine of the whitened, centred embeddings (wrong keys centre on 0)
 """
 
@@ -59,12 +59,15 @@ class KfaarEngine:
         zk = project(np.asarray(z, np.float32), self.params(key), whitening=self.whitening)
         return zk / np.linalg.norm(zk, axis=1, keepdims=True)
 
-    def w_plus(self, z: np.ndarray, key: Key) -> np.ndarray:
-        """(N, 128) -> W+ (N, n_styles, style_dim) through the projection and mapping kernels."""
+    def keyed_code(self, z: np.ndarray, key: Key) -> np.ndarray:
+        """(N, 128) SFace embeddings -> (N, 128) keyed whitened codes u' = whiten (z'_K - mean)."""
         zk = project(np.asarray(z, np.float32), self.params(key), whitening=self.whitening)
-        u = (zk - self.mean) @ self.whiten.T  # keyed whitened code u' (N, 128)
-        u = u / np.sqrt(np.mean(u * u, axis=1, keepdims=True) + 1e-8)  # the mapping's pixel-norm
-        return map_latent(np.ascontiguousarray(u, np.float32), self.mapping)
+        return np.ascontiguousarray((zk - self.mean) @ self.whiten.T, np.float32)
+
+    def w_plus(self, u: np.ndarray) -> np.ndarray:
+        """(N, 128) keyed codes -> W+ (N, n_styles, style_dim) through the mapping kernel."""
+        pn = u / np.sqrt(np.mean(u * u, axis=1, keepdims=True) + 1e-8)  # the mapping's pixel-norm
+        return map_latent(np.ascontiguousarray(pn, np.float32), self.mapping)
 
     # -------------------------------------------------------------- networks
     @torch.inference_mode()
@@ -72,14 +75,14 @@ class KfaarEngine:
         """crops (N, S, S, 3) uint8 aligned, z (N, 128) their SFace embeddings -> virtual crops, same shape."""
         if len(crops) == 0:
             return np.asarray(crops).copy()
-        w = torch.from_numpy(self.w_plus(z, key))
-        v = self.bundle.generator(_u8_to_tensor(crops), w)
+        u = self.keyed_code(z, key)
+        v = self.bundle.generator(_u8_to_tensor(crops), torch.from_numpy(self.w_plus(u)), torch.from_numpy(u))
         return _tensor_to_u8(v)
 
     @torch.inference_mode()
     def read(self, crops: np.ndarray) -> np.ndarray:
         """Virtual crops (N, S, S, 3) uint8 -> (N, 128) unit estimates of the keyed code direction."""
-        return self.bundle.reader(_u8_to_tensor(crops)).numpy().astype(np.float32)
+        return self.bundle.generator.read_code(_u8_to_tensor(crops)).numpy().astype(np.float32)
 
     def recover(self, crops: np.ndarray, key: Key) -> np.ndarray:
         """Virtual crops -> (N, 128) recovered identity embeddings in SFace space (not normalised)."""

@@ -11,7 +11,7 @@ paints the face of z'. Skips come only from A, i.e. from the identity-suppressed
 
     x (B,3,S,S) ─► x_in = x outside, lowpass(x) inside ─► A ─► e0..e4 (S .. S/16)
     W+ (B,n_styles,style_dim) ─► styled decoder (S/16 -> S, U-Net skips from A) ─► rgb
-    v = x_in + mask · rgb
+    v = carrier.write(x_in + mask · rgb, u')      (the keyed code, for KVFA's reader)
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kfaar.models.carrier import CodeCarrier
 from kfaar.models.layers import ConvAct, StyledConv, ToRGB
 
 
@@ -36,6 +37,14 @@ class GeneratorConfig:
     mask_center: tuple[float, float] = (0.5, 0.60)  # (x, y)
     mask_radii: tuple[float, float] = (0.34, 0.41)
     mask_feather: float = 0.07  # soft edge width, so the seam is a blend, not a cut
+    # Code carrier for KVFA (models/carrier.py): the keyed code u' is written into the face
+    # interior on a fixed smooth basis and read back linearly. ``carrier`` is the code's norm
+    # in pooled units (0 switches it off); 24 cells across keep ~5 px cells at 128 px, which
+    # survive re-alignment, and the 3x3 smoothest components (tone, light) are left alone.
+    carrier: float = 1.0
+    carrier_res: int = 24
+    carrier_drop_low: int = 3
+    carrier_seed: int = 20261126
 
     @property
     def n_styles(self) -> int:
@@ -91,6 +100,11 @@ class Generator(nn.Module):
                 self.to_rgb.append(ToRGB(c, sd))
             cin = c
         self._masks: dict[tuple, torch.Tensor] = {}
+        self.code_carrier = None
+        if cfg.carrier > 0:
+            interior = F.adaptive_avg_pool2d(face_mask(cfg, 128), cfg.carrier_res)[0, 0]
+            self.code_carrier = CodeCarrier(interior, 128, cfg.carrier_res, cfg.carrier_drop_low, cfg.carrier,
+                                            cfg.carrier_seed)
 
     def mask(self, size: int, device) -> torch.Tensor:
         key = (size, str(device))
@@ -98,8 +112,15 @@ class Generator(nn.Module):
             self._masks[key] = face_mask(self.cfg, size, device)
         return self._masks[key]
 
-    def forward(self, x: torch.Tensor, w_plus: torch.Tensor) -> torch.Tensor:
-        """x: (B, 3, S, S) aligned crop in [-1, 1], S % 16 == 0; w_plus: (B, n_styles, style_dim) -> v."""
+    def read_code(self, v: torch.Tensor) -> torch.Tensor:
+        """Virtual crops (B, 3, S, S) -> (B, d) unit direction of the keyed code they carry."""
+        if self.code_carrier is None:
+            raise ValueError("this generator has no code carrier (carrier = 0)")
+        return F.normalize(self.code_carrier.read(v, self.mask(v.shape[-1], v.device)), dim=1)
+
+    def synthesize(self, x: torch.Tensor, w_plus: torch.Tensor, code: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """As ``forward``, also returning the carrier's correction alpha (B, d) (None without carrier)."""
         m = self.mask(x.shape[-1], x.device)
         x_in = x * (1 - m) + lowpass(x, self.cfg.attr_pool * x.shape[-1] // 128 or 1) * m
         feats = self.encoder(x_in, m)
@@ -113,4 +134,14 @@ class Generator(nn.Module):
             if i > 0:
                 rgb = self.to_rgb[i - 1](h, w_plus[:, si], rgb)
                 si += 1
-        return x_in + m * rgb
+        y = x_in + m * rgb
+        if self.code_carrier is None:
+            return y, None
+        if code is None:
+            raise ValueError("code: this generator carries the keyed code (carrier > 0); pass code=u'")
+        return self.code_carrier.write(y, code, m)
+
+    def forward(self, x: torch.Tensor, w_plus: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, 3, S, S) aligned crop in [-1, 1], S % 16 == 0; w_plus: (B, n_styles, style_dim);
+        code: (B, d) keyed code u' (with the carrier on) -> v (B, 3, S, S)."""
+        return self.synthesize(x, w_plus, code)[0]

@@ -38,7 +38,7 @@ class IdentitySpace(nn.Module):
         self.mean.copy_(mean.float())
         self.whiten.copy_((vec * lam.rsqrt()) @ vec.T)
         self.color.copy_((vec * lam.sqrt()) @ vec.T)
-        self.radius.copy_(((z - mean) @ self.whiten.double().T).norm(dim=1).median().float())
+        self.radius.copy_(((z - mean).float() @ self.whiten.T).norm(dim=1).median())
         return self
 
     def to_code(self, z: torch.Tensor) -> torch.Tensor:

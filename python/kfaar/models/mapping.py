@@ -15,9 +15,10 @@ from kfaar.models.layers import EqualLinear
 
 class MappingNetwork(nn.Module):
     def __init__(self, code_dim: int = 128, hidden: int = 256, n_layers: int = 4, n_styles: int = 9,
-                 style_dim: int = 256, lr_mul: float = 0.1):
+                 style_dim: int = 256, lr_mul: float = 1.0):
         super().__init__()
-        # lr_mul 0.1: StyleGAN's slower mapping keeps W+ stable while the decoder learns.
+        # lr_mul 1: StyleGAN slows its mapping (0.01) over ~10^5 steps; a schedule of ~10^3
+        # steps needs the key to reach the decoder fast, so the mapping learns at full rate.
         dims = [code_dim] + [hidden] * n_layers
         self.layers = nn.ModuleList(EqualLinear(a, b, lr_mul=lr_mul, activate=True) for a, b in zip(dims, dims[1:]))
         self.styles = nn.ModuleList(EqualLinear(hidden, style_dim, lr_mul=lr_mul) for _ in range(n_styles))

@@ -24,8 +24,11 @@ class LossWeights:
     sync_edge: float = 0.5
     # Adversarial realism (non-saturating), switched on after ``adv_start`` steps.
     adv: float = 0.05
-    # KVFA: reader estimates u' (cosine), and a wrong key's inverse must not land near z.
+    # KVFA: the code read back after a re-alignment-sized jitter must be u' (cosine); the
+    # carrier's correction |alpha|^2 is penalised so G learns to paint the code itself; a
+    # wrong key's inverse must not land near z.
     kvfa: float = 1.0
+    carrier: float = 0.5
     kvfa_wrong: float = 0.5
     wrong_margin: float = 0.1
     # Diversity: same photo, two keys -> SFace cosine below this margin.
@@ -62,6 +65,7 @@ class TrainConfig:
     ckpt_every: int = 100
     limit: int | None = None  # cap the training faces (tests, smoke runs)
     cache_dir: str | None = None  # faces cache; None -> cache/lfw or the stand-in
+    generator: dict = field(default_factory=dict)  # GeneratorConfig overrides, e.g. {carrier: 0.03}
     losses: LossWeights = field(default_factory=LossWeights)
 
     @classmethod

@@ -109,9 +109,9 @@ def build_fallback(split: str) -> FaceSet:
     # SFace takes RGB 0..255 (as OpenCV FaceRecognizerSF feeds it). OpenCV DNN runs SFace's depthwise layers several times faster than torch on a CPU.
     net = cv2.dnn.readNet(str(default_sface_onnx_path()))
     embs = []
-    for i in tqdm(range(0, len(crops_a), 64), desc=f"sface {split}"):
-        rgb = [cv2.resize(c, (112, 112), interpolation=cv2.INTER_AREA) for c in crops_a[i : i + 64]]
-        net.setInput(cv2.dnn.blobFromImages(rgb, 1.0, (112, 112), (0, 0, 0), swapRB=False, crop=False))
+    for c in tqdm(crops_a, desc=f"sface {split}"):  # the graph's batch is fixed at 1
+        rgb = cv2.resize(c, (112, 112), interpolation=cv2.INTER_AREA)
+        net.setInput(cv2.dnn.blobFromImage(rgb, 1.0, (112, 112), (0, 0, 0), swapRB=False, crop=False))
         embs.append(net.forward().copy())
     e = np.concatenate(embs).astype(np.float32)
     e /= np.linalg.norm(e, axis=1, keepdims=True)

@@ -27,11 +27,14 @@ log = logging.getLogger(__name__)
 def bundle_from_checkpoint(path: str | os.PathLike) -> ModelBundle:
     from kfaar.train.loop import KfaarModel
 
+    from kfaar.models.generator import GeneratorConfig
+
     st = torch.load(path, map_location="cpu", weights_only=False)
-    m = KfaarModel()
+    over = st["config"].get("generator", {})
+    m = KfaarModel(GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in over.items()}))
     m.load_state_dict(st["model"])
     info = {"step": int(st["step"]), "config": st["config"]}
-    return ModelBundle(m.generator, m.mapping, m.reader, m.space, threshold=0.0, info=info).eval()
+    return ModelBundle(m.generator, m.mapping, m.space, threshold=0.0, info=info).eval()
 
 
 def operating_point(bundle: ModelBundle, faces: FaceSet, n: int = 512, seed: int = 0) -> dict:

@@ -4,8 +4,8 @@ One step:
     pairs (a_j, b_j) of one identity share key K_j (the identity transform with
     probability ``identity_key_prob``: the reconstruction case)
     u = W(z - mean);  u' = Q_K u;  z' = normalise(mean + C^1/2 u')
-    v = G(x, M(u'));  e = SFace(v);  r = R(jitter(v))
-    G, M, R step on the weighted losses; then D steps on (x, v).
+    v = G(x, M(u'), u');  e = SFace(v);  r = read(jitter(v))   (the code carrier, KVFA)
+    G and M step on the weighted losses; then D steps on (x, v).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from kfaar.models.generator import Generator, GeneratorConfig
 from kfaar.models.identity_space import IdentitySpace
 from kfaar.models.keyed import KeyPool
 from kfaar.models.mapping import MappingNetwork
-from kfaar.models.reader import Reader
 from kfaar.models.sface_torch import SFaceTorch
 from kfaar.train import losses as L
 from kfaar.train.config import TrainConfig
@@ -36,13 +35,13 @@ log = logging.getLogger(__name__)
 
 
 class KfaarModel(nn.Module):
-    """Everything shipped for inference: generator (with its attribute encoder), mapping, reader, space."""
+    """Everything shipped for inference: generator (attribute encoder, decoder, code carrier = the
+    KVFA reader), mapping, identity space."""
 
     def __init__(self, gcfg: GeneratorConfig = GeneratorConfig()):
         super().__init__()
         self.generator = Generator(gcfg)
         self.mapping = MappingNetwork(n_styles=gcfg.n_styles, style_dim=gcfg.style_dim)
-        self.reader = Reader()
         self.space = IdentitySpace()
 
 
@@ -63,7 +62,8 @@ class Trainer:
         if self.device.type == "cpu":
             torch.set_num_threads(cfg.threads)
         self.faces = faces if faces is not None else load_faces("train", cfg.cache_dir, cfg.limit)
-        self.model = KfaarModel().to(self.device)
+        gcfg = GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.generator.items()})
+        self.model = KfaarModel(gcfg).to(self.device)
         self.model.space.fit(self.faces.embeddings, cfg.whiten_eps)
         self.pool = KeyPool(cfg.key_pool, cfg.seed).matrices.to(self.device)  # (K, d, d)
         self.disc = Discriminator().to(self.device)
@@ -120,7 +120,7 @@ class Trainer:
             u = space.to_code(z)  # (B, d)
             u_k = torch.bmm(q, u[:, :, None])[:, :, 0]  # (B, d) keyed code
             z_virtual = F.normalize(space.from_code(u_k), dim=1)  # (B, d) target identity z'
-            v = m.generator(x, m.mapping(u_k))  # (B, 3, S, S)
+            v, alpha = m.generator.synthesize(x, m.mapping(u_k), u_k)  # (B, 3, S, S), (B, d)
             parts: dict[str, torch.Tensor] = {}
             if ident.any():
                 parts["recon_l1"] = F.l1_loss(v[ident], x[ident])
@@ -128,8 +128,9 @@ class Trainer:
             parts["sync_edge"] = L.sync_edge(v, x)
             if self.step >= cfg.adv_start and lw.adv > 0:
                 parts["adv"] = L.g_adv(self.disc(v))
-            r = m.reader(L.jitter(v.float(), jit_gen))  # (B, d) unit estimate of u'
+            r = m.generator.read_code(L.jitter(v.float(), jit_gen))  # (B, d) what KVFA reads after re-alignment
             parts["kvfa"] = (1 - L.cos(r, u_k)).mean()
+            parts["carrier"] = alpha.pow(2).sum(1).mean()  # learn to paint faces that already carry u'
             rec_wrong = torch.bmm(wrong.transpose(1, 2), r[:, :, None])[:, :, 0]
             parts["kvfa_wrong"] = L.hinge_above(L.cos(rec_wrong, u), lw.wrong_margin)
         # SFace (the costliest part of a CPU step) runs every ``sface_every`` steps.
@@ -153,7 +154,7 @@ class Trainer:
             if use_id and n_div > 0:
                 sel = torch.nonzero(keyed)[:n_div, 0]
                 u2 = torch.bmm(q2[:n_div], u[sel][:, :, None])[:, :, 0]
-                v2 = m.generator(x[sel], m.mapping(u2))
+                v2 = m.generator(x[sel], m.mapping(u2), u2)
                 e2 = self.sface(v2.float())
                 parts["diversity"] = L.hinge_above(L.cos(e[sel], e2), lw.diversity_margin)
                 parts["fidelity2"] = (1 - L.cos(e2, F.normalize(space.from_code(u2), dim=1))).mean()
@@ -222,7 +223,8 @@ class Trainer:
         u = self.model.space.to_code(torch.from_numpy(self.faces.embeddings[idx]).to(self.device))
         rows = [x]
         for q in (torch.eye(u.shape[1], device=self.device), self.pool[0], self.pool[1]):
-            rows.append(self.model.generator(x, self.model.mapping(u @ q.T)))
+            uk = u @ q.T
+            rows.append(self.model.generator(x, self.model.mapping(uk), uk))
         grid = torch.cat([torch.cat(list(r), 2) for r in rows], 1)  # (3, 4S, 8S)
         img = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -54,9 +54,9 @@ def jitter(v: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     re-detection and re-alignment (a small similarity warp, resampling) and uint8 rounding."""
     b = v.shape[0]
     r = torch.rand(b, 4, generator=generator).to(v)
-    ang = (r[:, 0] - 0.5) * math.radians(8)
-    sc = 1 + (r[:, 1] - 0.5) * 0.08
-    tx, ty = (r[:, 2] - 0.5) * 0.06, (r[:, 3] - 0.5) * 0.06
+    ang = (r[:, 0] - 0.5) * math.radians(4)  # ±2°, ±2% scale, ±1.5% (±2 px at 128) shift:
+    sc = 1 + (r[:, 1] - 0.5) * 0.04  # re-detected landmarks on a virtual face move about this much
+    tx, ty = (r[:, 2] - 0.5) * 0.03, (r[:, 3] - 0.5) * 0.03
     theta = torch.stack([torch.stack([sc * torch.cos(ang), -sc * torch.sin(ang), tx], 1),
                          torch.stack([sc * torch.sin(ang), sc * torch.cos(ang), ty], 1)], 1)
     grid = F.affine_grid(theta, list(v.shape), align_corners=False)

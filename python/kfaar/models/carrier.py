@@ -1,0 +1,85 @@
+"""Code carrier: the keyed code u' written into, and read back from, the face interior.
+
+KVFA needs the virtual face to carry its keyed identity code u' robustly through paste-back,
+re-detection and re-alignment. Waiting for a generator and a reader network to agree on a
+128-D code from scratch takes far more steps than a CPU budget allows, so the code rides
+on a fixed linear carrier instead:
+
+    pool(v)      average of the crop over an r x r grid of cells      (B, 3·r·r)
+    read(v)      = pool(v·m) @ Bᵀ                                     (B, 128) coefficients
+    write(y, t)  = y + Σ_i α_i P_i   with α chosen so read(y') = t exactly
+
+B (128 x 3r²) has orthonormal rows on the interior cells, taken orthogonal to the
+smoothest ``drop_low`` x ``drop_low`` cosine components per channel (skin tone, lighting:
+the content with the most energy, which would otherwise have to be overwritten). P_i is B_i
+bilinearly upsampled to the crop and masked, so the written texture is smooth (cells of
+S/r px) and survives a few pixels of misalignment. ``amplitude`` is the norm of t = A·û'
+in pooled units. The generator sees u' too and is trained with a penalty on |α|, so it
+learns to paint faces that already carry their code; the write step then changes little.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _dct_rows(r: int, k: int) -> torch.Tensor:
+    """(k*k, r*r) the k x k lowest 2-D DCT-II basis images on an r x r grid."""
+    n = torch.arange(r, dtype=torch.float64)
+    basis1 = torch.stack([torch.cos(math.pi * (n + 0.5) * f / r) for f in range(k)])  # (k, r)
+    return torch.einsum("ay,bx->abyx", basis1, basis1).reshape(k * k, r * r)
+
+
+class CodeCarrier(nn.Module):
+    def __init__(self, interior: torch.Tensor, dim: int = 128, res: int = 16, drop_low: int = 3,
+                 amplitude: float = 4.0, seed: int = 20261126):
+        """interior: (r, r) float mask of the cells inside the face (1) and outside (0)."""
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        cells = (interior.reshape(-1) > 0.5).double()  # (r*r,)
+        low = _dct_rows(res, drop_low) * cells  # smooth components restricted to the interior
+        blocks = []
+        for c in range(3):
+            rnd = torch.randn(dim, res * res, generator=g, dtype=torch.float64) * cells
+            ql, _ = torch.linalg.qr(low.T)  # (r*r, k*k)
+            rnd = rnd - (rnd @ ql) @ ql.T
+            blocks.append(rnd)
+        b = torch.cat(blocks, 1)  # (dim, 3*r*r), channel-major like pooled.flatten(1)
+        q, _ = torch.linalg.qr(b.T)  # (3*r*r, dim) orthonormal columns
+        self.register_buffer("basis", q.T.float().contiguous())  # (dim, 3*r*r)
+        self.res, self.amplitude = res, amplitude
+        self._m_inv: dict[int, torch.Tensor] = {}
+
+    def pooled(self, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, 3*r*r) cell means of the masked crop."""
+        return F.adaptive_avg_pool2d(v * mask, self.res).flatten(1)
+
+    def read(self, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, dim) carrier coefficients (direction of u' when written by ``write``)."""
+        return self.pooled(v, mask) @ self.basis.T
+
+    def patterns(self, size: int, mask: torch.Tensor) -> torch.Tensor:
+        """(dim, 3, S, S): each basis row upsampled smoothly to the crop and masked."""
+        b = self.basis.view(-1, 3, self.res, self.res)
+        return F.interpolate(b, size=(size, size), mode="bilinear", align_corners=False) * mask
+
+    def _inverse(self, size: int, mask: torch.Tensor) -> torch.Tensor:
+        key = size
+        if key not in self._m_inv or self._m_inv[key].device != mask.device:
+            with torch.no_grad():
+                p = self.patterns(size, mask)  # (dim, 3, S, S)
+                m = self.read(p, torch.ones_like(mask))  # (dim, dim): coefficients of each pattern
+                self._m_inv[key] = torch.linalg.inv(m.double()).float()
+        return self._m_inv[key]
+
+    def write(self, y: torch.Tensor, code: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Make read(y') = amplitude · unit(code). Returns (y', alpha (B, dim) — the correction applied)."""
+        size = y.shape[-1]
+        target = self.amplitude * F.normalize(code, dim=1)
+        alpha = (target - self.read(y, mask)) @ self._inverse(size, mask)  # (B, dim)
+        p = self.patterns(size, mask)  # (dim, 3, S, S)
+        return y + torch.einsum("bd,dchw->bchw", alpha, p), alpha

@@ -1,0 +1,402 @@
+"""``kfaar bench pipeline``: torch eager vs ONNX Runtime fp32 vs int8, one table from one run.
+
+Every throughput is faces/s from the median wall time of ``--repeats`` runs after a warm-up,
+measured in this process on the same crops (32 LFW dev crops when the cache exists, else
+the sample photo's face with small shifts). Rows:
+
+- generator / reader: the networks alone, inputs prepared (torch under ``inference_mode``);
+- anonymize aligned: SFace (ORT) + keyed projection + mapping (kernels) + generator + uint8;
+- recover aligned: reader + inverse projection;
+- full photo (pipeline): ``Anonymizer`` / ``Authenticator`` as shipped (whichever engine they use).
+
+Batch 1 runs the faces one call each; batch 32 runs them in one call. Cold start (import +
+load) and peak RSS (``ru_maxrss``) are measured in fresh subprocesses. FLOPs per face are
+counted (torch ``FlopCounterMode`` for our networks, ONNX shapes for SFace); the machine's
+peak is the best of large fp32 matmuls in numpy and torch with the same thread count.
+
+Without shipped weights the torch side is a seeded random bundle of the shipped
+architecture and the ONNX set is exported from it into a temporary folder: speed and
+memory figures hold, accuracy-dependent ones (int8 tolerance) are those of random weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+KEY_SEED = bytes(range(32))
+BACKENDS = ("torch", "fp32", "int8")
+
+
+def _median_s(fn, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+# ---------------------------------------------------------------------------- what is measured
+def _setup(model: str | None, bundle: str | None, workdir: Path):
+    """(torch bundle, bundle file + sha for subprocesses, ONNX folder, description)."""
+    from kfaar.errors import ModelIntegrityError
+    from kfaar.models.bundle import load_bundle, save_bundle
+
+    try:
+        b = load_bundle(bundle)
+        src = f"bundle {bundle or 'kfaar-v1 (shipped)'}"
+    except ModelIntegrityError as err:
+        if bundle is not None:
+            raise
+        log.warning("no shipped bundle (%s): benchmarking a random bundle of the shipped architecture", err)
+        b, src = _random_bundle(), "RANDOM bundle of the shipped architecture (no shipped weights yet)"
+    bfile = workdir / "bundle.safetensors"
+    bsha = save_bundle(b, bfile)
+    if model is None:
+        from kfaar.runtime.engine import SHIPPED, WEIGHTS_DIR
+
+        if SHIPPED.get("kfaar-v1", "PENDING") != "PENDING" and bundle is None:
+            model = str(WEIGHTS_DIR / "kfaar-v1")
+        else:
+            from kfaar.runtime.export import export_bundle, reference_faces
+
+            model = str(workdir / "onnx")
+            random = bundle is None and "RANDOM" in src  # int8 of random weights cannot meet a tolerance
+            export_bundle(b, model, name="bench", int8=True, calibration=reference_faces("train", 64, seed=1),
+                          int8_strict=not random)
+            src += "; ONNX set exported from it for this run"
+    return b, (str(bfile), bsha), model, src
+
+
+def _random_bundle():
+    import dataclasses
+
+    import torch
+
+    from kfaar.models.bundle import ModelBundle
+    from kfaar.models.generator import Generator
+    from kfaar.models.identity_space import IdentitySpace
+    from kfaar.models.mapping import MappingNetwork
+
+    torch.manual_seed(0)
+    g = Generator()
+    parts = dict(generator=g, mapping=MappingNetwork(n_styles=g.cfg.n_styles, style_dim=g.cfg.style_dim),
+                 space=IdentitySpace(), threshold=0.3, info={"run": "bench: random weights"})
+    if "reader" in {f.name for f in dataclasses.fields(ModelBundle)}:  # a separate reader network
+        from kfaar.models.reader import Reader
+
+        parts["reader"] = Reader()
+    return ModelBundle(**parts).eval()
+
+
+def _throughput(bundle, engines: dict, enc, crops: np.ndarray, key, batch: int, repeats: int) -> list[dict]:
+    import torch
+
+    from kfaar.models.engine import KfaarEngine
+    from kfaar.runtime.export import _generator_args, _to_input, reader_module
+
+    torch_engine = KfaarEngine(bundle)
+    n = len(crops)
+    ort = engines["fp32"]
+    u = ort.keyed_code(enc.encode(crops), key)
+    feeds = {"crop": _to_input(crops).numpy(), "w_plus": ort.w_plus(u), "code": u}
+    _, gargs = _generator_args(bundle, feeds)
+    virtual = ort.generate(crops, enc.encode(crops), key)
+    x_v = _to_input(virtual)
+    rows = []
+
+    def per_face(fn_one, fn_batch, b):
+        if b == 1:
+            return n / _median_s(lambda: [fn_one(i) for i in range(n)], repeats)
+        return n / _median_s(fn_batch, repeats)
+
+    for b in (1, batch):
+        crops_b = crops[:b] if b > 1 else crops  # batch b uses the first b crops in one call
+        nb = len(crops_b)
+        row_g, row_r, row_a, row_v = ({"stage": s, "batch": b} for s in
+                                      ("generator", "reader", "anonymize aligned", "recover aligned"))
+        with torch.inference_mode():
+            g = bundle.generator
+            row_g["torch"] = per_face(lambda i: g(*(a[i : i + 1] for a in gargs)), lambda: g(*(a[:nb] for a in gargs)), b)
+            r = reader_module(bundle)
+            row_r["torch"] = per_face(lambda i: r(x_v[i : i + 1]), lambda: r(x_v[:nb]), b)
+        for name, eng in engines.items():
+            sg, sr = eng._sessions["generator"], eng._sessions["reader"]
+            fg = {i.name: feeds[i.name] for i in sg.get_inputs()}
+            fr = x_v.numpy()
+            row_g[name] = per_face(lambda i: sg.run(None, {k: v[i : i + 1] for k, v in fg.items()}),
+                                   lambda: sg.run(None, {k: v[:nb] for k, v in fg.items()}), b)
+            row_r[name] = per_face(lambda i: sr.run(None, {"crop": fr[i : i + 1]}),
+                                   lambda: sr.run(None, {"crop": fr[:nb]}), b)
+        for name, eng in {"torch": torch_engine, **engines}.items():
+            row_a[name] = per_face(lambda i: eng.generate(crops[i : i + 1], enc.encode(crops[i : i + 1]), key),
+                                   lambda: eng.generate(crops_b, enc.encode(crops_b), key), b)
+            row_v[name] = per_face(lambda i: eng.recover(virtual[i : i + 1], key),
+                                   lambda: eng.recover(virtual[:nb], key), b)
+        if b > 1:
+            for row in (row_g, row_r, row_a, row_v):
+                row["faces"] = nb
+        rows += [row_g, row_r, row_a, row_v]
+    rows.sort(key=lambda r: (("generator", "reader", "anonymize aligned", "recover aligned").index(r["stage"]), r["batch"]))
+    return rows
+
+
+def _full_photo(threads: int, key, repeats: int) -> list[dict]:
+    """The pipeline as shipped on the sample photo (one face); empty if it cannot load its model."""
+    from kfaar.demo import sample_photo_path
+    from kfaar.errors import KfaarError
+    from kfaar.faces import load_image
+
+    try:
+        from kfaar.pipeline import Anonymizer, AnonymizerOptions, Authenticator, AuthenticatorOptions
+
+        anon, auth = Anonymizer(AnonymizerOptions(threads=threads)), Authenticator(AuthenticatorOptions(threads=threads))
+    except (KfaarError, ImportError) as err:
+        log.warning("full-photo rows skipped: the pipeline cannot load its default model (%s)", err)
+        return []
+    rgb = load_image(sample_photo_path())
+    with anon, auth:
+        engine = type(anon._engine).__name__
+        v = anon.anonymize(rgb, key)
+        a = 1 / _median_s(lambda: anon.anonymize(rgb, key), repeats)
+        r = 1 / _median_s(lambda: auth.recover(v, key), repeats)
+    size = f"{rgb.shape[1]}x{rgb.shape[0]}"
+    return [{"stage": f"anonymize full photo {size}", "engine": engine, "photos_s": a},
+            {"stage": f"recover full photo {size}", "engine": engine, "photos_s": r}]
+
+
+_COLD = {
+    "torch": ("import torch\nfrom kfaar.models.bundle import load_bundle\nfrom kfaar.models.engine import KfaarEngine\n"
+              "torch.set_num_threads({threads})\neng = KfaarEngine(load_bundle({bundle!r}, {bsha!r}))"),
+    "fp32": ("from kfaar.runtime.engine import OrtEngine, OrtEngineOptions\n"
+             "eng = OrtEngine(OrtEngineOptions(model={model!r}, precision='fp32', threads={threads}))"),
+    "int8": ("from kfaar.runtime.engine import OrtEngine, OrtEngineOptions\n"
+             "eng = OrtEngine(OrtEngineOptions(model={model!r}, precision='int8', threads={threads}))"),
+}
+_STACK = "from kfaar.faces import FaceDetector, SFaceEncoder\ndet, enc = FaceDetector(), SFaceEncoder(threads={threads})"
+_WORK = """
+import numpy as np
+from kfaar.keys import Key
+crops = np.load({crops!r})
+key = Key.from_bytes(bytes(range(32)))
+v = eng.generate(crops, enc.encode(crops), key)
+eng.recover(v, key)
+"""
+
+
+def _subprocess(code: str) -> dict:
+    script = ("import json, resource, sys, time\nt0 = time.perf_counter()\n" + code +
+              "\nout = {'load_s': time.perf_counter() - t0, 'maxrss_mb': "
+              "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 'torch_imported': 'torch' in sys.modules}"
+              "\nprint(json.dumps(out))")
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    wall = time.perf_counter() - t
+    if r.returncode != 0:
+        raise RuntimeError(f"benchmark subprocess failed:\n{r.stderr[-3000:]}")
+    return {**json.loads(r.stdout.strip().splitlines()[-1]), "process_s": wall}
+
+
+def _fresh(model: str, bundle: tuple[str, str], threads: int, crops_file: str, repeats: int) -> dict:
+    out = {}
+    for name, code in _COLD.items():
+        fill = {"threads": threads, "model": model, "bundle": bundle[0], "bsha": bundle[1], "crops": crops_file}
+        engine = code.format(**fill)
+        cold = [_subprocess(engine) for _ in range(max(1, min(repeats, 3)))]
+        stack = _subprocess(engine + "\n" + _STACK.format(**fill))
+        rss = _subprocess(engine + "\n" + _STACK.format(**fill) + _WORK.format(**fill))
+        out[name] = {"cold_load_s": statistics.median(c["load_s"] for c in cold),
+                     "cold_process_s": statistics.median(c["process_s"] for c in cold),
+                     "cold_stack_s": stack["load_s"], "torch_imported": cold[0]["torch_imported"],
+                     "peak_rss_mb": rss["maxrss_mb"]}
+    return out
+
+
+def _sizes(model: str, bundle_file: str) -> dict:
+    m = json.loads((Path(model) / "manifest.json").read_text())
+    size = lambda f: (Path(model) / f).stat().st_size / 1e6  # noqa: E731
+    nets = m["networks"].values()
+    return {"torch": Path(bundle_file).stat().st_size / 1e6,
+            "fp32": size(m["params"]) + sum(size(n["files"]["fp32"]) for n in nets),
+            "int8": size(m["params"]) + sum(size(n["files"]["int8"]) for n in nets if "int8" in n["files"])}
+
+
+# ---------------------------------------------------------------------------- FLOPs
+def _torch_flops(bundle, feeds) -> dict:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from kfaar.runtime.export import _generator_args, reader_module
+
+    _, gargs = _generator_args(bundle, {k: v[:1] for k, v in feeds.items()})
+    out = {}
+    with torch.inference_mode():
+        for name, fn in (("generator", lambda: bundle.generator(*gargs)),
+                         ("reader", lambda: reader_module(bundle)(torch.from_numpy(feeds["crop"][:1])))):
+            with FlopCounterMode(display=False) as fc:
+                fn()
+            out[name] = float(fc.get_total_flops())
+    return out
+
+
+def _onnx_flops(path: str | os.PathLike, shape: tuple[int, ...]) -> float | None:
+    """Conv + Gemm/MatMul FLOPs of one input of ``shape``, from ONNX shape inference (None if shapes are missing)."""
+    import onnx
+    from onnx import shape_inference
+
+    model = onnx.load(str(path))
+    inp = model.graph.input[0].type.tensor_type.shape
+    for d, n in zip(inp.dim, shape):
+        d.ClearField("dim_param")
+        d.dim_value = n
+    model = shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(model.graph.value_info) + list(model.graph.output) + list(model.graph.input)}
+    shapes |= {t.name: list(t.dims) for t in model.graph.initializer}
+    total = 0.0
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul"):
+            continue
+        out, w = shapes.get(node.output[0]), shapes.get(node.input[1])
+        if not out or not w or 0 in out or 0 in w:
+            return None
+        if node.op_type == "Conv":
+            total += 2 * float(np.prod(out[1:])) * float(np.prod(w[1:]))  # (Cin/groups)*kh*kw per output
+        else:
+            total += 2 * float(np.prod(out)) * (w[0] if node.op_type == "Gemm" and _trans_b(node) else w[-2])
+    return total
+
+
+def _trans_b(node) -> bool:
+    return any(a.name == "transB" and a.i == 1 for a in node.attribute)
+
+
+def _peak_flops(threads: int) -> dict:
+    import torch
+
+    n = 2048
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    flops = 2.0 * n**3
+    ta = torch.from_numpy(a)
+    return {"numpy": flops / min(_median_s(lambda: a @ a, 3, 1) for _ in range(2)),
+            "torch": flops / min(_median_s(lambda: ta @ ta, 3, 1) for _ in range(2))}
+
+
+# ---------------------------------------------------------------------------- the command
+@click.command("pipeline")
+@click.option("--model", default=None, help="ONNX set folder (default: the shipped set; else exported from the bundle).")
+@click.option("--bundle", default=None, help="torch bundle name or path (default: shipped; else random weights).")
+@click.option("--threads", type=int, default=2, show_default=True, help="torch / ORT intra-op threads (SFace too).")
+@click.option("--batch", type=int, default=32, show_default=True)
+@click.option("--repeats", type=int, default=5, show_default=True, help="Timed runs per figure (median).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write every figure here.")
+def pipeline(model: str | None, bundle: str | None, threads: int, batch: int, repeats: int,
+             json_path: str | None) -> None:
+    """faces/s for torch eager vs ORT fp32 vs ORT int8, cold start, peak RSS, sizes, FLOPs."""
+    import torch
+
+    from kfaar.faces import SFaceEncoder
+    from kfaar.keys import Key
+    from kfaar.runtime.engine import OrtEngine, OrtEngineOptions
+    from kfaar.runtime.export import _to_input, reference_faces
+
+    torch.set_num_threads(threads)
+    key = Key.from_bytes(KEY_SEED)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        b, bfile, model, source = _setup(model, bundle, work)
+        faces = reference_faces("dev", batch)
+        crops = faces.crops
+        crops_file = str(work / "crops.npy")
+        np.save(crops_file, crops)
+        engines = {p: OrtEngine(OrtEngineOptions(model=model, precision=p, threads=threads)) for p in ("fp32", "int8")}
+        with SFaceEncoder(threads=threads, batch_size=batch) as enc:
+            rows = _throughput(b, engines, enc, crops, key, batch, repeats)
+            u = engines["fp32"].keyed_code(faces.z[:1], key)
+            feeds = {"crop": _to_input(crops[:1]).numpy(), "w_plus": engines["fp32"].w_plus(u), "code": u}
+        photo = _full_photo(threads, key, repeats)
+        fresh = _fresh(model, bfile, threads, crops_file, repeats)
+        sizes = _sizes(model, bfile[0])
+    from kfaar.faces.models import SFACE, ort_model_path
+
+    flops = _torch_flops(b, feeds)
+    flops["sface"] = _onnx_flops(ort_model_path(SFACE), (1, 3, 112, 112))
+    peak = _peak_flops(threads)
+    report = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                          "threads": threads, "python": platform.python_version(), "torch": torch.__version__,
+                          "onnxruntime": __import__("onnxruntime").__version__},
+              "source": source, "faces": faces.source, "repeats": repeats, "throughput": rows,
+              "full_photo": photo, "fresh_process": fresh, "size_mb": sizes, "flops_per_face": flops,
+              "peak_flops": peak, "rss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=1) + "\n")
+    for line in _table(report):
+        click.echo(line)
+
+
+def _table(r: dict) -> list[str]:
+    rows, fresh, flops, peak = r["throughput"], r["fresh_process"], r["flops_per_face"], max(r["peak_flops"].values())
+    m = r["machine"]
+    out = [f"kfaar bench pipeline — {m['cores']} cores, {m['threads']} threads, torch {m['torch']}, "
+           f"onnxruntime {m['onnxruntime']}, median of {r['repeats']}",
+           f"weights: {r['source']}", f"crops: {r['faces']}", "",
+           f"{'faces/s':<26}{'batch':>6}{'torch':>9}{'ORT fp32':>10}{'ORT int8':>10}{'fp32/torch':>12}{'int8/fp32':>11}"]
+    for row in rows:
+        out.append(f"{row['stage']:<26}{row['batch']:>6}{row['torch']:>9.1f}{row['fp32']:>10.1f}{row['int8']:>10.1f}"
+                   f"{row['fp32'] / row['torch']:>11.2f}x{row['int8'] / row['fp32']:>10.2f}x")
+    for p in r["full_photo"]:
+        out.append(f"{p['stage']:<32} {p['photos_s']:>7.1f} photos/s  (pipeline as shipped: {p['engine']})")
+    out += ["", f"{'fresh process':<26}{'torch':>12}{'ORT fp32':>12}{'ORT int8':>12}"]
+    for label, k, fmt in (("cold start: import+load s", "cold_load_s", "{:>12.2f}"),
+                          ("  process wall s", "cold_process_s", "{:>12.2f}"),
+                          ("  + YuNet + SFace s", "cold_stack_s", "{:>12.2f}"),
+                          ("peak RSS MB (32 faces)", "peak_rss_mb", "{:>12.0f}"),
+                          ("torch imported", "torch_imported", "{!s:>12}")):
+        out.append(f"{label:<26}" + "".join(fmt.format(fresh[b][k]) for b in BACKENDS))
+    out.append(f"{'model size MB':<26}" + "".join(f"{r['size_mb'][b]:>12.1f}" for b in BACKENDS))
+    g, rd, sf = flops["generator"], flops["reader"], flops.get("sface")
+    anon = g + (sf or 0)
+    out += ["", f"FLOPs per face: generator {g / 1e9:.2f} G, reader {rd / 1e9:.3f} G, SFace "
+            + (f"{sf / 1e9:.2f} G" if sf else "n/a") + f"; peak measured {peak / 1e9:.0f} GFLOP/s "
+            f"(fp32 matmul: numpy {r['peak_flops']['numpy'] / 1e9:.0f}, torch {r['peak_flops']['torch'] / 1e9:.0f})"]
+    best = {s: max((x for x in rows if x["stage"] == s), key=lambda x: x["batch"]) for s in
+            ("generator", "anonymize aligned", "recover aligned")}
+    for s, f in (("generator", g), ("anonymize aligned", anon), ("recover aligned", rd)):
+        x = best[s]
+        out.append(f"share of peak, {s} batch {x['batch']}: " + ", ".join(
+            f"{b} {100 * x[b] * f / peak:.0f}%" for b in BACKENDS))
+    one = {s: next(x for x in rows if x["stage"] == s and x["batch"] == 1) for s in ("generator", "anonymize aligned")}
+    verdict = lambda ok: "met" if ok else "MISSED"  # noqa: E731
+    e2e = max(x[b] for x in rows if x["stage"] == "anonymize aligned" for b in ("fp32", "int8"))
+    out += ["", "targets (issue 5):",
+            f"  ORT fp32 >= 2x torch eager at batch 1: generator {one['generator']['fp32'] / one['generator']['torch']:.2f}x, "
+            f"anonymize {one['anonymize aligned']['fp32'] / one['anonymize aligned']['torch']:.2f}x "
+            f"-> {verdict(one['generator']['fp32'] >= 2 * one['generator']['torch'])}",
+            f"  int8 >= 1.5x fp32: generator batch 1 {one['generator']['int8'] / one['generator']['fp32']:.2f}x, "
+            f"batch {best['generator']['batch']} {best['generator']['int8'] / best['generator']['fp32']:.2f}x "
+            f"-> {verdict(min(one['generator']['int8'] / one['generator']['fp32'], best['generator']['int8'] / best['generator']['fp32']) >= 1.5)}",
+            f"  end-to-end anonymize >= 60 aligned faces/s: best ORT {e2e:.1f} -> {verdict(e2e >= 60)}",
+            f"  cold start <= 1.5 s (ORT fp32 import+load): {fresh['fp32']['cold_load_s']:.2f} s "
+            f"-> {verdict(fresh['fp32']['cold_load_s'] <= 1.5)}",
+            f"  issue 4: anonymize >= 30/s, recover >= 100/s, peak RSS <= 1 GB (ORT fp32): "
+            f"{best['anonymize aligned']['fp32']:.0f}/s, {best['recover aligned']['fp32']:.0f}/s, "
+            f"{fresh['fp32']['peak_rss_mb']:.0f} MB"]
+    return out

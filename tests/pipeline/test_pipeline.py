@@ -1,0 +1,138 @@
+"""Public API: Anonymizer / Authenticator on the shipped model.
+
+Fast tests use matplotlib's sample photo; the round trip on real faces uses the dev split
+of the LFW cache (marked ``data``; skipped with a message when the cache is absent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from kfaar import Anonymizer, Authenticator, Key  # noqa: E402
+from kfaar.errors import ModelIntegrityError  # noqa: E402
+from kfaar.pipeline import AnonymizerOptions, AuthenticatorOptions, NoFaceFoundError  # noqa: E402
+
+
+def _key(label: str) -> Key:
+    return Key.from_bytes(hashlib.sha256(label.encode()).digest())
+
+
+@pytest.fixture(scope="module")
+def anon():
+    with Anonymizer() as a:
+        yield a
+
+
+@pytest.fixture(scope="module")
+def auth():
+    with Authenticator() as a:
+        yield a
+
+
+@pytest.fixture(scope="module")
+def virtual(anon, grace_hopper):
+    return anon.anonymize(grace_hopper, _key("A"))
+
+
+def test_output_has_the_input_shape_and_dtype_and_changes_the_face(virtual, grace_hopper):
+    assert virtual.shape == grace_hopper.shape and virtual.dtype == np.uint8
+    changed = np.abs(virtual.astype(int) - grace_hopper).sum(2) > 0
+    assert 0.01 < changed.mean() < 0.5  # the face, not the whole photo
+    assert not changed[:40].any() and not changed[-40:].any()  # background rows untouched
+
+
+def test_same_photo_and_key_give_identical_bytes(anon, grace_hopper, virtual):
+    assert np.array_equal(anon.anonymize(grace_hopper, _key("A")), virtual)
+
+
+def test_two_keys_give_two_different_faces(anon, grace_hopper, virtual):
+    assert not np.array_equal(anon.anonymize(grace_hopper, _key("B")), virtual)
+
+
+def test_path_pil_and_array_inputs_agree(anon, grace_hopper_path, grace_hopper, virtual):
+    from PIL import Image
+
+    assert np.array_equal(anon.anonymize(str(grace_hopper_path), _key("A")), virtual)
+    assert np.array_equal(anon.anonymize(Image.open(grace_hopper_path), _key("A")), virtual)
+
+
+def test_photo_without_faces_is_returned_unchanged(anon, caplog):
+    blank = np.full((90, 120, 3), 127, np.uint8)
+    with caplog.at_level("INFO", logger="kfaar.pipeline"):
+        out = anon.anonymize(blank, _key("A"))
+    assert np.array_equal(out, blank) and out is not blank
+    assert "no face" in caplog.text
+
+
+def test_right_key_scores_above_wrong_keys(auth, grace_hopper, virtual):
+    t = auth.enroll(grace_hopper)
+    right = auth.score(auth.recover(virtual, _key("A")), t)
+    wrong = [auth.score(auth.recover(virtual, _key(f"wrong{i}")), t) for i in range(8)]
+    assert right > max(wrong)
+    assert not any(auth.verify(virtual, _key(f"wrong{i}"), t) for i in range(8))
+
+
+def test_enroll_without_a_face_says_so(auth):
+    with pytest.raises(NoFaceFoundError, match="enroll: no face"):
+        auth.enroll(np.zeros((64, 64, 3), np.uint8))
+
+
+def test_threshold_and_score_types(auth):
+    assert isinstance(auth.threshold, float) and 0.0 < auth.threshold < 1.0
+    e = np.random.default_rng(0).normal(size=128).astype(np.float32)
+    assert isinstance(auth.score(e, e), float) and auth.score(e, e) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="expected \\(128,\\)"):
+        auth.score(e[:10], e)
+
+
+def test_closed_objects_refuse_work(grace_hopper):
+    a = Anonymizer.create_from_options(AnonymizerOptions())
+    a.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        a.anonymize(grace_hopper, _key("A"))
+
+
+def test_tampered_weights_refuse_to_load(tmp_path):
+    from kfaar.models.bundle import SHIPPED, WEIGHTS_DIR
+
+    fname, pinned = SHIPPED["kfaar-v1"]
+    data = bytearray((WEIGHTS_DIR / fname).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad = tmp_path / "tampered.safetensors"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelIntegrityError, match="SHA-256 .* does not match the pinned"):
+        Authenticator(AuthenticatorOptions(model=str(bad), model_sha256=pinned))
+
+
+@pytest.mark.data
+def test_round_trip_on_real_dev_faces(anon, auth):
+    """Anonymize dev crops, recover with the key; compare to a *different* photo's template."""
+    from kfaar.data import load_split
+
+    cache = Path(__file__).resolve().parents[2] / "cache" / "lfw"
+    try:
+        dev = load_split(cache, "dev")
+    except FileNotFoundError as err:
+        pytest.skip(f"no dev cache ({err}); run `kfaar data prepare --split dev`")
+    labels = np.asarray(dev.labels)
+    first, second = [], []
+    for lab in np.unique(labels)[:40]:
+        i = np.flatnonzero(labels == lab)
+        first.append(i[0])
+        second.append(i[1])
+    crops = np.asarray(dev.crops)
+    key, wrong = _key("dev"), _key("dev-wrong")
+    v = anon.anonymize_crops(crops[first], key)
+    templates = auth.enroll_crops(crops[second])
+    right = np.diag(auth.scores(auth.recover_crops(v, key), templates))
+    bad = np.diag(auth.scores(auth.recover_crops(v, wrong), templates))
+    assert right.mean() > bad.mean() + 0.1
+    assert (bad >= auth.threshold).mean() <= 0.05
+    sface_orig = np.sum(anon._encoder.encode(v) * np.asarray(dev.embeddings)[first], 1)
+    assert np.median(sface_orig) < 0.363  # most virtual faces are another person to SFace
