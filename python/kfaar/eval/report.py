@@ -106,7 +106,7 @@ def _row_specs() -> list[tuple[str, str, str, str, str]]:
                      f"authentication.tar_at_far_{far}.tar", f"authentication.tar_at_far_{far}.n_genuine"))
     rows.append(("Wrong-key acceptance", "= FAR", "pct", "wrong_key_acceptance.value", "wrong_key_acceptance.n"))
     for a in ("yaw", "pitch", "roll"):
-        rows.append((f"|Δ {a}| median / p90 (°)", "low", "pose", f"synchronism.{a}", f"synchronism.{a}.n"))
+        rows.append((f"Abs. Δ {a}, median / p90 (°)", "low", "pose", f"synchronism.{a}", f"synchronism.{a}.n"))
     for r, label in (("mouth_ratio", "Mouth-ratio correlation"), ("eye_ratio", "Eye-ratio correlation")):
         rows.append((label, "high", "num2", f"synchronism.{r}_corr.r", f"synchronism.{r}_corr.n"))
     for d, label in (("yunet", "YuNet"), ("dlib", "dlib"), ("facemesh", "FaceMesh")):
