@@ -48,8 +48,12 @@ def eval_command(methods, split, limit, out_dir, data_dir, seed, jobs, setup_jud
         return
 
     from kfaar.eval.api import EvalConfig, evaluate
+    from kfaar.eval.protocol import default_data_dir
     from kfaar.eval.runner import EvalOptions
 
+    splits = (data_dir or default_data_dir()) / "lfw" / "splits.json"
+    if not splits.is_file():  # before the judges: no point setting them up without data
+        raise click.ClickException(f"no LFW splits at {splits}; pass --data DIR or set KFAAR_DATA")
     if find_judges(judges_venv) is None:
         click.echo("judges virtualenv missing: creating it first (one time, ~250 MB download)", err=True)
         try:
