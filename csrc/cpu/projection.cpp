@@ -327,6 +327,21 @@ void rotate_rows(const ProjectionParams& p, const float* src, float* dst) {
   per_thread(true);
 }
 
+// The whole affine map as one dense matrix, M = post · Q^{±1} · pre (d, d) row-major, built by
+// rotating the columns of `pre` and multiplying by `post`: O(d² log d + d³), paid back once the
+// batch reaches d rows (two d² products per row become one).
+void affine_matrix(const ProjectionParams& p, float* m) {
+  const int64_t d = p.dim;
+  std::vector<float> cols(d * d);  // row j = column j of pre, then Q^{±1} of it
+  for (int64_t i = 0; i < d; ++i)
+    for (int64_t j = 0; j < d; ++j) cols[j * d + i] = p.pre[i * d + j];
+  ProjectionParams q = p;
+  q.batch = d;
+  rotate_rows(q, cols.data(), cols.data());  // rows of (Q^{±1} · pre)ᵀ
+  cpu::Scratch pack(cpu::gemm_scratch_floats(d, d));
+  cpu::gemm_nt(p.post, d, cols.data(), d, d, d, d, pack.get(), [m, d](int64_t i, int64_t j, float v) { m[i * d + j] = v; });
+}
+
 }  // namespace
 
 void projection_cpu(const ProjectionParams& p) {
@@ -334,22 +349,32 @@ void projection_cpu(const ProjectionParams& p) {
     rotate_rows(p, p.in, p.out);
     return;
   }
-  // out = mean + post · Q^{±1} · pre · (in - mean), two products around the rotation
+  // out = mean + post · Q^{±1} · pre · (in - mean)
   const int64_t n = p.batch, d = p.dim;
-  std::vector<float> centred(n * d), rotated(n * d);
+  std::vector<float> centred(n * d);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < d; ++j) centred[i * d + j] = p.in[i * d + j] - p.mean[j];
   const int threads = cpu::threads_for(n * d * d, 1 << 18);
-  float* rot = rotated.data();
   cpu::Scratch pack(cpu::gemm_scratch_floats(n, d));
   float* packed = pack.get();
+  const float* mean = p.mean;
+  float* out = p.out;
+  auto add_mean = [out, mean, d](int64_t i, int64_t j, float v) { out[i * d + j] = v + mean[j]; };
+  if (n >= d) {  // one product with the whole map
+    std::vector<float> m(d * d);
+    affine_matrix(p, m.data());
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    cpu::gemm_nt(centred.data(), d, m.data(), d, n, d, d, packed, add_mean);
+    return;
+  }
+  // few rows: two products around the structured rotation
+  std::vector<float> rotated(n * d);
+  float* rot = rotated.data();
 #pragma omp parallel num_threads(threads) if (threads > 1)
   cpu::gemm_nt(centred.data(), d, p.pre, d, n, d, d, packed, [rot, d](int64_t i, int64_t j, float v) { rot[i * d + j] = v; });
   rotate_rows(p, rot, rot);
-  const float* mean = p.mean;
-  float* out = p.out;
 #pragma omp parallel num_threads(threads) if (threads > 1)
-  cpu::gemm_nt(rot, d, p.post, d, n, d, d, packed, [out, mean, d](int64_t i, int64_t j, float v) { out[i * d + j] = v + mean[j]; });
+  cpu::gemm_nt(rot, d, p.post, d, n, d, d, packed, add_mean);
 }
 
 }  // namespace kfaar
