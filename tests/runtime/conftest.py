@@ -26,11 +26,12 @@ def faces(torch):
 
 @pytest.fixture(scope="session")
 def tiny_bundle(torch, faces):
+    import dataclasses
+
     from kfaar.models.bundle import ModelBundle
     from kfaar.models.generator import Generator, GeneratorConfig
     from kfaar.models.identity_space import IdentitySpace
     from kfaar.models.mapping import MappingNetwork
-    from kfaar.models.reader import Reader, ReaderConfig
 
     torch.manual_seed(0)
     g = Generator(GeneratorConfig(enc_channels=(8, 8, 12, 12, 16), dec_channels=(12, 12, 8, 8), style_dim=32))
@@ -38,14 +39,13 @@ def tiny_bundle(torch, faces):
     rng = np.random.default_rng(0)  # a non-trivial identity space: centred off zero, anisotropic
     z = rng.standard_normal((512, 128)) * np.linspace(0.5, 1.5, 128) + 0.3 / np.sqrt(128)
     space.fit(z / np.linalg.norm(z, axis=1, keepdims=True))
-    return ModelBundle(
-        generator=g,
-        mapping=MappingNetwork(hidden=32, n_layers=2, n_styles=g.cfg.n_styles, style_dim=32),
-        reader=Reader(ReaderConfig(channels=(8, 12, 16, 16))),
-        space=space,
-        threshold=0.42,
-        info={"run": "tests/runtime tiny"},
-    ).eval()
+    parts = dict(generator=g, mapping=MappingNetwork(hidden=32, n_layers=2, n_styles=g.cfg.n_styles, style_dim=32),
+                 space=space, threshold=0.42, info={"run": "tests/runtime tiny"})
+    if "reader" in {f.name for f in dataclasses.fields(ModelBundle)}:  # a separate reader network
+        from kfaar.models.reader import Reader, ReaderConfig
+
+        parts["reader"] = Reader(ReaderConfig(channels=(8, 12, 16, 16)))
+    return ModelBundle(**parts).eval()
 
 
 @pytest.fixture(scope="session")

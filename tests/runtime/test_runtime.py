@@ -87,7 +87,8 @@ def test_paste_mask_is_the_generators_face_mask(exported, tiny_bundle):
 def test_dynamic_batch_and_empty_batch(exported, faces):
     eng = _engine(exported[0])
     full = eng.generate(faces.crops, faces.z, KEY)
-    np.testing.assert_array_equal(eng.generate(faces.crops[3:4], faces.z[3:4], KEY), full[3:4])
+    one = eng.generate(faces.crops[3:4], faces.z[3:4], KEY)
+    assert np.abs(one.astype(int) - full[3:4]).max() <= 1  # batch size may change float rounding, not more
     assert eng.generate(faces.crops[:0], faces.z[:0], KEY).shape == (0, 128, 128, 3)
     assert eng.recover(faces.crops[:0], KEY).shape == (0, 128)
 
@@ -104,18 +105,27 @@ def test_bad_input_is_named(exported, faces):
         _engine(exported[0], precision="fp16")
 
 
-def test_export_fails_loudly_when_ort_and_torch_differ(tiny_bundle, faces, tmp_path, monkeypatch):
-    """A wrong op export (here: the reader's antialiased resize as plain subsampling) is caught."""
+def test_export_fails_loudly_when_ort_and_torch_differ(tiny_bundle, faces, tmp_path):
+    import dataclasses
+
     import torch
 
     from kfaar.runtime import export as ex
 
-    def subsample(n_in, n_out):
-        return torch.eye(n_in)[:: n_in // n_out].contiguous()
+    class ExportsDifferently(torch.nn.Module):
+        """Adds 1e-3 only while being exported: an op whose ONNX form differs from torch's."""
 
-    monkeypatch.setattr(ex, "_resample_matrix", subsample)
-    with pytest.raises(ex.ExportParityError, match="reader: ONNX Runtime differs from torch"):
-        ex.export_bundle(tiny_bundle, tmp_path / "bad", faces=faces)
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.cfg = inner, inner.cfg
+
+        def forward(self, x, w_plus, code=None):
+            out = self.inner(x, w_plus, code)
+            return out + 1e-3 if torch.compiler.is_exporting() or torch.jit.is_tracing() else out
+
+    bad = dataclasses.replace(tiny_bundle, generator=ExportsDifferently(tiny_bundle.generator))
+    with pytest.raises(ex.ExportParityError, match="generator: ONNX Runtime differs from torch by 0.001"):
+        ex.export_bundle(bad, tmp_path / "bad", faces=faces)
     assert not (tmp_path / "bad" / "manifest.json").exists()
 
 
@@ -278,7 +288,8 @@ def test_pickle_rebuilds_sessions_and_close_is_final(exported, faces):
 
 
 # ---------------------------------------------------------------------------- CLI
-def test_cli_exports_a_bundle_file(tiny_bundle, faces, tmp_path, monkeypatch):
+def test_cli_export_loads_the_bundle_verified_and_reports(exported, tiny_bundle, tmp_path, monkeypatch):
+    """The CLI layer only (the export itself is the fixture's): arguments, verification, output."""
     from click.testing import CliRunner
 
     from kfaar.cli import main
@@ -286,14 +297,22 @@ def test_cli_exports_a_bundle_file(tiny_bundle, faces, tmp_path, monkeypatch):
     from kfaar.runtime import export as ex
 
     sha = save_bundle(tiny_bundle, tmp_path / "b.safetensors")
-    monkeypatch.setattr(ex, "reference_faces", lambda *a, **k: faces)
+    calls = []
+    monkeypatch.setattr(ex, "export_bundle", lambda b, out, **kw: calls.append((b, out, kw)) or exported[1])
     r = CliRunner().invoke(main, ["export", "--model", str(tmp_path / "b.safetensors"), "--sha256", sha,
-                                  "--out", str(tmp_path / "set")])
+                                  "--out", str(tmp_path / "set"), "--int8"])
     assert r.exit_code == 0, r.output + repr(r.exception)
-    assert "parity (max abs diff, ORT vs torch)" in r.output and "manifest sha256=" in r.output
-    assert json.loads((tmp_path / "set" / "manifest.json").read_text())["name"] == "b"
+    (b, out, kw), = calls
+    assert out == str(tmp_path / "set") and kw == {"name": "b", "int8": True} and b.threshold == pytest.approx(0.42)
+    assert "parity (max abs diff, ORT vs torch)" in r.output and "int8 vs fp32" in r.output
+    assert f"manifest sha256={exported[1].manifest_sha256}" in r.output
+    r = CliRunner().invoke(main, ["export", "--model", str(tmp_path / "b.safetensors"), "--sha256", "0" * 64,
+                                  "--out", str(tmp_path / "set")])
+    assert r.exit_code != 0 and "does not match the pinned" in str(r.exception)
     r = CliRunner().invoke(main, ["export", str(tmp_path / "b.safetensors"), "--out", str(tmp_path / "x")])
     assert r.exit_code != 0 and "CHECKPOINT exports a training checkpoint" in r.output
+    r = CliRunner().invoke(main, ["export", "--model", str(tmp_path / "b.safetensors")])
+    assert r.exit_code != 0 and "exactly one of --out DIR and --shipped" in r.output
 
 
 # ---------------------------------------------------------------------------- shipped weights (when present)
