@@ -1,10 +1,10 @@
 """``kfaar bench kernels``: the C++ (and CUDA) kernels against their torch twins, in one run.
 
-Every figure is the median wall time of ``--repeats`` calls after a warm-up, measured in this
-process on the same inputs, in blocks ordered torch, C++, (CUDA,) then back, each after a
-warm-up; the speed-ups are ratios of those medians. The C++ and CUDA times
-go through the public ops (argument checks and dispatch included), the torch ones through
-torch eager under ``inference_mode`` with weights already held as tensors.
+Every figure is the median wall time of ``--repeats`` calls measured in this process on the
+same inputs, in blocks ordered torch, C++, (CUDA,) then back, each block after a warm-up; the
+speed-ups are ratios of those medians. The C++ and CUDA times go through the public ops
+(argument checks and dispatch included), the torch ones through torch eager under
+``inference_mode`` with weights already held as tensors.
 """
 
 from __future__ import annotations
