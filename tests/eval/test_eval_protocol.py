@@ -218,3 +218,20 @@ def test_a_method_that_fails_or_misbehaves_is_counted_not_fatal(fake_data):
     assert 0 < rows.failures < len(es.photos)
     assert np.sum(rows.a >= 0) == len(es.photos) - rows.failures  # failed photos have no image
     assert all(p.max() < 255 for p in photos)  # the in-place edits hit copies
+
+
+def test_markdown_table_reads_nested_keys_and_flags_small_n():
+    from kfaar.eval.report import markdown_table
+
+    doc = {"methods": {
+        "m": {"available": True,
+              "authentication": {"tar_at_far_0.01": {"tar": 0.5, "n_genuine": 100},
+                                 "tar_at_far_0.001": {"tar": 0.25, "n_genuine": 10}},
+              "anonymity": {"vs_original": {"dlib": {"value": 1.0, "n": 5}}}},
+        "off": {"available": False, "reason": "not installed"},
+    }}
+    md = markdown_table(doc)
+    assert "| TAR @ FAR 1%, right key | high | 50.0% |" in md
+    assert "| TAR @ FAR 0.1%, right key | high | 25.0% (n=10) |" in md
+    assert "| Anonymity vs original (dlib) | high | 100.0% (n=5) |" in md
+    assert "off" not in md.splitlines()[0]

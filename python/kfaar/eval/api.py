@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from kfaar.eval.judges import JudgeRunner, ensure_judges
-from kfaar.eval.methods import BASELINES, Method, RedactOptions, build_methods
+from kfaar.eval.methods import BASELINES, KfaarModelOptions, Method, RedactOptions, build_methods
 from kfaar.eval.protocol import default_data_dir, load_eval_set
 from kfaar.eval.report import ReportFiles, write_report
 from kfaar.eval.runner import EvalOptions, EvalResult, run_evaluation
@@ -34,6 +34,7 @@ class EvalConfig:
     max_pairs_per_identity: int = 20  # same-person photo pairs kept per identity
     options: EvalOptions = field(default_factory=EvalOptions)
     redact: RedactOptions = field(default_factory=RedactOptions)
+    kfaar_model: KfaarModelOptions = field(default_factory=KfaarModelOptions)
     progress: bool = True
     command: str | None = None  # recorded in the report; None = this process's argv
 
@@ -78,7 +79,7 @@ def evaluate(config: EvalConfig, extra_methods: list[Method] | tuple[Method, ...
         max_pairs_per_identity=config.max_pairs_per_identity,
     )
     env = ensure_judges(config.judges_venv, auto_setup=config.auto_setup_judges)
-    methods, unavailable = build_methods(list(config.methods), redact=config.redact)
+    methods, unavailable = build_methods(list(config.methods), redact=config.redact, kfaar_model=config.kfaar_model)
     names = [m.name for m in methods]
     for m in extra_methods:
         if m.name in names:
@@ -107,6 +108,7 @@ def evaluate(config: EvalConfig, extra_methods: list[Method] | tuple[Method, ...
         "options": {
             **asdict(config.options),
             "redact": asdict(config.redact),
+            "kfaar_model": asdict(config.kfaar_model),
             "b_photos_per_identity": config.b_photos_per_identity,
             "max_pairs_per_identity": config.max_pairs_per_identity,
         },

@@ -33,8 +33,12 @@ def _methods(ctx, param, value: str) -> tuple[str, ...]:
               help="Create the judges virtualenv (dlib + MediaPipe, numpy<2) if missing or stale, then exit.")
 @click.option("--judges-venv", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Judges virtualenv (default: $KFAAR_JUDGES_VENV or ~/.cache/kfaar/judges-venv).")
+@click.option("--kfaar-model", default=None,
+              help="Bundle for the 'kfaar' method: a shipped name or a .safetensors path (kfaar export CKPT).")
+@click.option("--kfaar-sha256", default=None, help="Required SHA-256 of --kfaar-model (unpinned files load with a warning).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def eval_command(methods, split, limit, out_dir, data_dir, seed, jobs, setup_judges, judges_venv, quiet) -> None:
+def eval_command(methods, split, limit, out_dir, data_dir, seed, jobs, setup_judges, judges_venv,
+                 kfaar_model, kfaar_sha256, quiet) -> None:
     """Measure anonymity, authentication, synchronism, detectability, diversity, consistency
     and unlinkability of each method; write metrics.json and report.html into --out."""
     from kfaar.eval.judges import JudgesUnavailableError, ensure_judges, find_judges, setup_judges as make
@@ -48,6 +52,7 @@ def eval_command(methods, split, limit, out_dir, data_dir, seed, jobs, setup_jud
         return
 
     from kfaar.eval.api import EvalConfig, evaluate
+    from kfaar.eval.methods import KfaarModelOptions
     from kfaar.eval.protocol import default_data_dir
     from kfaar.eval.runner import EvalOptions
 
@@ -63,6 +68,7 @@ def eval_command(methods, split, limit, out_dir, data_dir, seed, jobs, setup_jud
     config = EvalConfig(
         methods=methods, split=split, limit=limit, seed=seed, data_dir=data_dir, out_dir=out_dir,
         judges_venv=judges_venv, options=EvalOptions(jobs=jobs), progress=not quiet,
+        kfaar_model=KfaarModelOptions(kfaar_model, kfaar_sha256),
     )
     t0 = time.perf_counter()
     try:

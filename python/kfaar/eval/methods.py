@@ -130,14 +130,24 @@ def _identity(photo: np.ndarray, key: Key) -> np.ndarray:
     return photo
 
 
-def _kfaar_method() -> Method:
+@dataclass(frozen=True)
+class KfaarModelOptions:
+    """Which kfaar model the ``kfaar`` method loads (default: the shipped one)."""
+
+    model: str | None = None  # shipped name or a .safetensors bundle path (e.g. from `kfaar export CKPT`)
+    sha256: str | None = None  # pin for your own bundle; unpinned files load with a warning
+
+
+def _kfaar_method(options: KfaarModelOptions | None = None) -> Method:
     """Our model, through the public API; imported only when asked for."""
+    o = options or KfaarModelOptions()
     try:
-        from kfaar.pipeline import Anonymizer, Authenticator
+        from kfaar.pipeline import Anonymizer, AnonymizerOptions, Authenticator, AuthenticatorOptions
     except ImportError as exc:
         raise MethodUnavailableError(f"kfaar.pipeline is not available ({exc})") from exc
     try:
-        anon, auth = Anonymizer(), Authenticator()
+        anon = Anonymizer(AnonymizerOptions(model=o.model, model_sha256=o.sha256))
+        auth = Authenticator(AuthenticatorOptions(model=o.model, model_sha256=o.sha256))
     except Exception as exc:  # a missing model file, a native module not built, ...
         raise MethodUnavailableError(f"kfaar's Anonymizer/Authenticator cannot be created ({exc})") from exc
     return Method(
@@ -147,7 +157,7 @@ def _kfaar_method() -> Method:
         enroll=auth.enroll,
         scores=auth.scores,
         threshold=float(auth.threshold),
-        description="kfaar virtual faces; KVFA recovery with the key",
+        description=f"kfaar virtual faces ({o.model or 'shipped model'}); KVFA recovery with the key",
     )
 
 
@@ -155,8 +165,8 @@ BASELINES = ("identity", "blur", "pixelate", "blackbox")
 METHOD_NAMES = (*BASELINES, "kfaar")
 
 
-def build_methods(names: list[str], *, detector: object | None = None,
-                  redact: RedactOptions | None = None) -> tuple[list[Method], dict[str, str]]:
+def build_methods(names: list[str], *, detector: object | None = None, redact: RedactOptions | None = None,
+                  kfaar_model: KfaarModelOptions | None = None) -> tuple[list[Method], dict[str, str]]:
     """Build the named methods; returns (methods, {name: reason} for those unavailable here)."""
     unknown = [n for n in names if n not in METHOD_NAMES]
     if unknown:
@@ -178,7 +188,7 @@ def build_methods(names: list[str], *, detector: object | None = None,
             methods.append(Method(name, getattr(redactor, name), description=desc))
         else:
             try:
-                methods.append(_kfaar_method())
+                methods.append(_kfaar_method(kfaar_model))
             except MethodUnavailableError as exc:
                 log.warning("method %s unavailable: %s", name, exc)
                 unavailable[name] = str(exc)

@@ -71,15 +71,16 @@ def write_report(result: EvalResult, out_dir: Path, *, run_info: dict) -> Report
 # ---------------------------------------------------------------- the property table
 
 def _get(props: dict, path: str):
+    """``props`` at a "/"-separated path (JSON keys may hold dots: ``tar_at_far_0.01``), or None."""
     cur = props
-    for part in path.split("."):
+    for part in path.split("/"):
         if not isinstance(cur, dict) or part not in cur:
             return None
         cur = cur[part]
     return cur
 
 
-MIN_N = 30  # a table cell backed by fewer cases shows "–" and its n (the value stays in metrics.json)
+MIN_N = 30  # a table cell backed by fewer cases shows its n beside the value
 
 
 def _pct(x) -> str:
@@ -95,45 +96,47 @@ def _row_specs() -> list[tuple[str, str, str, str, str]]:
     rows = []
     for j in JUDGES:
         rows.append((f"Anonymity vs original ({_JUDGE_LABEL[j]})", "high", "pct",
-                     f"anonymity.vs_original.{j}.value", f"anonymity.vs_original.{j}.n"))
+                     f"anonymity/vs_original/{j}/value", f"anonymity/vs_original/{j}/n"))
     for j in JUDGES:
         rows.append((f"Anonymity vs other photo ({_JUDGE_LABEL[j]})", "high", "pct",
-                     f"anonymity.vs_other_photo.{j}.value", f"anonymity.vs_other_photo.{j}.n"))
+                     f"anonymity/vs_other_photo/{j}/value", f"anonymity/vs_other_photo/{j}/n"))
     for j in JUDGES:
-        rows.append((f"Attacker ROC AUC ({_JUDGE_LABEL[j]})", "0.5", "num3", f"attack.{j}.auc", f"attack.{j}.n_genuine"))
+        rows.append((f"Attacker ROC AUC ({_JUDGE_LABEL[j]})", "0.5", "num3", f"attack/{j}/auc", f"attack/{j}/n_genuine"))
     for far, label in (("0.01", "1%"), ("0.001", "0.1%")):
         rows.append((f"TAR @ FAR {label}, right key", "high", "pct",
-                     f"authentication.tar_at_far_{far}.tar", f"authentication.tar_at_far_{far}.n_genuine"))
-    rows.append(("Wrong-key acceptance", "= FAR", "pct", "wrong_key_acceptance.value", "wrong_key_acceptance.n"))
+                     f"authentication/tar_at_far_{far}/tar", f"authentication/tar_at_far_{far}/n_genuine"))
+    rows.append(("Wrong-key acceptance", "= FAR", "pct", "wrong_key_acceptance/value", "wrong_key_acceptance/n"))
     for a in ("yaw", "pitch", "roll"):
-        rows.append((f"Abs. Δ {a}, median / p90 (°)", "low", "pose", f"synchronism.{a}", f"synchronism.{a}.n"))
+        rows.append((f"Abs. Δ {a}, median / p90 (°)", "low", "pose", f"synchronism/{a}", f"synchronism/{a}/n"))
     for r, label in (("mouth_ratio", "Mouth-ratio correlation"), ("eye_ratio", "Eye-ratio correlation")):
-        rows.append((label, "high", "num2", f"synchronism.{r}_corr.r", f"synchronism.{r}_corr.n"))
+        rows.append((label, "high", "num2", f"synchronism/{r}_corr/r", f"synchronism/{r}_corr/n"))
     for d, label in (("yunet", "YuNet"), ("dlib", "dlib"), ("facemesh", "FaceMesh")):
-        rows.append((f"Detectability ({label})", "high", "pct", f"detectability.{d}.value", f"detectability.{d}.n"))
+        rows.append((f"Detectability ({label})", "high", "pct", f"detectability/{d}/value", f"detectability/{d}/n"))
     for j in JUDGES:
-        rows.append((f"Diversity, 2 keys ({_JUDGE_LABEL[j]})", "high", "pct", f"diversity.{j}.value", f"diversity.{j}.n"))
+        rows.append((f"Diversity, 2 keys ({_JUDGE_LABEL[j]})", "high", "pct", f"diversity/{j}/value", f"diversity/{j}/n"))
     for j in JUDGES:
         rows.append((f"Consistency, same key ({_JUDGE_LABEL[j]})", "high", "pct",
-                     f"consistency.{j}.value", f"consistency.{j}.n"))
+                     f"consistency/{j}/value", f"consistency/{j}/n"))
     for j in JUDGES:
         rows.append((f"Unlinkability D↔sys ({_JUDGE_LABEL[j]})", "low", "num3",
-                     f"unlinkability.{j}.dsys", f"unlinkability.{j}.n_mated"))
+                     f"unlinkability/{j}/dsys", f"unlinkability/{j}/n_mated"))
     return rows
 
 
 def _cell(props: dict, fmt: str, path: str, n_path: str) -> tuple[str, int | None]:
     n = _get(props, n_path)
     if fmt == "pose":
-        text = f"{_num(_get(props, path + '.median'), 1)} / {_num(_get(props, path + '.p90'), 1)}"
-        missing = _get(props, path + ".median") is None
+        text = f"{_num(_get(props, path + '/median'), 1)} / {_num(_get(props, path + '/p90'), 1)}"
+        missing = _get(props, path + "/median") is None
     else:
         v = _get(props, path)
         text = {"pct": _pct, "num2": _num, "num3": lambda x: _num(x, 3)}[fmt](v)
         missing = v is None
-    if n is not None and 0 < n < MIN_N:
-        return f"– (n={n})", n
-    return ("–" if missing else text), n
+    if missing:
+        return "–", n
+    if n is not None and n < MIN_N:
+        return f"{text} (n={n})", n  # flagged: too few cases to lean on
+    return text, n
 
 
 def table_rows(result: EvalResult) -> list[dict]:
