@@ -110,14 +110,17 @@ class _Base:
 
         return load_image(photo)
 
-    def _main_crop(self, photo, what: str) -> np.ndarray:
+    def _main_aligned(self, photo, what: str):
         from kfaar.faces import align_face, main_face
 
         rgb = self._load(photo)
         face = main_face(self._detector.detect(rgb), rgb.shape)
         if face is None:
             raise NoFaceFoundError(f"{what}: no face found in the photo ({rgb.shape[1]}x{rgb.shape[0]})")
-        return align_face(rgb, face.landmarks, size=self._engine.crop_size).crop[None]
+        return rgb, align_face(rgb, face.landmarks, size=self._engine.crop_size)
+
+    def _main_crop(self, photo, what: str) -> np.ndarray:
+        return self._main_aligned(photo, what)[1].crop[None]
 
 
 class Anonymizer(_Base):
@@ -190,9 +193,18 @@ class Authenticator(_Base):
         return self._encoder.encode(_check_crops(crops, self._engine.crop_size))
 
     def recover(self, virtual_photo, key: Key) -> np.ndarray:
-        """A virtual photo and the key -> (128,) float32 recovered identity embedding of its main face."""
+        """A virtual photo and the key -> (128,) float32 recovered identity embedding of its main face.
+
+        The re-detected alignment is refined on the code carrier's pilot signal first."""
+        import cv2
+
         self._check_open()
-        return self._engine.recover(self._main_crop(virtual_photo, "recover"), key)[0]
+        rgb, aligned = self._main_aligned(virtual_photo, "recover")
+        matrix, match = self._engine.realign(rgb, aligned.matrix)
+        log.debug("recover: pilot match %.3f after re-alignment", match)
+        s = self._engine.crop_size
+        crop = cv2.warpAffine(rgb, matrix, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return self._engine.recover(crop[None], key)[0]
 
     def recover_crops(self, crops: np.ndarray, key: Key) -> np.ndarray:
         """Aligned virtual crops (N, 128, 128, 3) uint8 -> (N, 128) recovered embeddings."""

@@ -36,31 +36,48 @@ def _dct_rows(r: int, k: int) -> torch.Tensor:
 
 class CodeCarrier(nn.Module):
     def __init__(self, interior: torch.Tensor, dim: int = 128, res: int = 16, drop_low: int = 3,
-                 amplitude: float = 4.0, seed: int = 20261126):
-        """interior: (r, r) float mask of the cells inside the face (1) and outside (0)."""
+                 amplitude: float = 4.0, seed: int = 20261126, pilots: int = 32):
+        """interior: (r, r) float mask of the cells inside the face (1) and outside (0).
+
+        ``pilots`` extra rows carry a fixed, known vector: at recovery the alignment whose
+        pilot read best matches it is the one the code was written in (re-detected landmarks
+        on a virtual face can be several pixels off)."""
         super().__init__()
-        g = torch.Generator().manual_seed(seed)
         cells = (interior.reshape(-1) > 0.5).double()  # (r*r,)
         low = _dct_rows(res, drop_low) * cells  # smooth components restricted to the interior
-        blocks = []
-        for c in range(3):
-            rnd = torch.randn(dim, res * res, generator=g, dtype=torch.float64) * cells
-            ql, _ = torch.linalg.qr(low.T)  # (r*r, k*k)
-            rnd = rnd - (rnd @ ql) @ ql.T
-            blocks.append(rnd)
-        b = torch.cat(blocks, 1)  # (dim, 3*r*r), channel-major like pooled.flatten(1)
-        q, _ = torch.linalg.qr(b.T)  # (3*r*r, dim) orthonormal columns
-        self.register_buffer("basis", q.T.float().contiguous())  # (dim, 3*r*r)
-        self.res, self.amplitude = res, amplitude
+        ql, _ = torch.linalg.qr(low.T)  # (r*r, k*k)
+
+        def rows(n: int, g: torch.Generator) -> torch.Tensor:
+            blocks = []
+            for _ in range(3):
+                rnd = torch.randn(n, res * res, generator=g, dtype=torch.float64) * cells
+                blocks.append(rnd - (rnd @ ql) @ ql.T)
+            return torch.cat(blocks, 1)  # (n, 3*r*r), channel-major like pooled.flatten(1)
+
+        b = torch.cat([rows(dim, torch.Generator().manual_seed(seed)),
+                       rows(pilots, torch.Generator().manual_seed(seed + 1))])
+        q, _ = torch.linalg.qr(b.T)  # (3*r*r, dim + pilots); the first dim columns depend on the code rows only
+        self.register_buffer("basis", q.T.float().contiguous())  # (dim + pilots, 3*r*r)
+        pilot = torch.randn(pilots, generator=torch.Generator().manual_seed(seed + 2), dtype=torch.float64)
+        self.register_buffer("pilot", (amplitude * pilot / pilot.norm()).float())  # (pilots,)
+        self.res, self.amplitude, self.dim = res, amplitude, dim
         self._m_inv: dict[int, torch.Tensor] = {}
 
     def pooled(self, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B, 3*r*r) cell means of the masked crop."""
         return F.adaptive_avg_pool2d(v * mask, self.res).flatten(1)
 
-    def read(self, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> (B, dim) carrier coefficients (direction of u' when written by ``write``)."""
+    def read_all(self, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, dim + pilots) carrier coefficients."""
         return self.pooled(v, mask) @ self.basis.T
+
+    def read(self, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, dim) code coefficients (direction of u' when written by ``write``)."""
+        return self.read_all(v, mask)[:, : self.dim]
+
+    def pilot_match(self, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B,) cosine of the pilot read to the known pilot vector (1 = aligned)."""
+        return F.cosine_similarity(self.read_all(v, mask)[:, self.dim :], self.pilot[None], dim=1)
 
     def patterns(self, size: int, mask: torch.Tensor) -> torch.Tensor:
         """(dim, 3, S, S): each basis row upsampled smoothly to the crop and masked."""
@@ -71,15 +88,15 @@ class CodeCarrier(nn.Module):
         key = size
         if key not in self._m_inv or self._m_inv[key].device != mask.device:
             with torch.no_grad():
-                p = self.patterns(size, mask)  # (dim, 3, S, S)
-                m = self.read(p, torch.ones_like(mask))  # (dim, dim): coefficients of each pattern
+                p = self.patterns(size, mask)  # (n, 3, S, S)
+                m = self.read_all(p, torch.ones_like(mask))  # (n, n): coefficients of each pattern
                 self._m_inv[key] = torch.linalg.inv(m.double()).float()
         return self._m_inv[key]
 
     def write(self, y: torch.Tensor, code: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Make read(y') = amplitude · unit(code). Returns (y', alpha (B, dim) — the correction applied)."""
         size = y.shape[-1]
-        target = self.amplitude * F.normalize(code, dim=1)
-        alpha = (target - self.read(y, mask)) @ self._inverse(size, mask)  # (B, dim)
-        p = self.patterns(size, mask)  # (dim, 3, S, S)
+        target = torch.cat([self.amplitude * F.normalize(code, dim=1), self.pilot.expand(len(code), -1)], 1)
+        alpha = (target - self.read_all(y, mask)) @ self._inverse(size, mask)  # (B, dim + pilots)
+        p = self.patterns(size, mask)  # (dim + pilots, 3, S, S)
         return y + torch.einsum("bd,dchw->bchw", alpha, p), alpha

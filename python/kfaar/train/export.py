@@ -32,7 +32,7 @@ def bundle_from_checkpoint(path: str | os.PathLike) -> ModelBundle:
     st = torch.load(path, map_location="cpu", weights_only=False)
     over = st["config"].get("generator", {})
     m = KfaarModel(GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in over.items()}))
-    m.load_state_dict(st["model"])
+    m.load_state_dict({k: v for k, v in st["model"].items() if "code_carrier." not in k}, strict=False)
     info = {"step": int(st["step"]), "config": st["config"]}
     return ModelBundle(m.generator, m.mapping, m.space, threshold=0.0, info=info).eval()
 

@@ -201,7 +201,11 @@ class Trainer:
 
     def load(self, path: str | os.PathLike) -> None:
         st = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(st["model"])
+        # the carrier basis is a deterministic function of its seed: rebuilt, never resumed
+        model_state = {k: v for k, v in st["model"].items() if "code_carrier." not in k}
+        missing, unexpected = self.model.load_state_dict(model_state, strict=False)
+        if unexpected or any("code_carrier." not in k for k in missing):
+            raise RuntimeError(f"checkpoint {path}: does not fit the model (missing {missing}, unexpected {unexpected})")
         self.disc.load_state_dict(st["disc"])
         self.opt_g.load_state_dict(st["opt_g"])
         self.opt_d.load_state_dict(st["opt_d"])
