@@ -157,3 +157,20 @@ def test_binding_rejects_out_of_range_permutation_indices():
 def test_binding_rejects_partial_whitening():
     with pytest.raises(ValueError, match="whitening: expected mean, whiten and color together"):
         _C.projection_cpu(np.ones((1, 16), np.float32), PARAMS.signs, PARAMS.perms, mean=np.zeros(16, np.float32))
+
+
+@SETTINGS
+@given(
+    dim_log2=st.integers(1, 10),
+    batch=st.integers(1, 40),
+    rounds=st.integers(1, 5),
+    inverse=st.booleans(),
+    seed=st.binary(min_size=32, max_size=32),
+)
+def test_random_valid_projections_match_the_reference(dim_log2, batch, rounds, inverse, seed):
+    from kfaar.ops.projection import _project_ref
+
+    params = ProjectionParams.from_seed(seed, dim=1 << dim_log2, rounds=rounds)
+    z = np.random.default_rng(int.from_bytes(seed[:4], "little")).standard_normal((batch, params.dim)).astype(np.float32)
+    got = _C.projection_cpu(z, params.signs, params.perms, inverse)
+    np.testing.assert_allclose(got, _project_ref(z, params, inverse=inverse), rtol=0, atol=1e-5)
