@@ -120,7 +120,7 @@ def test_properties_of_identity_and_blackbox_on_synthetic_judges():
     """Identity keeps every judge output (anonymity 0, sync exact); black box removes the face."""
     from kfaar.eval.judges import JudgeTable
     from kfaar.eval.protocol import EvalSet, Photo
-    from kfaar.eval.runner import EvalOptions, _Features, _properties, _Rows
+    from kfaar.eval.properties import Features, MethodRows, method_properties
 
     rng = np.random.default_rng(1)
     n_id, per = 6, 3
@@ -139,15 +139,15 @@ def test_properties_of_identity_and_blackbox_on_synthetic_judges():
         mouth_ratio=np.r_[rng.uniform(0, 0.5, n), np.nan].astype(np.float32),
         eye_ratio=np.r_[rng.uniform(0.2, 0.4, n), np.nan].astype(np.float32),
     )
-    feats = _Features(np.r_[np.ones(n, bool), False], np.r_[sface, nan], table)
+    feats = Features(np.r_[np.ones(n, bool), False], np.r_[sface, nan], table)
     photos = tuple(Photo(path=None, identity=int(k), b_key=(i % per) < 2) for i, k in enumerate(labels))
     pairs = np.array([(a, b) for a in range(n) for b in range(n) if a != b and labels[a] == labels[b]])
     es = EvalSet("dev", tuple(f"P{k}" for k in range(n_id)), photos, pairs, 0)
     orig = feats.take(np.arange(n))
     b_rows = np.where([p.b_key for p in photos], np.arange(n), -1)
 
-    ident = _properties(Method("identity", lambda p, k: p), _Rows(a=np.arange(n), b=b_rows),
-                        feats, orig, labels, es, EvalOptions())
+    ident = method_properties(Method("identity", lambda p, k: p), MethodRows(a=np.arange(n), b=b_rows),
+                        feats, orig, labels, es, (1e-2, 1e-3))
     p = ident.properties
     for j in ("dlib", "sface"):
         assert p["anonymity"]["vs_original"][j]["value"] == 0.0
@@ -159,8 +159,8 @@ def test_properties_of_identity_and_blackbox_on_synthetic_judges():
     assert p["synchronism"]["yaw"]["median"] == 0.0 and p["synchronism"]["mouth_ratio_corr"]["r"] == pytest.approx(1.0)
     assert p["authentication"] is None
 
-    box = _properties(Method("blackbox", lambda p, k: p), _Rows(a=np.full(n, n), b=np.where(b_rows >= 0, n, -1)),
-                      feats, orig, labels, es, EvalOptions())
+    box = method_properties(Method("blackbox", lambda p, k: p), MethodRows(a=np.full(n, n), b=np.where(b_rows >= 0, n, -1)),
+                      feats, orig, labels, es, (1e-2, 1e-3))
     q = box.properties
     assert q["anonymity"]["vs_original"]["dlib"]["value"] == 1.0
     assert q["detectability"]["yunet"]["value"] == 0.0
@@ -168,7 +168,7 @@ def test_properties_of_identity_and_blackbox_on_synthetic_judges():
 
 
 def test_kvfa_right_key_accepts_and_wrong_key_rejects():
-    from kfaar.eval.runner import EvalOptions, _kvfa, _Rows
+    from kfaar.eval.properties import MethodRows, kvfa
 
     rng = np.random.default_rng(2)
     n_id, per = 100, 4
@@ -178,9 +178,9 @@ def test_kvfa_right_key_accepts_and_wrong_key_rejects():
     templates = _unit(centers[labels] + 0.1 * rng.normal(size=(n, 128)))
     recovered = _unit(centers[labels] + 0.1 * rng.normal(size=(n, 128)))
     wrong = _unit(rng.normal(size=(n, 128)))  # a wrong key: uncorrelated with the truth
-    rows = _Rows(a=np.arange(n), b=np.full(n, -1), recovered=recovered, recovered_wrong=wrong, templates=templates)
+    rows = MethodRows(a=np.arange(n), b=np.full(n, -1), recovered=recovered, recovered_wrong=wrong, templates=templates)
     pairs = np.array([(a, b) for a in range(n) for b in range(n) if a != b and labels[a] == labels[b]])
-    auth, wrong_acc, roc = _kvfa(Method("toy", lambda p, k: p, threshold=None), rows, {}, labels, pairs, EvalOptions())
+    auth, wrong_acc, roc = kvfa(Method("toy", lambda p, k: p, threshold=None), rows, {}, labels, pairs, (1e-2, 1e-3))
     assert auth["tar_at_far_0.01"]["tar"] >= 0.99 and auth["tar_at_far_0.001"]["tar"] >= 0.99
     assert roc.auc > 0.999
     assert wrong_acc["value"] <= 0.02  # at the FAR-1% threshold, random vectors pass about as often as impostors

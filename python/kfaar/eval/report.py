@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -260,7 +260,3 @@ def render_html(result: EvalResult, doc: dict) -> str:
         dataset_json=json.dumps(doc.get("dataset", {}), indent=1),
         options_json=json.dumps(doc.get("options", {}), indent=1, default=str),
     )
-
-
-def options_json(options) -> dict:
-    return asdict(options)
