@@ -51,7 +51,18 @@ def main() -> None:
         "cases": cases,
     }
     out = Path(__file__).with_name("projection_v1.json")
-    out.write_text(json.dumps(doc, indent=1) + "\n")
+    out.write_text(_dump(doc) + "\n")
+
+
+def _dump(value, indent: str = "") -> str:
+    """JSON with one array row per line: readable, and a changed value shows as a one-line diff."""
+    inner = indent + "  "
+    if isinstance(value, dict):
+        items = [f"{inner}{json.dumps(k)}: {_dump(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(value, list) and value and isinstance(value[0], (list, dict)):
+        return "[\n" + ",\n".join(inner + _dump(v, inner) for v in value) + "\n" + indent + "]"
+    return json.dumps(value)
 
 
 if __name__ == "__main__":
