@@ -29,7 +29,7 @@ class ShareResult:
     n: int
 
     def to_json(self) -> dict:
-        return {"value": _json_float(self.value), "n": self.n}
+        return {"value": json_float(self.value), "n": self.n}
 
 
 def share(mask: np.ndarray | list[bool]) -> ShareResult:
@@ -50,7 +50,7 @@ class RocResult:
 
     def to_json(self) -> dict:
         return {
-            "auc": _json_float(self.auc),
+            "auc": json_float(self.auc),
             "n_genuine": self.n_genuine,
             "n_impostor": self.n_impostor,
             "far": [round(float(v), 6) for v in self.far],
@@ -111,9 +111,9 @@ class TarAtFarResult:
     def to_json(self) -> dict:
         return {
             "far_target": self.far_target,
-            "tar": _json_float(self.tar),
-            "threshold": _json_float(self.threshold),
-            "far": _json_float(self.far),
+            "tar": json_float(self.tar),
+            "threshold": json_float(self.threshold),
+            "far": json_float(self.far),
             "n_genuine": self.n_genuine,
             "n_impostor": self.n_impostor,
         }
@@ -154,7 +154,7 @@ class UnlinkabilityResult:
     n_non_mated: int
 
     def to_json(self) -> dict:
-        return {"dsys": _json_float(self.dsys), "n_mated": self.n_mated, "n_non_mated": self.n_non_mated}
+        return {"dsys": json_float(self.dsys), "n_mated": self.n_mated, "n_non_mated": self.n_non_mated}
 
 
 def dsys(mated: np.ndarray, non_mated: np.ndarray, *, omega: float = 1.0, n_bins: int | None = None) -> UnlinkabilityResult:
@@ -208,7 +208,7 @@ class AbsErrorResult:
     n: int
 
     def to_json(self) -> dict:
-        return {"median": _json_float(self.median), "p90": _json_float(self.p90), "n": self.n}
+        return {"median": json_float(self.median), "p90": json_float(self.p90), "n": self.n}
 
 
 def abs_error(a: np.ndarray, b: np.ndarray, *, period: float | None = None) -> AbsErrorResult:
@@ -235,7 +235,7 @@ class CorrelationResult:
     n: int
 
     def to_json(self) -> dict:
-        return {"r": _json_float(self.r), "n": self.n}
+        return {"r": json_float(self.r), "n": self.n}
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> CorrelationResult:
@@ -250,6 +250,6 @@ def correlation(a: np.ndarray, b: np.ndarray) -> CorrelationResult:
     return CorrelationResult(float(np.corrcoef(a, b)[0, 1]), int(a.size))
 
 
-def _json_float(v: float) -> float | None:
+def json_float(v: float) -> float | None:
     """JSON has no nan: undefined values become null."""
     return None if v is None or not np.isfinite(v) else round(float(v), 6)

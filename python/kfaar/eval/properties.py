@@ -144,10 +144,10 @@ def method_properties(method: Method, rows: MethodRows, feats: Features, orig: d
         res = M.dsys(sab[valid & same_person], sab[valid & diff_id[:, bidx]])
         unl[judge] = res.to_json()
     props["anonymity"] = {"vs_original": anon_o, "vs_other_photo": anon_p}
-    props["attack"] = {
-        j: {"auc": M._json_float(c.auc), "n_genuine": c.n_genuine, "n_impostor": c.n_impostor}
-        for j, c in ((j, curves[f"attack/{j}"]) for j in JUDGES)
-    }
+    props["attack"] = {}
+    for judge in JUDGES:
+        c = curves[f"attack/{judge}"]
+        props["attack"][judge] = {"auc": M.json_float(c.auc), "n_genuine": c.n_genuine, "n_impostor": c.n_impostor}
     props["diversity"] = div
     props["consistency"] = cons
     props["unlinkability"] = unl
@@ -215,7 +215,7 @@ def kvfa(method: Method, rows: MethodRows, orig: dict, labels: np.ndarray, pairs
     imp_mask = (labels[:, None] != labels[None, :]) & okr[:, None] & okt[None, :]
     impostor = rt[imp_mask]
     roc = M.roc_curve(genuine, impostor)
-    auth = {"auc": M._json_float(roc.auc), "recovered": M.share(okr).to_json()}
+    auth = {"auc": M.json_float(roc.auc), "recovered": M.share(okr).to_json()}
     for far in fars:
         auth[f"tar_at_far_{far:g}"] = M.tar_at_far(genuine, impostor, far).to_json()
     if method.threshold is not None:
@@ -225,8 +225,8 @@ def kvfa(method: Method, rows: MethodRows, orig: dict, labels: np.ndarray, pairs
     auth["operating"] = {
         "threshold": thr,
         "source": source,
-        "tar": M._json_float(float(np.mean(genuine >= thr)) if genuine.size else float("nan")),
-        "far": M._json_float(float(np.mean(impostor >= thr)) if impostor.size else float("nan")),
+        "tar": M.json_float(float(np.mean(genuine >= thr)) if genuine.size else float("nan")),
+        "far": M.json_float(float(np.mean(impostor >= thr)) if impostor.size else float("nan")),
     }
     # wrong key: the person's photo recovered with a key that is not theirs, vs their template
     accepted = okw[i] & (wt[i, j] >= thr)  # a failed recovery is a rejection here too
