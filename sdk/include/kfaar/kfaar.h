@@ -9,13 +9,15 @@
  *   from OpenMP).
  *
  * Projection parameters are derived from the user's key, and this library does no key
- * handling. kfaar (Python) derives them as: subkey = HKDF-SHA256(key, salt = none,
- * info = "kfaar/v1/projection", 32 bytes); a ChaCha20 keystream (RFC 7539 block function,
- * 32-byte subkey, all-zero 16-byte counter||nonce) then supplies, round by round, dim/8 bytes
- * of sign bits (bit i of byte i/8, least significant first: 1 -> -1.0f) and a Fisher-Yates
- * shuffle drawing little-endian uint32 words with rejection sampling. The Python function
- * kfaar.ops.projection.ProjectionParams.from_key(key).signs / .perms gives the arrays; a native
- * implementation must reproduce tests/vectors/projection_v1.json bit for bit.
+ * handling. kfaar (Python) derives them as follows:
+ *   subkey = HKDF-SHA256(key, salt = none, info = "kfaar/v1/projection", 32 bytes)
+ *   stream = ChaCha20 keystream of subkey (RFC 7539 block function, 32-bit block counter 0,
+ *            96-bit nonce 0), read front to back; for each round r = 0..rounds-1:
+ *     signs: ceil(dim/8) bytes; bit i of byte i/8 (least significant bit first) set -> -1.0f
+ *     perms: p = 0..dim-1; for i = dim-1 down to 1: draw little-endian uint32 words w until
+ *            w < 2^32 - (2^32 mod (i+1)), then swap p[i] and p[w mod (i+1)]
+ * kfaar.ops.ProjectionParams.from_key(key).signs / .perms gives the arrays; a native port must
+ * reproduce tests/vectors/projection_v1.json bit for bit.
  */
 #ifndef KFAAR_KFAAR_H
 #define KFAAR_KFAAR_H
