@@ -226,3 +226,32 @@ def test_rejected_words_are_consumed_in_stream_order(rng):
     assert fast.permutation(37) == _fisher_yates_one_word_at_a_time(slow, 37)
     assert fast._pos == slow._pos  # the next round starts at the same place in the stream
     assert fast.read(8) == slow.read(8)
+
+
+def test_the_documented_recipe_gives_the_same_params():
+    """kfaar.h spells the key-to-parameters recipe out for native ports; follow it literally."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    key_bytes, dim, rounds = bytes(range(32)), 128, 4
+    subkey = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"kfaar/v1/projection").derive(key_bytes)
+    stream = Cipher(algorithms.ChaCha20(subkey, bytes(16)), mode=None).encryptor().update(bytes(1 << 16))
+    pos = 0
+    signs, perms = [], []
+    for _ in range(rounds):
+        raw = stream[pos : pos + (dim + 7) // 8]
+        pos += len(raw)
+        signs.append([-1.0 if raw[i // 8] >> (i % 8) & 1 else 1.0 for i in range(dim)])
+        p = list(range(dim))
+        for i in range(dim - 1, 0, -1):
+            while True:
+                w = int.from_bytes(stream[pos : pos + 4], "little")
+                pos += 4
+                if w < 2**32 - 2**32 % (i + 1):
+                    break
+            p[i], p[w % (i + 1)] = p[w % (i + 1)], p[i]
+        perms.append(p)
+    params = ProjectionParams.from_key(Key.from_bytes(key_bytes), dim=dim, rounds=rounds)
+    np.testing.assert_array_equal(params.signs, signs)
+    np.testing.assert_array_equal(params.perms, perms)
