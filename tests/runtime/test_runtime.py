@@ -33,13 +33,15 @@ def test_export_writes_a_manifest_that_pins_every_file(exported):
     m = json.loads((folder / "manifest.json").read_text())
     assert m == res.manifest and m["format"] == "kfaar-onnx/1" and m["crop_size"] == 128
     assert m["threshold"] == pytest.approx(0.42)
-    assert set(m["sha256"]) == {"generator.onnx", "reader.onnx", "params.safetensors", "generator.int8.onnx",
-                                "reader.int8.onnx"}
+    files = {"generator.onnx", "reader.onnx", "params.safetensors", "generator.int8.onnx", "reader.int8.onnx"}
+    if m["realign"] is not None:  # a generator whose code carrier has pilots
+        files.add("pilot_match.onnx")
+    assert set(m["sha256"]) == files
     g_in = {i["name"]: i["shape"] for i in m["networks"]["generator"]["inputs"]}
     assert g_in["crop"] == ["batch", 3, 128, 128] and g_in["w_plus"][0] == "batch"
     assert m["networks"]["reader"]["outputs"][0]["shape"] == ["batch", 128]
     assert m["opset"] >= 17
-    for net in ("generator", "reader"):
+    for net in m["networks"]:
         assert m["parity"][net]["max_abs_diff"] <= 1e-4
 
 
@@ -75,6 +77,26 @@ def test_ort_engine_has_every_public_method_of_the_torch_engine():
 
     public = {n for n in vars(KfaarEngine) if not n.startswith("_")}
     assert public - set(dir(OrtEngine)) == set(), "OrtEngine must stay a drop-in for KfaarEngine"
+
+
+def test_realign_matches_the_torch_engine(exported, tiny_bundle, grace_hopper):
+    """The pilot-match graph + the numpy search find the alignment the torch engine finds."""
+    from kfaar.faces import FaceDetector, SFaceEncoder, align_face, main_face, paste_back
+    from kfaar.models.engine import KfaarEngine
+
+    if exported[1].manifest["realign"] is None:
+        pytest.skip("this architecture's generator has no code-carrier pilots")
+    te, oe = KfaarEngine(tiny_bundle), _engine(exported[0])
+    with FaceDetector() as det, SFaceEncoder(threads=1) as enc:
+        face = main_face(det.detect(grace_hopper), grace_hopper.shape)
+        a = align_face(grace_hopper, face.landmarks, size=128)
+        v = te.generate(a.crop[None], enc.encode(a.crop[None]), KEY)[0]
+    photo = paste_back(grace_hopper, v, a.matrix, mask=oe.paste_mask)
+    start = a.matrix.copy()
+    start[:, 2] += (2.0, -1.0)  # re-detected landmarks a little off
+    (m_t, s_t), (m_o, s_o) = te.realign(photo, start), oe.realign(photo, start)
+    np.testing.assert_allclose(m_o, m_t, atol=1e-9)
+    assert s_o == pytest.approx(s_t, abs=1e-4)
 
 
 def test_paste_mask_is_the_generators_face_mask(exported, tiny_bundle):

@@ -38,6 +38,7 @@ __all__ = ["SHIPPED", "WEIGHTS_DIR", "OrtEngine", "OrtEngineOptions", "default_e
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "kfaar-v1"
+_QUANTIZED = ("generator", "reader")  # networks an int8 engine must run in int8
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
@@ -117,16 +118,20 @@ class OrtEngine:
         self.threshold = float(m["threshold"])
         self.providers = _providers(opts.providers)
         self._load_params(model_set.files[m["params"]])
-        self._sessions = {}
-        self._io = {}
-        for net in ("generator", "reader"):
-            self._sessions[net] = self._session(model_set.graph(net, opts.precision))
-            spec = m["networks"][net]
-            self._io[net] = ([i["name"] for i in spec["inputs"]], [o["name"] for o in spec["outputs"]])
+        self._realign = m.get("realign")  # candidate size and search grid, or None (no pilots)
+        self._io = {net: ([i["name"] for i in spec["inputs"]], [o["name"] for o in spec["outputs"]])
+                    for net, spec in m["networks"].items()}
+        self._sessions = self._open_sessions()
 
     @classmethod
     def create_from_options(cls, options: OrtEngineOptions) -> OrtEngine:
         return cls(options)
+
+    def _open_sessions(self) -> dict:
+        # int8 applies to the generator and reader; small graphs (the pilot match) exist in fp32 only
+        ms, prec = self.model_set, self.options.precision
+        return {net: self._session(ms.graph(net, prec if prec in ms.precisions(net) or net in _QUANTIZED else "fp32"))
+                for net in ms.manifest["networks"]}
 
     def _session(self, graph: bytes):
         import onnxruntime as ort
@@ -165,8 +170,7 @@ class OrtEngine:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._sessions = {net: self._session(self.model_set.graph(net, self.options.precision))
-                          for net in ("generator", "reader")}
+        self._sessions = self._open_sessions()
 
     def _run(self, net: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """Run ``net`` on the feeds its graph declares (a generator without the code carrier has no "code")."""
@@ -231,6 +235,43 @@ class OrtEngine:
     def recover(self, crops: np.ndarray, key: Key) -> np.ndarray:
         """Virtual crops -> (N, 128) recovered identity embeddings in SFace space (not normalised)."""
         return self.codes.from_read(self.read(crops), key)
+
+    def realign(self, rgb: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, float]:
+        """Refine a photo->crop alignment of a *virtual* face so the code carrier's pilots line up.
+
+        The same coarse-to-fine search as ``KfaarEngine.realign`` (grid from the manifest): each
+        candidate alignment is warped to a small crop and scored by the pilot-match graph.
+        Returns the refined (2, 3) matrix and its pilot match (cosine, ~1 when found)."""
+        import cv2
+
+        if self._realign is None:
+            raise ValueError(f"realign: model set {self.model_set.where} has no code-carrier pilots to align on")
+        size = int(self._realign["size"])
+        k = size / self.crop_size
+        c = (self.crop_size - 1) / 2.0
+        base = np.vstack([np.asarray(matrix, np.float64), [0, 0, 1]])
+        down = np.diag([k, k, 1.0])
+        best, best_score = (0.0, 0.0, 1.0, 0.0), -2.0
+        for shifts, scales, angles in self._realign["search"]:
+            cands, mats = [], []
+            for dy in shifts:
+                for dx in shifts:
+                    for sc in scales:
+                        for ang in angles:
+                            tx, ty, s0, a0 = best[0] + dx, best[1] + dy, best[2] * sc, best[3] + ang
+                            t = cv2.getRotationMatrix2D((c, c), a0, s0)
+                            t[:, 2] += (tx, ty)
+                            m = (down @ np.vstack([t, [0, 0, 1]]) @ base)[:2]
+                            mats.append((tx, ty, s0, a0))
+                            cands.append(cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_AREA,
+                                                        borderMode=cv2.BORDER_REPLICATE))
+            score = self._run("pilot_match", {"crop": _u8_to_input(np.stack(cands))})
+            i = int(np.argmax(score))
+            if score[i] > best_score:
+                best_score, best = float(score[i]), mats[i]
+        t = cv2.getRotationMatrix2D((c, c), best[3], best[2])
+        t[:, 2] += best[:2]
+        return (np.vstack([t, [0, 0, 1]]) @ base)[:2], best_score
 
 
 def default_engine(model: str | os.PathLike | None = None, **options) -> OrtEngine:

@@ -2,6 +2,7 @@
 
     bundle ─► generator.onnx (crop, w_plus[, code] -> virtual)   dynamic batch, opset 18
            ─► reader.onnx    (crop -> code)              dynamic batch, opset 18 (the KVFA read-out)
+           ─► pilot_match.onnx (small crop -> match)     the code carrier's pilots, for realign
            ─► params.safetensors (identity space, mapping weights, paste mask: numpy side)
            ─► parity: ORT vs torch on real crops, max abs diff <= 1e-4 or ExportParityError
            ─► [--int8] *.int8.onnx, calibrated on train crops, measured against fp32
@@ -191,17 +192,46 @@ def _export_graph(module: torch.nn.Module, args: tuple, path: Path, inputs: list
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about the fixed crop size: the manifest states it
         if exporter_name() == "dynamo":
-            # torch.export sees the spatial sizes as ints, so size-keyed caches hit and every
-            # shape but the batch is static; only the batch axis is symbolic.
-            batch = torch.export.Dim("batch", max=4096)
-            torch.onnx.export(module, args, str(path), dynamo=True, opset_version=opset, input_names=inputs,
-                              output_names=outputs, dynamic_shapes=tuple({0: batch} for _ in args),
-                              external_data=False, verbose=False)
+            _export_dynamo(module, args, path, inputs, outputs, opset)
         else:
             with _symbolics(opset):
                 torch.onnx.export(module, args, str(path), dynamo=False, opset_version=opset, input_names=inputs,
                                   output_names=outputs, dynamic_axes={n: {0: "batch"} for n in inputs + outputs},
                                   do_constant_folding=True)
+
+
+def _export_dynamo(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
+                   opset: int) -> None:
+    """torch.export with a symbolic batch, then ONNX.
+
+    torch.export sees the spatial sizes as ints, so size-keyed caches hit and every shape but
+    the batch is static. Strict mode (dynamo) first: it keeps ``len(x)`` symbolic where the
+    non-strict mode would specialise the batch; non-strict is the fallback for Python dynamo
+    cannot trace.
+    """
+    import onnx
+
+    batch = torch.export.Dim("batch", max=4096)
+    shapes = tuple({0: batch} for _ in args)
+    errors = []
+    for strict in (True, False):
+        try:
+            program = torch.export.export(module, args, dynamic_shapes=shapes, strict=strict)
+            break
+        except Exception as err:  # noqa: BLE001 — both modes are tried; the error names each failure
+            errors.append(f"strict={strict}: {type(err).__name__}: {str(err).strip().splitlines()[0][:300]}")
+    else:
+        raise ExportParityError(f"torch.export failed with a dynamic batch: {'; '.join(errors)}")
+    torch.onnx.export(program, args, str(path), dynamo=True, opset_version=opset, input_names=inputs,
+                      output_names=outputs, external_data=False, verbose=False)
+    model = onnx.load(str(path))  # name the symbolic batch "batch" (torch calls it s0, s27, ...)
+    io = list(model.graph.input) + list(model.graph.output)
+    old = {v.type.tensor_type.shape.dim[0].dim_param for v in io if v.type.tensor_type.shape.dim} - {""}
+    for v in io + list(model.graph.value_info):
+        for d in v.type.tensor_type.shape.dim:
+            if d.dim_param in old:
+                d.dim_param = "batch"
+    onnx.save(model, str(path))
 
 
 # ---------------------------------------------------------------------------- the set
@@ -247,6 +277,39 @@ class _ReadCode(nn.Module):
         return self.generator.read_code(v)
 
 
+class _PilotMatch(nn.Module):
+    """The carrier's pilot match on small re-aligned candidates (KfaarEngine.realign's inner step)."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        g = self.generator
+        return g.code_carrier.pilot_match(v, g.mask(v.shape[-1], v.device))
+
+
+def _realign_spec(bundle: ModelBundle) -> dict | None:
+    """Size and search grid of KfaarEngine.realign, when the generator's carrier has pilots."""
+    carrier = getattr(bundle.generator, "code_carrier", None)
+    if carrier is None or not hasattr(carrier, "pilot_match"):
+        return None
+    from kfaar.models.engine import KfaarEngine
+
+    search = getattr(KfaarEngine, "_SEARCH", None)
+    if search is None:
+        return None
+    return {"size": 2 * int(carrier.res), "search": [[list(map(float, axis)) for axis in level] for level in search]}
+
+
+def _small(crops_u8: np.ndarray, size: int) -> np.ndarray:
+    """(N, S, S, 3) uint8 -> (N, 3, size, size) float input, resized as realign's warp does (INTER_AREA)."""
+    import cv2
+
+    small = np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops_u8])
+    return _to_input(small).numpy()
+
+
 def reader_module(bundle: ModelBundle) -> nn.Module:
     """What ``KfaarEngine.read`` runs: a separate reader network, or the generator's carrier read-out."""
     reader = getattr(bundle, "reader", None)
@@ -266,12 +329,22 @@ def _feeds(sess, feeds: dict[str, np.ndarray], n: int | None = None) -> dict[str
     return {i.name: feeds[i.name][:n] for i in sess.get_inputs()}
 
 
+def _check_dynamic_batch(net: str, sess) -> None:
+    fixed = [(a.name, a.shape) for a in list(sess.get_inputs()) + list(sess.get_outputs()) if not isinstance(a.shape[0], str)]
+    if fixed:
+        raise ExportParityError(
+            f"{net}: the exported graph has a fixed batch size ({fixed}): the model's code specialised the batch "
+            "while being traced — e.g. len(x) or a Python int taken from x.shape[0] used in a shape (use x.shape[0] "
+            "in tensor ops, or tensor.expand(x.shape[0], ...)) — not writing a manifest")
+
+
 def _parity(net: str, module: nn.Module, args: tuple, path: Path, feeds: dict[str, np.ndarray],
             atol: float) -> dict:
     """Max abs diff ORT vs torch on the whole batch and on batch 1 (the dynamic axis)."""
     with torch.inference_mode():
         ref = module(*args).numpy()
     sess = _session(path)
+    _check_dynamic_batch(net, sess)
     full = sess.run(None, _feeds(sess, feeds))[0]
     one = sess.run(None, _feeds(sess, feeds, 1))[0]
     diff = float(max(np.abs(full - ref).max(), np.abs(one - ref[:1]).max()))
@@ -360,12 +433,21 @@ def export_bundle(bundle: ModelBundle, out_dir: str | os.PathLike, *, name: str 
     feeds = _codes(bundle, faces, seed)
     paths = {"generator": out / "generator.onnx", "reader": out / "reader.onnx"}
     names, args = _generator_args(bundle, feeds)
-    reader = reader_module(bundle)
+    x = (torch.from_numpy(feeds["crop"]),)
+    jobs = [("generator", bundle.generator, names, ["virtual"], args, feeds),
+            ("reader", reader_module(bundle), ["crop"], ["code"], x, feeds)]
+    realign = _realign_spec(bundle)
+    if realign is not None:  # pilot match on the virtual crops, shrunk as realign's candidates are
+        with torch.inference_mode():
+            v = ((bundle.generator(*args).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        small = {"crop": _small(v.permute(0, 2, 3, 1).contiguous().numpy(), realign["size"])}
+        paths["pilot_match"] = out / "pilot_match.onnx"
+        jobs.append(("pilot_match", _PilotMatch(bundle.generator).eval(), ["crop"], ["match"],
+                     (torch.from_numpy(small["crop"]),), small))
     parity = {}
-    for net, module, ins, outs, full in (("generator", bundle.generator, names, ["virtual"], args),
-                                         ("reader", reader, ["crop"], ["code"], (torch.from_numpy(feeds["crop"]),))):
+    for net, module, ins, outs, full, net_feeds in jobs:
         _export_graph(module, tuple(a[:2] for a in full), paths[net], ins, outs, opset)
-        parity[net] = _parity(net, module, full, paths[net], feeds, atol)  # each checked before the next export
+        parity[net] = _parity(net, module, full, paths[net], net_feeds, atol)  # each checked before the next export
     log.info("parity: %s", {k: f"{v['max_abs_diff']:.2g}" for k, v in parity.items()})
 
     from safetensors.numpy import save
@@ -378,12 +460,16 @@ def export_bundle(bundle: ModelBundle, out_dir: str | os.PathLike, *, name: str 
     else:
         for net in ("generator", "reader"):
             (out / f"{net}.int8.onnx").unlink(missing_ok=True)
+    if realign is None:
+        (out / "pilot_match.onnx").unlink(missing_ok=True)
 
     files = sorted(["params.safetensors"] + [p.name for p in paths.values()])
     networks = {}
-    for net in ("generator", "reader"):
+    for net in paths:
+        if net.endswith(".int8"):
+            continue
         networks[net] = {"files": {"fp32": f"{net}.onnx"}, **_io(_session(paths[net]))}
-        if int8:
+        if int8 and net in ("generator", "reader"):  # the pilot match is tiny and stays fp32
             networks[net]["files"]["int8"] = f"{net}.int8.onnx"
     g = bundle.generator.cfg
     manifest = {
@@ -398,6 +484,7 @@ def export_bundle(bundle: ModelBundle, out_dir: str | os.PathLike, *, name: str 
         "generator_config": asdict(g),
         "reader_config": asdict(bundle.reader.cfg) if getattr(bundle, "reader", None) is not None else
         {"kind": "generator.read_code (code carrier)"},
+        "realign": realign,  # KfaarEngine.realign's candidate size and search grid (None: no pilots)
         "opset": opset,
         "exporter": f"torch.onnx ({exporter_name()}), torch {torch.__version__}",
         "parity": {"faces": faces.source, **parity},
