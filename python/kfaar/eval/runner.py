@@ -68,7 +68,8 @@ class EvalResult:
     counts: dict[str, int]
     judge_versions: dict[str, str]
     seconds: float
-    originals: dict = field(default_factory=dict)  # judge face-found rates on the genuine photos
+    originals: dict = field(default_factory=dict)  # judges on the genuine photos: face found, SFace TAR@FAR
+    reference: M.RocResult | None = None  # SFace, genuine photo vs genuine photo: the bar KVFA is held to
 
 
 class _ImageStore:
@@ -249,12 +250,23 @@ def run_evaluation(
     results = [
         method_properties(m, per_method[m.name], feats, orig, labels, es, options.fars) for m in methods
     ]
+    # reference: plain SFace between genuine photos (same pairs, all impostors), what KVFA is compared with
+    ok = orig["yunet"]
+    i, j = es.same_pairs.T
+    sims = orig["sface_emb"] @ np.nan_to_num(orig["sface_emb"]).T
+    genuine = sims[i, j][ok[i] & ok[j]]
+    impostor = sims[(labels[:, None] != labels[None, :]) & ok[:, None] & ok[None, :]]
+    reference = M.roc_curve(genuine, impostor)
     originals = {
         "face_found": {
             "yunet": M.share(orig["yunet"]).to_json(),
             "dlib": M.share(orig["dlib"][0]).to_json(),
             "facemesh": M.share(orig["mesh"]).to_json(),
-        }
+        },
+        "sface_verification": {
+            "auc": M.json_float(reference.auc),
+            **{f"tar_at_far_{f:g}": M.tar_at_far(genuine, impostor, f).to_json() for f in options.fars},
+        },
     }
     return EvalResult(results, dict(unavailable or {}), es.counts(), dict(judge_versions or {}),
-                      time.perf_counter() - t0, originals)
+                      time.perf_counter() - t0, originals, reference)
