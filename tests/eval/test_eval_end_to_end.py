@@ -41,17 +41,23 @@ def _scramble_method():
 
 
 @pytest.fixture(scope="module")
-def small_eval(data_dir, tmp_path_factory):
+def small_config(data_dir, tmp_path_factory):
     if find_judges() is None:
         pytest.skip("judges virtualenv absent: run `kfaar eval --setup-judges` (or set KFAAR_JUDGES_VENV)")
-    from kfaar.eval.api import EvalConfig, evaluate
+    from kfaar.eval.api import EvalConfig
 
-    out = tmp_path_factory.mktemp("eval")
-    config = EvalConfig(
-        methods=("identity", "blur", "blackbox"), limit=5, seed=3, data_dir=data_dir, out_dir=out,
-        auto_setup_judges=False, progress=False, command="pytest small eval",
+    return EvalConfig(
+        methods=("identity", "blur", "blackbox"), limit=5, seed=3, data_dir=data_dir,
+        out_dir=tmp_path_factory.mktemp("eval"), auto_setup_judges=False, progress=False,
+        command="pytest small eval", judge_cache_dir=tmp_path_factory.mktemp("judge-cache"),
     )
-    return evaluate(config, extra_methods=[_scramble_method()])
+
+
+@pytest.fixture(scope="module")
+def small_eval(small_config):
+    from kfaar.eval.api import evaluate
+
+    return evaluate(small_config, extra_methods=[_scramble_method()])
 
 
 def test_identity_baseline_is_not_anonymous(small_eval):
@@ -92,3 +98,20 @@ def test_keyed_method_authenticates_with_its_key_only(small_eval):
     assert m["authentication"]["tar_at_far_0.01"]["tar"] >= 0.8  # SFace on genuine LFW pairs
     assert m["wrong_key_acceptance"]["value"] == 0.0
     assert m["diversity"]["dlib"]["n"] == 0  # noise: no face for dlib to compare
+
+
+
+def test_second_run_reads_the_judge_cache_and_agrees(small_config, small_eval, tmp_path, caplog):
+    import dataclasses
+    import logging
+
+    from kfaar.eval.api import evaluate
+
+    again = dataclasses.replace(small_config, methods=("identity", "blackbox"), out_dir=tmp_path)
+    with caplog.at_level(logging.INFO, logger="kfaar.eval.runner"):
+        res = evaluate(again)
+    assert any("judge cache" in r.getMessage() for r in caplog.records)
+    for name in ("identity", "blackbox"):
+        a, b = small_eval.metrics["methods"][name], res.metrics["methods"][name]
+        for prop in ("anonymity", "synchronism", "detectability", "consistency", "unlinkability"):
+            assert a[prop] == b[prop], (name, prop)

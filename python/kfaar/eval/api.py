@@ -29,6 +29,7 @@ class EvalConfig:
     data_dir: Path | None = None  # folder holding lfw/; None = kfaar.data's default
     out_dir: Path = Path("kfaar-eval")
     judges_venv: Path | None = None  # None = $KFAAR_JUDGES_VENV or ~/.cache/kfaar/judges-venv
+    judge_cache_dir: Path | None = None  # None = $KFAAR_JUDGES_CACHE or ~/.cache/kfaar/judges-cache
     auto_setup_judges: bool = True  # create the judges venv when missing
     b_photos_per_identity: int = 2  # photos per person also anonymized with a second key
     max_pairs_per_identity: int = 20  # same-person photo pairs kept per identity
@@ -95,6 +96,7 @@ def evaluate(config: EvalConfig, extra_methods: list[Method] | tuple[Method, ...
             result = run_evaluation(
                 methods, es, runner, Path(tmp), config.options,
                 unavailable=unavailable, judge_versions=env.versions, progress=config.progress,
+                judge_cache_dir=config.judge_cache_dir,
             )
         finally:
             runner.close()

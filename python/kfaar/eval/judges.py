@@ -12,6 +12,7 @@ out (see :mod:`kfaar.eval.judges_worker`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -162,14 +163,72 @@ class JudgeTable:
     eye_ratio: np.ndarray
 
     @classmethod
+    def empty(cls, n: int) -> JudgeTable:
+        """n rows of 'no face'."""
+        return cls(
+            np.zeros(n, bool), np.full((n, 128), np.nan, np.float32), np.zeros(n, bool),
+            *(np.full(n, np.nan, np.float32) for _ in range(5)),
+        )
+
+    @classmethod
     def concat(cls, parts: list[dict[str, np.ndarray]]) -> JudgeTable:
-        names = [f for f in cls.__dataclass_fields__]
         if not parts:
-            return cls(
-                np.zeros(0, bool), np.zeros((0, 128), np.float32), np.zeros(0, bool),
-                *(np.zeros(0, np.float32) for _ in range(5)),
-            )
-        return cls(**{k: np.concatenate([p[k] for p in parts]) for k in names})
+            return cls.empty(0)
+        return cls(**{k: np.concatenate([p[k] for p in parts]) for k in cls.__dataclass_fields__})
+
+
+def default_judge_cache() -> Path:
+    env = os.environ.get("KFAAR_JUDGES_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "kfaar" / "judges-cache"
+
+
+class JudgeCache:
+    """Judge rows by image content hash, kept on disk between runs.
+
+    Valid for one judges setup only: the folder is named after the pins, the worker's source
+    and the judges' versions, so any change starts a fresh cache. Each run appends one shard
+    (an npz of hashes + rows); nothing is rewritten. Deleting the folder is always safe.
+    """
+
+    def __init__(self, root: Path, env: JudgesEnv) -> None:
+        ident = hashlib.sha256(
+            json.dumps([_requirements(), env.versions], sort_keys=True).encode() + WORKER.read_bytes()
+        ).hexdigest()[:16]
+        self.dir = Path(root) / ident
+        self._index: dict[str, tuple[Path, int]] | None = None
+        self._shards: dict[Path, dict[str, np.ndarray]] = {}
+
+    def _load_index(self) -> dict[str, tuple[Path, int]]:
+        if self._index is None:
+            self._index = {}
+            for shard in sorted(self.dir.glob("*.npz")):
+                try:
+                    with np.load(shard) as data:
+                        self._shards[shard] = {k: data[k] for k in data.files}
+                except (OSError, ValueError) as exc:  # a torn write: ignore the shard
+                    log.warning("judge cache: skipping unreadable %s (%s)", shard, exc)
+                    continue
+                for i, h in enumerate(self._shards[shard]["hash"]):
+                    self._index[str(h)] = (shard, i)
+        return self._index
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self._load_index()
+
+    def row(self, digest: str) -> dict[str, np.ndarray]:
+        shard, i = self._load_index()[digest]
+        return {k: v[i] for k, v in self._shards[shard].items() if k != "hash"}
+
+    def add(self, digests: list[str], table: JudgeTable) -> None:
+        if not digests:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{len(digests)}"
+        tmp = self.dir / f"{name}.part.npz"
+        np.savez(tmp, hash=np.array(digests), **{k: getattr(table, k) for k in JudgeTable.__dataclass_fields__})
+        os.replace(tmp, self.dir / f"{name}.npz")
+        self._index = None  # re-read on next use
+        self._shards.clear()
 
 
 @dataclass

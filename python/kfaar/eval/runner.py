@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from kfaar.eval import metrics as M
-from kfaar.eval.judges import JudgeRunner, JudgeTable
+from kfaar.eval.judges import JudgeCache, JudgeRunner, JudgeTable, default_judge_cache
 from kfaar.eval.methods import Method
 from kfaar.eval.properties import (
     DLIB_THRESHOLD,
@@ -53,6 +53,7 @@ class EvalOptions:
     grid_identities: int = 6  # photos shown in the report's image grid
     jobs: int = 2  # judges worker processes
     judge_batch: int = 200  # images per judges worker run
+    judge_cache: bool = True  # reuse judge rows of images judged before (same pins and worker)
 
     def __post_init__(self) -> None:
         if not self.fars or not all(0 < f < 1 for f in self.fars):
@@ -75,13 +76,16 @@ class EvalResult:
 class _ImageStore:
     """Distinct images by content hash -> row; YuNet + SFace here, judges in subprocesses."""
 
-    def __init__(self, workdir: Path, judges: JudgeRunner, detector, encoder) -> None:
+    def __init__(self, workdir: Path, judges: JudgeRunner, detector, encoder, cache: JudgeCache | None = None) -> None:
         self.dir = Path(workdir) / "images"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.judges = judges
+        self.cache = cache
         self.detector, self.encoder = detector, encoder
         self.rows: dict[str, int] = {}
         self.found: list[bool] = []
+        self._judged: list[tuple[int, str]] = []  # (row, digest) sent to the judges, in order
+        self.n_cached = 0
         self._crops: list[np.ndarray] = []  # aligned 112 px crops waiting for a batch encode
         self._crop_rows: list[int] = []
         self._emb: dict[int, np.ndarray] = {}
@@ -99,12 +103,16 @@ class _ImageStore:
             return row
         row = len(self.found)
         self.rows[h] = row
-        path = self.dir / f"{h}.png"
-        cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 0])
-        self._paths.append(str(path))
-        if len(self._paths) >= 50:
-            self.judges.submit(self._paths)
-            self._paths = []
+        if self.cache is not None and h in self.cache:
+            self.n_cached += 1
+        else:
+            path = self.dir / f"{h}.png"
+            cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 0])
+            self._paths.append(str(path))
+            self._judged.append((row, h))
+            if len(self._paths) >= 50:
+                self.judges.submit(self._paths)
+                self._paths = []
         face = main_face(self.detector.detect(rgb), rgb.shape)
         self.found.append(face is not None)
         if face is not None:
@@ -133,9 +141,19 @@ class _ImageStore:
         emb = np.full((len(self.found), 128), np.nan, np.float32)
         for r, z in self._emb.items():
             emb[r] = z
-        table = self.judges.collect(progress=progress)
-        if len(table.dlib_found) != len(self.found):
-            raise RuntimeError(f"judges returned {len(table.dlib_found)} rows for {len(self.found)} images")
+        fresh = self.judges.collect(progress=progress)
+        if len(fresh.dlib_found) != len(self._judged):
+            raise RuntimeError(f"judges returned {len(fresh.dlib_found)} rows for {len(self._judged)} images")
+        table = JudgeTable.empty(len(self.found))
+        rows = np.array([r for r, _ in self._judged], np.int64)
+        for k in JudgeTable.__dataclass_fields__:
+            getattr(table, k)[rows] = getattr(fresh, k)
+        if self.cache is not None:
+            for h, r in self.rows.items():
+                if h in self.cache:
+                    for k, v in self.cache.row(h).items():
+                        getattr(table, k)[r] = v
+            self.cache.add([h for _, h in self._judged], fresh)
         return np.asarray(self.found, bool), emb, table
 
 
@@ -214,6 +232,7 @@ def run_evaluation(
     *,
     unavailable: dict[str, str] | None = None,
     judge_versions: dict[str, str] | None = None,
+    judge_cache_dir: Path | None = None,
     progress: bool = True,
 ) -> EvalResult:
     """Anonymize every photo with every method, judge all distinct images, compute the properties."""
@@ -226,7 +245,10 @@ def run_evaluation(
     n = len(es.photos)
     # one ORT thread: the judges run beside us, and ORT's spinning pool collapses on a busy CPU
     with FaceDetector() as detector, SFaceEncoder(threads=1) as encoder:
-        store = _ImageStore(workdir, judges, detector, encoder)
+        cache = None
+        if options.judge_cache:
+            cache = JudgeCache(judge_cache_dir if judge_cache_dir is not None else default_judge_cache(), judges.env)
+        store = _ImageStore(workdir, judges, detector, encoder, cache)
         bar = tqdm(total=n * (1 + len(methods)), desc="anonymize + encode", unit="photo", disable=not progress)
         photos, orig_rows = [], np.zeros(n, np.int64)
         for i, p in enumerate(es.photos):
@@ -240,6 +262,8 @@ def run_evaluation(
         per_method = {m.name: _run_method(m, es, photos, store, grid_ids, bar) for m in methods}
         bar.close()
         store.flush()
+        if store.n_cached:
+            log.info("judge cache: %d of %d distinct images already judged", store.n_cached, len(store.found))
         jbar = tqdm(total=judges.n_submitted, desc="judges (dlib, FaceMesh)", unit="img", disable=not progress)
         yunet, sface, table = store.finish(progress=jbar.update)
         jbar.close()
