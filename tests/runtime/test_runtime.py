@@ -127,28 +127,38 @@ def test_bad_input_is_named(exported, faces):
         _engine(exported[0], precision="fp16")
 
 
-def test_export_fails_loudly_when_ort_and_torch_differ(tiny_bundle, faces, tmp_path):
-    import dataclasses
-
+def test_parity_check_fails_loudly_when_ort_and_torch_differ(faces, tmp_path):
+    """An op whose ONNX form differs from torch's (here: +1e-3 only while being exported) is caught."""
     import torch
 
     from kfaar.runtime import export as ex
 
     class ExportsDifferently(torch.nn.Module):
-        """Adds 1e-3 only while being exported: an op whose ONNX form differs from torch's."""
-
-        def __init__(self, inner):
-            super().__init__()
-            self.inner, self.cfg = inner, inner.cfg
-
-        def forward(self, x, w_plus, code=None):
-            out = self.inner(x, w_plus, code)
+        def forward(self, x):
+            out = torch.nn.functional.avg_pool2d(x, 4)
             return out + 1e-3 if torch.compiler.is_exporting() or torch.jit.is_tracing() else out
 
-    bad = dataclasses.replace(tiny_bundle, generator=ExportsDifferently(tiny_bundle.generator))
-    with pytest.raises(ex.ExportParityError, match="generator: ONNX Runtime differs from torch by 0.001"):
-        ex.export_bundle(bad, tmp_path / "bad", faces=faces)
-    assert not (tmp_path / "bad" / "manifest.json").exists()
+    feeds = {"crop": ex._to_input(faces.crops).numpy()}
+    m, x = ExportsDifferently(), (torch.from_numpy(feeds["crop"]),)
+    ex._export_graph(m, tuple(a[:2] for a in x), tmp_path / "m.onnx", ["crop"], ["out"], ex.OPSET)
+    with pytest.raises(ex.ExportParityError, match="m: ONNX Runtime differs from torch by 0.001"):
+        ex._parity("m", m, x, tmp_path / "m.onnx", feeds, ex.ATOL)
+
+
+def test_a_failed_export_leaves_no_manifest(tiny_bundle, faces, tmp_path, monkeypatch):
+    from kfaar.runtime import export as ex
+
+    out = tmp_path / "set"
+    out.mkdir()
+    (out / "manifest.json").write_text("{}")  # a previous export's
+
+    def fail(*args, **kw):
+        raise ex.ExportParityError("generator: ONNX Runtime differs from torch")
+
+    monkeypatch.setattr(ex, "_export_graph", fail)
+    with pytest.raises(ex.ExportParityError):
+        ex.export_bundle(tiny_bundle, out, faces=faces)
+    assert not (out / "manifest.json").exists()
 
 
 # ---------------------------------------------------------------------------- torch-free

@@ -205,16 +205,16 @@ def _export_dynamo(module: torch.nn.Module, args: tuple, path: Path, inputs: lis
     """torch.export with a symbolic batch, then ONNX.
 
     torch.export sees the spatial sizes as ints, so size-keyed caches hit and every shape but
-    the batch is static. Strict mode (dynamo) first: it keeps ``len(x)`` symbolic where the
-    non-strict mode would specialise the batch; non-strict is the fallback for Python dynamo
-    cannot trace.
+    the batch is static. Non-strict mode first (plain Python, fast); where the code
+    specialises the batch there (``len(x)`` becomes an int), strict mode (dynamo) keeps it
+    symbolic.
     """
     import onnx
 
     batch = torch.export.Dim("batch", max=4096)
     shapes = tuple({0: batch} for _ in args)
     errors = []
-    for strict in (True, False):
+    for strict in (False, True):
         try:
             program = torch.export.export(module, args, dynamic_shapes=shapes, strict=strict)
             break
@@ -287,6 +287,35 @@ class _PilotMatch(nn.Module):
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         g = self.generator
         return g.code_carrier.pilot_match(v, g.mask(v.shape[-1], v.device))
+
+
+@contextlib.contextmanager
+def _lean_carrier(generator: nn.Module):
+    """Export the code carrier's write in its linear-equivalent form (parity decides whether it is).
+
+    ``CodeCarrier.write`` adds Σ_i α_i (up(B_i) · mask) with the upsampled patterns cached as
+    one (n, 3, S, S) tensor — 31 MB of constant in a graph. Bilinear upsampling is linear, so
+    the same sum is up(Σ_i α_i B_i) · mask: a (B, n) x (n, 3·r·r) product and one small
+    upsample, no big constant. Patched on the instance for the export only; if the carrier
+    lacks the attributes this needs, nothing is patched.
+    """
+    c = getattr(generator, "code_carrier", None)
+    if c is None or not all(hasattr(c, a) for a in ("basis", "pilot", "res", "amplitude", "read_all", "_inverse")):
+        yield False
+        return
+
+    def write(y: torch.Tensor, code: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        size = y.shape[-1]
+        target = torch.cat([c.amplitude * F.normalize(code, dim=1), c.pilot.expand(code.shape[0], -1)], 1)
+        alpha = (target - c.read_all(y, mask)) @ c._inverse(size, mask)  # (B, n)
+        field = (alpha @ c.basis).view(-1, 3, c.res, c.res)  # (B, 3, r, r)
+        return y + F.interpolate(field, size=(size, size), mode="bilinear", align_corners=False) * mask, alpha
+
+    c.write = write
+    try:
+        yield True
+    finally:
+        del c.write
 
 
 def _realign_spec(bundle: ModelBundle) -> dict | None:
@@ -446,6 +475,16 @@ def export_bundle(bundle: ModelBundle, out_dir: str | os.PathLike, *, name: str 
                      (torch.from_numpy(small["crop"]),), small))
     parity = {}
     for net, module, ins, outs, full, net_feeds in jobs:
+        if net == "generator":
+            with _lean_carrier(bundle.generator) as lean:
+                _export_graph(module, tuple(a[:2] for a in full), paths[net], ins, outs, opset)
+            try:
+                parity[net] = _parity(net, module, full, paths[net], net_feeds, atol)
+                continue
+            except ExportParityError as err:
+                if not lean:
+                    raise
+                log.warning("the lean carrier write does not reproduce this carrier (%s); exporting it as is", err)
         _export_graph(module, tuple(a[:2] for a in full), paths[net], ins, outs, opset)
         parity[net] = _parity(net, module, full, paths[net], net_feeds, atol)  # each checked before the next export
     log.info("parity: %s", {k: f"{v['max_abs_diff']:.2g}" for k, v in parity.items()})
