@@ -46,7 +46,8 @@ def test_code_carrier_reads_back_what_it_wrote_and_survives_realignment():
     code = torch.randn(4, 128)
     m = g.mask(128, x.device)
     y, alpha = g.code_carrier.write(x, code, m)
-    assert alpha.shape == (4, 128)
+    assert alpha.shape == (4, 128 + 32)  # code rows + pilot rows
+    assert g.code_carrier.pilot_match(y, m).min() > 0.99
     cos = torch.nn.functional.cosine_similarity(g.read_code(y), code)
     assert cos.min() > 0.99
     q = torch.round((y.clamp(-1, 1) + 1) * 127.5) / 127.5 - 1  # uint8 round trip

@@ -9,9 +9,10 @@ on a fixed linear carrier instead:
     read(v)      = pool(v·m) @ Bᵀ                                     (B, 128) coefficients
     write(y, t)  = y + Σ_i α_i P_i   with α chosen so read(y') = t exactly
 
-B (128 x 3r²) has orthonormal rows on the interior cells, taken orthogonal to the
-smoothest ``drop_low`` x ``drop_low`` cosine components per channel (skin tone, lighting:
-the content with the most energy, which would otherwise have to be overwritten). P_i is B_i
+B (128 x 3r²) has orthonormal rows on the interior cells, in the two chroma directions
+only (no luminance), taken orthogonal to the smoothest ``drop_low`` x ``drop_low`` cosine
+components (skin tone, lighting: the content with the most energy, which would otherwise
+have to be overwritten). P_i is B_i
 bilinearly upsampled to the crop and masked, so the written texture is smooth (cells of
 S/r px) and survives a few pixels of misalignment. ``amplitude`` is the norm of t = A·û'
 in pooled units. The generator sees u' too and is trained with a penalty on |α|, so it
@@ -47,12 +48,18 @@ class CodeCarrier(nn.Module):
         low = _dct_rows(res, drop_low) * cells  # smooth components restricted to the interior
         ql, _ = torch.linalg.qr(low.T)  # (r*r, k*k)
 
+        # Chroma only: colour-difference directions orthogonal to luminance (1, 1, 1). Skin
+        # chroma is smooth, so little content has to be overwritten, and detectors and
+        # recognisers read mostly luminance structure.
+        chroma = torch.tensor([[1.0, -1.0, 0.0], [1.0, 1.0, -2.0]], dtype=torch.float64)
+        chroma = chroma / chroma.norm(dim=1, keepdim=True)  # (2, 3)
+
         def rows(n: int, g: torch.Generator) -> torch.Tensor:
-            blocks = []
-            for _ in range(3):
+            out = torch.zeros(n, 3, res * res, dtype=torch.float64)
+            for cdir in chroma:
                 rnd = torch.randn(n, res * res, generator=g, dtype=torch.float64) * cells
-                blocks.append(rnd - (rnd @ ql) @ ql.T)
-            return torch.cat(blocks, 1)  # (n, 3*r*r), channel-major like pooled.flatten(1)
+                out += cdir[None, :, None] * (rnd - (rnd @ ql) @ ql.T)[:, None, :]
+            return out.reshape(n, 3 * res * res)  # channel-major like pooled.flatten(1)
 
         b = torch.cat([rows(dim, torch.Generator().manual_seed(seed)),
                        rows(pilots, torch.Generator().manual_seed(seed + 1))])
@@ -80,13 +87,17 @@ class CodeCarrier(nn.Module):
         return F.cosine_similarity(self.read_all(v, mask)[:, self.dim :], self.pilot[None], dim=1)
 
     def patterns(self, size: int, mask: torch.Tensor) -> torch.Tensor:
-        """(dim, 3, S, S): each basis row upsampled smoothly to the crop and masked."""
-        b = self.basis.view(-1, 3, self.res, self.res)
-        return F.interpolate(b, size=(size, size), mode="bilinear", align_corners=False) * mask
+        """(n, 3, S, S): each basis row upsampled smoothly to the crop and masked (cached per size)."""
+        key = (size, str(mask.device), "p")
+        if key not in self._m_inv:
+            with torch.no_grad():
+                b = self.basis.view(-1, 3, self.res, self.res)
+                self._m_inv[key] = F.interpolate(b, size=(size, size), mode="bilinear", align_corners=False) * mask
+        return self._m_inv[key]
 
     def _inverse(self, size: int, mask: torch.Tensor) -> torch.Tensor:
-        key = size
-        if key not in self._m_inv or self._m_inv[key].device != mask.device:
+        key = (size, str(mask.device), "inv")
+        if key not in self._m_inv:
             with torch.no_grad():
                 p = self.patterns(size, mask)  # (n, 3, S, S)
                 m = self.read_all(p, torch.ones_like(mask))  # (n, n): coefficients of each pattern

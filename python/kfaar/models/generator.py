@@ -41,7 +41,7 @@ class GeneratorConfig:
     # interior on a fixed smooth basis and read back linearly. ``carrier`` is the code's norm
     # in pooled units (0 switches it off); 24 cells across keep ~5 px cells at 128 px, which
     # survive re-alignment, and the 3x3 smoothest components (tone, light) are left alone.
-    carrier: float = 1.0
+    carrier: float = 0.5
     carrier_res: int = 24
     carrier_drop_low: int = 3
     carrier_seed: int = 20261126

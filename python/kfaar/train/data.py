@@ -42,8 +42,11 @@ def repo_root() -> Path:
 
 
 def load_faces(split: str, cache_dir: str | os.PathLike | None = None, limit: int | None = None) -> FaceSet:
-    """The ``split`` ("train" / "dev") faces: the faces team's cache if present, else the stand-in."""
+    """The ``split`` ("train" / "dev") faces: a packed ``.npz`` (:func:`pack_faces`), the faces
+    team's cache if present, else the stand-in."""
     cache = Path(cache_dir) if cache_dir else repo_root() / "cache" / "lfw"
+    if cache.suffix == ".npz":
+        return _limit(unpack_faces(cache), limit)
     try:
         from kfaar.data import load_split  # type: ignore[attr-defined]
 
@@ -116,3 +119,31 @@ def build_fallback(split: str) -> FaceSet:
     e = np.concatenate(embs).astype(np.float32)
     e /= np.linalg.norm(e, axis=1, keepdims=True)
     return FaceSet(crops_a, e, np.asarray(labels, np.int64))
+
+
+def pack_faces(fs: FaceSet, out: str | os.PathLike, quality: int = 92) -> int:
+    """Write ``fs`` with JPEG-coded crops (~4 KB each) into one .npz, to carry a training set
+    to a GPU machine under its 64 MiB limit. Returns the file size in bytes."""
+    import cv2
+
+    blobs = [cv2.imencode(".jpg", c[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes() for c in fs.crops]
+    offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
+    np.savez(out, jpeg=np.frombuffer(b"".join(blobs), np.uint8), offsets=offsets,
+             embeddings=fs.embeddings.astype(np.float32), labels=fs.labels.astype(np.int64))
+    return Path(out).stat().st_size
+
+
+def unpack_faces(path: str | os.PathLike) -> FaceSet:
+    import cv2
+
+    d = np.load(path)
+    buf, off = d["jpeg"], d["offsets"]
+    crops = np.stack([cv2.imdecode(buf[a:b], cv2.IMREAD_COLOR)[:, :, ::-1] for a, b in zip(off[:-1], off[1:])])
+    return FaceSet(np.ascontiguousarray(crops), d["embeddings"], d["labels"])
+
+
+if __name__ == "__main__":  # python -m kfaar.train.data OUT.npz [LIMIT]
+    import sys
+
+    fs = load_faces("train", limit=int(sys.argv[2]) if len(sys.argv) > 2 else None)
+    print(f"{pack_faces(fs, sys.argv[1]) / 2**20:.1f} MiB, {len(fs.labels)} faces -> {sys.argv[1]}")
