@@ -290,6 +290,21 @@ def test_shipped_set_is_pinned(exported, monkeypatch):
         rt.default_engine("no-such-model")
 
 
+def test_load_engine_picks_the_backend_by_model(exported, tiny_bundle, tmp_path):
+    from kfaar.models.bundle import save_bundle
+    from kfaar.models.engine import KfaarEngine
+    from kfaar.runtime.engine import OrtEngine, load_engine
+
+    sha = save_bundle(tiny_bundle, tmp_path / "b.safetensors")
+    assert isinstance(load_engine(exported[0], threads=1, precision="int8"), OrtEngine)
+    assert isinstance(load_engine(str(tmp_path / "b.safetensors"), sha), KfaarEngine)
+    assert isinstance(load_engine((tmp_path / "b.safetensors").read_bytes(), sha), KfaarEngine)
+    with pytest.raises(ValueError, match="backend: got 'tflite'"):
+        load_engine(exported[0], backend="tflite")
+    with pytest.raises(ValueError, match="needs the onnx backend"):
+        load_engine(str(tmp_path / "b.safetensors"), sha, precision="int8")
+
+
 # ---------------------------------------------------------------------------- concurrency, lifecycle
 def test_threads_give_the_serial_results(exported, faces):
     eng = _engine(exported[0])

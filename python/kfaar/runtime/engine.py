@@ -34,7 +34,7 @@ from kfaar.runtime.manifest import PRECISIONS, ModelSet, load_model_set
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SHIPPED", "WEIGHTS_DIR", "OrtEngine", "OrtEngineOptions", "default_engine"]
+__all__ = ["BACKENDS", "SHIPPED", "WEIGHTS_DIR", "OrtEngine", "OrtEngineOptions", "default_engine", "load_engine"]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "kfaar-v1"
@@ -272,6 +272,56 @@ class OrtEngine:
         t = cv2.getRotationMatrix2D((c, c), best[3], best[2])
         t[:, 2] += best[:2]
         return (np.vstack([t, [0, 0, 1]]) @ base)[:2], best_score
+
+
+BACKENDS = ("onnx", "torch")
+
+
+def resolve_backend(model: str | os.PathLike | bytes | None, backend: str | None = None) -> str:
+    """``backend`` if given, else by what ``model`` is: a torch bundle (bytes, a .safetensors
+    file, a name only the torch bundles ship) runs on "torch", anything else on "onnx"."""
+    if backend is not None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: got {backend!r}, expected one of {BACKENDS} or None (by model)")
+        return backend
+    if isinstance(model, (bytes, bytearray)):
+        return "torch"
+    if model is None or (isinstance(model, str) and model in SHIPPED):
+        return "onnx"
+    if Path(model).is_file() and Path(model).name != "manifest.json":
+        return "torch"
+    if isinstance(model, str) and not Path(model).exists():
+        try:
+            from kfaar.models.bundle import SHIPPED as BUNDLES
+        except ImportError:
+            return "onnx"
+        return "torch" if model in BUNDLES else "onnx"
+    return "onnx"
+
+
+def load_engine(model: str | os.PathLike | bytes | None = None, model_sha256: str | None = None, *,
+                backend: str | None = None, threads: int | None = None, precision: str = "fp32"):
+    """The engine the pipeline runs: :class:`OrtEngine` (default; no torch) or, for a torch
+    bundle or ``backend="torch"``, ``kfaar.models.engine.KfaarEngine`` (needs ``kfaar[train]``).
+
+    Both have the same public methods (``generate``, ``recover``, ``realign``, ``scores``, …)
+    plus ``threshold`` and ``paste_mask``."""
+    chosen = resolve_backend(model, backend)
+    if chosen == "onnx":
+        return OrtEngine(OrtEngineOptions(model=model, model_sha256=model_sha256, precision=precision, threads=threads))
+    if precision != "fp32":
+        raise ValueError(f"precision: {precision!r} needs the onnx backend (torch runs fp32)")
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("backend 'torch' (a .safetensors bundle) needs torch: pip install 'kfaar[train]', or "
+                          "use the ONNX model set (the default)") from None
+    from kfaar.models.bundle import load_bundle
+    from kfaar.models.engine import KfaarEngine
+
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    return KfaarEngine(load_bundle(model, model_sha256))
 
 
 def default_engine(model: str | os.PathLike | None = None, **options) -> OrtEngine:
