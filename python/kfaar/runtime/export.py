@@ -185,11 +185,25 @@ def exporter_name() -> str:
     return "dynamo"
 
 
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter's libraries log every optimisation pass at INFO; keep them to warnings meanwhile."""
+    loggers = [logging.getLogger(n) for n in ("onnxscript", "onnx_ir", "torch.onnx", "torch.export")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.level, logging.WARNING))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def _export_graph(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
                   opset: int) -> None:
     with torch.no_grad():
         module(*args)  # fills the modules' per-size caches (masks, carrier inverse): constants in the graph
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_exporter():
         warnings.simplefilter("ignore")  # tracer warnings about the fixed crop size: the manifest states it
         if exporter_name() == "dynamo":
             _export_dynamo(module, args, path, inputs, outputs, opset)
