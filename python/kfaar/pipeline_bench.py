@@ -1,7 +1,7 @@
 """``kfaar bench pipeline``: torch eager vs ONNX Runtime fp32 vs int8, one table from one run.
 
 Every throughput is faces/s from the median wall time of ``--repeats`` runs after a warm-up,
-measured in this process on the same crops (32 LFW dev crops when the cache exists, else
+the backends taking turns within each repeat, measured in this process on the same crops (32 LFW dev crops when the cache exists, else
 the sample photo's face with small shifts). Rows:
 
 - generator / reader: the networks alone, inputs prepared (torch under ``inference_mode``);
@@ -44,6 +44,7 @@ BACKENDS = ("torch", "fp32", "int8")
 
 
 def _median_s(fn, repeats: int, warmup: int = 2) -> float:
+    """Median seconds of ``repeats`` calls after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -107,59 +108,67 @@ def _random_bundle():
     return ModelBundle(**parts).eval()
 
 
+def _compare(fns: dict, repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median seconds per backend; the backends take turns within each repeat (in alternating
+    order), so load that drifts during the run hits them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for r in range(repeats):
+        for k in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
+            t = time.perf_counter()
+            fns[k]()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def _throughput(bundle, engines: dict, enc, crops: np.ndarray, key, batch: int, repeats: int) -> list[dict]:
+    """faces/s per stage, batch and backend; batch 1 runs every crop in its own call."""
     import torch
 
     from kfaar.models.engine import KfaarEngine
     from kfaar.runtime.export import _generator_args, _to_input, reader_module
 
-    torch_engine = KfaarEngine(bundle)
-    n = len(crops)
+    def inference(fn):
+        def run():
+            with torch.inference_mode():
+                return fn()
+        return run
+
+    all_engines = {"torch": KfaarEngine(bundle), **engines}
     ort = engines["fp32"]
     u = ort.keyed_code(enc.encode(crops), key)
     feeds = {"crop": _to_input(crops).numpy(), "w_plus": ort.w_plus(u), "code": u}
     _, gargs = _generator_args(bundle, feeds)
     virtual = ort.generate(crops, enc.encode(crops), key)
-    x_v = _to_input(virtual)
+    fr = _to_input(virtual).numpy()
+    g, r = bundle.generator, reader_module(bundle)
     rows = []
-
-    def per_face(fn_one, fn_batch, b):
-        if b == 1:
-            return n / _median_s(lambda: [fn_one(i) for i in range(n)], repeats)
-        return n / _median_s(fn_batch, repeats)
-
     for b in (1, batch):
-        crops_b = crops[:b] if b > 1 else crops  # batch b uses the first b crops in one call
-        nb = len(crops_b)
-        row_g, row_r, row_a, row_v = ({"stage": s, "batch": b} for s in
-                                      ("generator", "reader", "anonymize aligned", "recover aligned"))
-        with torch.inference_mode():
-            g = bundle.generator
-            row_g["torch"] = per_face(lambda i: g(*(a[i : i + 1] for a in gargs)), lambda: g(*(a[:nb] for a in gargs)), b)
-            r = reader_module(bundle)
-            row_r["torch"] = per_face(lambda i: r(x_v[i : i + 1]), lambda: r(x_v[:nb]), b)
-        for name, eng in engines.items():
-            sg, sr = eng._sessions["generator"], eng._sessions["reader"]
-            fg = {i.name: feeds[i.name] for i in sg.get_inputs()}
-            fr = x_v.numpy()
-            row_g[name] = per_face(lambda i: sg.run(None, {k: v[i : i + 1] for k, v in fg.items()}),
-                                   lambda: sg.run(None, {k: v[:nb] for k, v in fg.items()}), b)
-            row_r[name] = per_face(lambda i: sr.run(None, {"crop": fr[i : i + 1]}),
-                                   lambda: sr.run(None, {"crop": fr[:nb]}), b)
-        for name, eng in {"torch": torch_engine, **engines}.items():
-            row_a[name] = per_face(lambda i: eng.generate(crops[i : i + 1], enc.encode(crops[i : i + 1]), key),
-                                   lambda: eng.generate(crops_b, enc.encode(crops_b), key), b)
-            row_v[name] = per_face(lambda i: eng.recover(virtual[i : i + 1], key),
-                                   lambda: eng.recover(virtual[:nb], key), b)
-        if b > 1:
-            for row in (row_g, row_r, row_a, row_v):
-                row["faces"] = nb
-        # SFace alone (same for every backend: anonymize needs z)
-        sface = per_face(lambda i: enc.encode(crops[i : i + 1]), lambda: enc.encode(crops_b), b)
-        for row in (row_g, row_r, row_a, row_v):
-            row["sface"] = sface
-        rows += [row_g, row_r, row_a, row_v]
-    rows.sort(key=lambda r: (("generator", "reader", "anonymize aligned", "recover aligned").index(r["stage"]), r["batch"]))
+        n = len(crops) if b == 1 else min(b, len(crops))
+        chunks = [slice(i, i + 1) for i in range(n)] if b == 1 else [slice(0, n)]
+
+        def each(fn):  # run fn on every chunk: n faces in total
+            return lambda: [fn(c) for c in chunks]
+
+        stages = {
+            "generator": {"torch": inference(each(lambda c: g(*(a[c] for a in gargs))))} | {
+                p: each(lambda c, s=e._sessions["generator"]: s.run(
+                    None, {i.name: feeds[i.name][c] for i in s.get_inputs()})) for p, e in engines.items()},
+            "reader": {"torch": inference(each(lambda c: r(torch.from_numpy(fr[c]))))} | {
+                p: each(lambda c, s=e._sessions["reader"]: s.run(None, {"crop": fr[c]})) for p, e in engines.items()},
+            "anonymize aligned": {p: each(lambda c, e=e: e.generate(crops[c], enc.encode(crops[c]), key))
+                                  for p, e in all_engines.items()},
+            "recover aligned": {p: each(lambda c, e=e: e.recover(virtual[c], key)) for p, e in all_engines.items()},
+            "sface": {"sface": each(lambda c: enc.encode(crops[c]))},
+        }
+        sface = n / _compare(stages.pop("sface"), repeats)["sface"]
+        for stage, fns in stages.items():
+            rows.append({"stage": stage, "batch": b, "faces": n, "sface": sface,
+                         **{k: n / v for k, v in _compare(fns, repeats).items()}})
+    order = ("generator", "reader", "anonymize aligned", "recover aligned")
+    rows.sort(key=lambda x: (order.index(x["stage"]), x["batch"]))
     return rows
 
 

@@ -31,9 +31,11 @@ def test_export_writes_a_manifest_that_pins_every_file(exported):
     m = json.loads((folder / "manifest.json").read_text())
     assert m == res.manifest and m["format"] == "kfaar-onnx/1" and m["crop_size"] == 128
     assert m["threshold"] == pytest.approx(0.42)
-    files = {"generator.onnx", "reader.onnx", "params.safetensors", "generator.int8.onnx", "reader.int8.onnx"}
+    files = {"generator.onnx", "reader.onnx", "params.safetensors", "generator.int8.onnx"}
     if m["realign"] is not None:  # a generator whose code carrier has pilots
         files.add("pilot_match.onnx")
+    if "int8" in m["networks"]["reader"]["files"]:  # a reader network (a linear read-out has nothing to quantize)
+        files.add("reader.int8.onnx")
     assert set(m["sha256"]) == files
     g_in = {i["name"]: i["shape"] for i in m["networks"]["generator"]["inputs"]}
     assert g_in["crop"] == ["batch", 3, 128, 128] and g_in["w_plus"][0] == "batch"
@@ -220,6 +222,17 @@ def test_fp32_only_deployment_needs_no_int8_files(exported, tmp_path):
         f.unlink()
     _engine(folder)  # int8 files are neither read nor verified for an fp32 engine
     with pytest.raises(ModelIntegrityError, match="generator.int8.onnx is missing"):
+        _engine(folder, precision="int8")
+
+
+def test_int8_needs_int8_graphs(tiny_bundle, exported, tmp_path):
+    m = json.loads((exported[0] / "manifest.json").read_text())
+    folder = tmp_path / "fp32set"
+    shutil.copytree(exported[0], folder)
+    for net in m["networks"].values():
+        net["files"].pop("int8", None)
+    (folder / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ValueError, match="has no int8 graphs"):
         _engine(folder, precision="int8")
 
 

@@ -51,11 +51,17 @@ def export(ctx: click.Context, checkpoint: str | None, out: str | None, model: s
     m = res.manifest
     click.echo(f"wrote {res.out_dir} ({', '.join(sorted(m['sha256']))})")
     click.echo("parity (max abs diff, ORT vs torch): "
-               + " ".join(f"{k}={m['parity'][k]['max_abs_diff']:.2g}" for k in ("generator", "reader")))
+               + " ".join(f"{k}={m['parity'][k]['max_abs_diff']:.2g}" for k in m["networks"]))
     if m["int8"]:
-        g, r = m["int8"]["generator"], m["int8"]["reader"]
-        click.echo(f"int8 vs fp32: generator mean {g['mean_abs_levels']:.2f} / p99 {g['p99_abs_levels']:.0f} grey "
-                   f"levels, reader min cosine {r['min_cosine']:.4f}")
+        for net in ("generator", "reader"):
+            r = m["int8"][net]
+            if "mean_abs_levels" in r:
+                click.echo(f"int8 vs fp32, {net}: mean {r['mean_abs_levels']:.2f} / p99 {r['p99_abs_levels']:.0f} "
+                           "grey levels")
+            elif "min_cosine" in r:
+                click.echo(f"int8 vs fp32, {net}: min cosine {r['min_cosine']:.4f}")
+            else:
+                click.echo(f"int8, {net}: {r['method']}")
     click.echo(f"manifest sha256={res.manifest_sha256}")
     if shipped:
         click.echo(f"pin it in python/kfaar/runtime/engine.py: SHIPPED[{m['name']!r}] = {res.manifest_sha256!r}")

@@ -38,7 +38,6 @@ __all__ = ["BACKENDS", "SHIPPED", "WEIGHTS_DIR", "OrtEngine", "OrtEngineOptions"
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "kfaar-v1"
-_QUANTIZED = ("generator", "reader")  # networks an int8 engine must run in int8
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
@@ -50,7 +49,7 @@ SHIPPED = {
 class OrtEngineOptions:
     model: str | os.PathLike | None = None  # shipped name (default "kfaar-v1") or a folder with manifest.json
     model_sha256: str | None = None  # SHA-256 of your own set's manifest.json; shipped sets are pinned
-    precision: str = "fp32"  # "fp32" or "int8" (both networks; int8 must have been exported)
+    precision: str = "fp32"  # "fp32" or "int8" (the quantized graphs `kfaar export --int8` wrote)
     threads: int | None = None  # ORT intra-op threads per session; None = ORT's default (all cores)
     providers: tuple[str, ...] | None = None  # None: CUDA EP when this onnxruntime has it, then CPU
 
@@ -121,6 +120,9 @@ class OrtEngine:
         self._realign = m.get("realign")  # candidate size and search grid, or None (no pilots)
         self._io = {net: ([i["name"] for i in spec["inputs"]], [o["name"] for o in spec["outputs"]])
                     for net, spec in m["networks"].items()}
+        if opts.precision != "fp32" and not any(opts.precision in model_set.precisions(n) for n in m["networks"]):
+            raise ValueError(f"precision: {opts.precision!r} requested, but {model_set.where} has no {opts.precision} "
+                             "graphs; export them with `kfaar export --int8`")
         self._sessions = self._open_sessions()
 
     @classmethod
@@ -128,9 +130,9 @@ class OrtEngine:
         return cls(options)
 
     def _open_sessions(self) -> dict:
-        # int8 applies to the generator and reader; small graphs (the pilot match) exist in fp32 only
+        # int8 where the export quantized a network; networks with nothing to quantize are fp32 only
         ms, prec = self.model_set, self.options.precision
-        return {net: self._session(ms.graph(net, prec if prec in ms.precisions(net) or net in _QUANTIZED else "fp32"))
+        return {net: self._session(ms.graph(net, prec if prec in ms.precisions(net) else "fp32"))
                 for net in ms.manifest["networks"]}
 
     def _session(self, graph: bytes):
