@@ -531,6 +531,9 @@ def export_bundle(bundle: ModelBundle, out_dir: str | os.PathLike, *, name: str 
         (out / "pilot_match.onnx").unlink(missing_ok=True)
 
     files = sorted(["params.safetensors"] + [p.name for p in paths.values()])
+    for stale in out.glob("*.onnx"):  # graphs of an earlier export into this folder that this one did not write
+        if stale.name not in files and stale.name.split(".")[0] in ("generator", "reader", "pilot_match"):
+            stale.unlink()
     networks = {}
     for net in paths:
         if net.endswith(".int8"):
