@@ -235,3 +235,25 @@ def test_markdown_table_reads_nested_keys_and_flags_small_n():
     assert "| TAR @ FAR 0.1%, right key | high | 25.0% (n=10) |" in md
     assert "| Anonymity vs original (dlib) | high | 100.0% (n=5) |" in md
     assert "off" not in md.splitlines()[0]
+
+
+def test_judge_cache_round_trip_and_invalidation(tmp_path):
+    from pathlib import Path
+
+    from kfaar.eval.judges import JudgeCache, JudgesEnv, JudgeTable
+
+    env = JudgesEnv(Path("/venv"), Path("/venv/bin/python"), {"mediapipe": "0.10.21"})
+    table = JudgeTable.empty(2)
+    table.dlib_found[1] = True
+    table.dlib_emb[1] = 0.5
+    table.yaw[1] = 12.0
+    JudgeCache(tmp_path, env).add(["h0", "h1"], table)
+
+    again = JudgeCache(tmp_path, env)  # a later run
+    assert "h1" in again and "h2" not in again
+    row = again.row("h1")
+    assert row["dlib_found"] and row["yaw"] == 12.0 and np.all(row["dlib_emb"] == 0.5)
+    assert not again.row("h0")["dlib_found"]
+
+    other = JudgesEnv(env.venv, env.python, {"mediapipe": "0.10.22"})  # other judge versions
+    assert "h1" not in JudgeCache(tmp_path, other)
