@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,14 +18,9 @@ from kfaar.keys import Key
 
 
 def default_data_dir() -> Path:
-    """``kfaar.data.paths.default_data_dir()`` when present; else ``$KFAAR_DATA`` or ../shared/data."""
-    try:
-        from kfaar.data.paths import default_data_dir as data_dir
-    except ImportError:
-        env = os.environ.get("KFAAR_DATA")
-        if env:
-            return Path(env).expanduser()
-        return Path(__file__).resolve().parents[3].parent / "shared" / "data"
+    """The data folder holding ``lfw/`` (``$KFAAR_DATA`` or ``../shared/data``; see :mod:`kfaar.data.paths`)."""
+    from kfaar.data.paths import default_data_dir as data_dir
+
     return Path(data_dir())
 
 
