@@ -52,6 +52,10 @@ class OrtEngineOptions:
     precision: str = "fp32"  # "fp32" or "int8" (the quantized graphs `kfaar export --int8` wrote)
     threads: int | None = None  # ORT intra-op threads per session; None = ORT's default (all cores)
     providers: tuple[str, ...] | None = None  # None: CUDA EP when this onnxruntime has it, then CPU
+    # Idle ORT worker threads spin-wait for the next task by default. With other busy processes
+    # (or the pipeline's other sessions: SFace, YuNet) they steal each other's cores; off by
+    # default here — on the 2 shared cores the generator ran 15 ms/face instead of 26.
+    spin: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -142,6 +146,7 @@ class OrtEngine:
         if self.options.threads is not None:
             so.intra_op_num_threads = self.options.threads
             so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.options.spin else "0")
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
         return ort.InferenceSession(graph, so, providers=self.providers)
