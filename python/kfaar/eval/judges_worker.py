@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -34,6 +35,7 @@ import cv2
 import numpy as np
 
 EMB_DIM = 128
+log = logging.getLogger("kfaar.judges_worker")
 
 # Generic 3-D face model in camera-aligned axes (x right, y down, z away from the camera,
 # millimetre-ish units, nose tip at the origin), so a frontal face gives R = I and the Euler
@@ -174,7 +176,7 @@ def judge(paths: list[str]) -> dict[str, np.ndarray]:
         for i, path in enumerate(paths):
             bgr = cv2.imread(path, cv2.IMREAD_COLOR)
             if bgr is None:
-                print(f"judges_worker: cannot read {path}", file=sys.stderr)
+                log.warning("cannot read %s", path)
                 continue
             rgb = np.ascontiguousarray(bgr[:, :, ::-1])
             emb = dlib_judge(rgb)
@@ -187,7 +189,7 @@ def judge(paths: list[str]) -> dict[str, np.ndarray]:
                 for k, v in zip(("yaw", "pitch", "roll", "mouth_ratio", "eye_ratio"), mesh):
                     out[k][i] = v
             if (i + 1) % 50 == 0:
-                print(f"progress {i + 1}", file=sys.stderr, flush=True)
+                log.info("judged %d of %d", i + 1, n)
     finally:
         mesh_judge.close()
     return out
@@ -199,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="npz file to write")
     parser.add_argument("--versions", action="store_true", help="print judge package versions as JSON and exit")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     if args.versions:
-        print(json.dumps(_versions()))
+        sys.stdout.write(json.dumps(_versions()) + "\n")
         return 0
     if not args.images or not args.out:
         parser.error("--images and --out are required")
