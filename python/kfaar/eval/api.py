@@ -14,7 +14,7 @@ from pathlib import Path
 from kfaar.eval.judges import JudgeRunner, ensure_judges
 from kfaar.eval.methods import BASELINES, KfaarModelOptions, Method, RedactOptions, build_methods
 from kfaar.eval.protocol import default_data_dir, load_eval_set
-from kfaar.eval.report import ReportFiles, write_report
+from kfaar.eval.report import ReportFiles, metrics_json, write_report
 from kfaar.eval.runner import EvalOptions, EvalResult, run_evaluation
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,4 @@ def evaluate(config: EvalConfig, extra_methods: list[Method] | tuple[Method, ...
         },
     }
     files = write_report(result, config.out_dir, run_info=run_info)
-    from kfaar.eval.report import metrics_json
-
     return EvaluateResult(metrics_json(result, run_info=run_info), files, result)

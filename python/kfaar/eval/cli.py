@@ -77,7 +77,7 @@ def eval_command(methods, split, limit, out_dir, data_dir, seed, jobs, setup_jud
     t0 = time.perf_counter()
     try:
         res = evaluate(config)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, JudgesUnavailableError) as exc:
         raise click.ClickException(str(exc)) from exc
     for name, reason in res.result.unavailable.items():
         click.echo(f"{name}: not evaluated ({reason})", err=True)
