@@ -261,6 +261,7 @@ class JudgeRunner:
         self.workdir = Path(workdir)
         self.jobs = max(1, jobs)
         self.batch_size = batch_size
+        self.min_batch = min(50, batch_size)  # smallest batch worth a worker start (~1-2 s of model loading)
         self.seconds_per_image = seconds_per_image
         self._pending: list[str] = []
         self._queue: list[tuple[int, list[str]]] = []
@@ -304,6 +305,10 @@ class JudgeRunner:
         with np.load(out) as data:
             self._done[idx] = {k: data[k] for k in data.files if k != "versions_json"}
 
+    def poll(self) -> None:
+        """Reap finished batches and start queued ones; cheap, call it often."""
+        self._poll()
+
     def _poll(self) -> None:
         for idx in list(self._running):
             batch = self._running[idx]
@@ -314,6 +319,9 @@ class JudgeRunner:
                 raise JudgesUnavailableError(
                     f"judges worker batch {idx} took longer than {batch.limit_s:.0f} s; killed"
                 )
+        if not self._queue and len(self._running) < self.jobs and len(self._pending) >= self.min_batch:
+            self._enqueue(self._pending)  # a slot is idle: judge what we have rather than wait
+            self._pending = []
         while self._queue and len(self._running) < self.jobs:
             idx, paths = self._queue.pop(0)
             self._start(idx, paths)
