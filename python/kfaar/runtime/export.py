@@ -9,12 +9,17 @@
            ─► manifest.json, written last: a folder without one is no model set
 
 The keyed projection and mapping are *not* exported: they run in our kernels, so no graph
-file ever depends on a key. Torch's TorchScript exporter is used (``dynamo=False``): the
-dynamo exporter needs onnxscript, which is not a dependency. Two ops get their own
-symbolics, both as two matrix products with weights torch itself computes: antialiased
-bilinear downscaling (no TorchScript symbolic; ONNX ``Resize(antialias=1)`` differs from
-torch at the borders by up to 0.03) and adaptive average pooling to sizes that do not
-divide the input (the code carrier's 24 x 24 cells on 128 px).
+file ever depends on a key.
+
+Exporter: ``torch.export`` + torch.onnx's dynamo path (needs ``onnxscript``, in the train
+extra). It sees every shape but the batch as an int, so the models' size-keyed caches (face
+mask, carrier inverse) become constants, and it handles adaptive pooling to sizes that do not
+divide the input (the code carrier's 24 x 24 cells on 128 px). Without onnxscript the
+TorchScript exporter is the fallback, with two symbolics of ours — antialiased bilinear
+downscaling (ONNX ``Resize(antialias=1)`` differs from torch at the borders by up to 0.03)
+and adaptive average pooling, both as two matrix products with weights torch itself
+computes; it cannot export the current carrier (its caches are keyed by traced sizes), and
+the parity check says so. Whatever the path, parity on real crops decides.
 """
 
 from __future__ import annotations
