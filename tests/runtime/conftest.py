@@ -51,6 +51,7 @@ def tiny_bundle(torch, faces):
 @pytest.fixture(scope="session")
 def exported(tiny_bundle, faces, tmp_path_factory):
     """(folder, ExportResult) of the tiny bundle with int8, calibrated on the same crops."""
+    pytest.importorskip("onnxscript", reason="kfaar export needs onnxscript (pip install 'kfaar[train]')")
     from kfaar.runtime.export import export_bundle
 
     out = tmp_path_factory.mktemp("onnx") / "tiny"
