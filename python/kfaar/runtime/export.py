@@ -441,7 +441,8 @@ def _int8(bundle: ModelBundle, out: Path, paths: dict[str, Path], faces: Referen
             to_u8 = lambda v: np.rint((np.clip(v, -1, 1) + 1) * 127.5)  # noqa: E731
             d = np.abs(to_u8(a) - to_u8(b))
             report[net] = {"method": method, "mean_abs_levels": float(d.mean()),
-                           "p99_abs_levels": float(np.quantile(d, 0.99)), "max_abs_levels": float(d.max())}
+                           "p99_abs_levels": float(np.quantile(d, 0.99)), "max_abs_levels": float(d.max()),
+                           **_identity_agreement(to_u8(a), to_u8(b))}
         else:
             cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
             report[net] = {"method": method, "min_cosine": float(cos.min()), "mean_cosine": float(cos.mean())}
@@ -460,6 +461,16 @@ def _int8(bundle: ModelBundle, out: Path, paths: dict[str, Path], faces: Referen
             raise ExportParityError(msg + "; export without --int8 (fp32 is unaffected)")
         log.warning("%s; kept because int8_strict=False (benchmarks of random weights)", msg)
     return report
+
+
+def _identity_agreement(a: np.ndarray, b: np.ndarray) -> dict:
+    """SFace cosine between the fp32 and int8 virtual faces (N, 3, S, S) in 0..255: same virtual person?"""
+    from kfaar.faces import SFaceEncoder
+
+    to_crops = lambda v: np.ascontiguousarray(v.transpose(0, 2, 3, 1).astype(np.uint8))  # noqa: E731
+    with SFaceEncoder(threads=1) as enc:
+        cos = np.sum(enc.encode(to_crops(a)) * enc.encode(to_crops(b)), axis=1)
+    return {"virtual_sface_cosine_min": float(cos.min()), "virtual_sface_cosine_mean": float(cos.mean())}
 
 
 def _quantized(path: Path) -> bool:
