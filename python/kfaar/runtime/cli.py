@@ -56,8 +56,10 @@ def export(ctx: click.Context, checkpoint: str | None, out: str | None, model: s
         for net in ("generator", "reader"):
             r = m["int8"][net]
             if "mean_abs_levels" in r:
+                same = (f"; SFace cosine of the virtual faces min {r['virtual_sface_cosine_min']:.4f}"
+                        if "virtual_sface_cosine_min" in r else "")
                 click.echo(f"int8 vs fp32, {net}: mean {r['mean_abs_levels']:.2f} / p99 {r['p99_abs_levels']:.0f} "
-                           "grey levels")
+                           f"grey levels{same}")
             elif "min_cosine" in r:
                 click.echo(f"int8 vs fp32, {net}: min cosine {r['min_cosine']:.4f}")
             else:
