@@ -172,6 +172,45 @@ def _throughput(bundle, engines: dict, enc, crops: np.ndarray, key, batch: int, 
     return rows
 
 
+def _int8_quality(model: str, threads: int, n_ids: int) -> dict | None:
+    """fp32 vs int8 on ``n_ids`` dev identities, judged by SFace (kfaar's own encoder; ``kfaar eval``
+    runs the independent judges): anonymity, KVFA acceptance against another photo's template at
+    the operating threshold, wrong-key acceptance. None without an LFW dev cache."""
+    from kfaar.faces import SFaceEncoder
+    from kfaar.keys import Key
+    from kfaar.runtime.engine import OrtEngine, OrtEngineOptions
+    from kfaar.runtime.export import _cache_dirs
+
+    cache = next((d for d in _cache_dirs() if (d / "manifest.json").is_file()), None)
+    if cache is None or n_ids <= 0:
+        return None
+    from kfaar.data import load_split
+
+    dev = load_split(cache, "dev")
+    labels = np.asarray(dev.labels)
+    pairs = [np.flatnonzero(labels == lab)[:2] for lab in np.unique(labels)]
+    pairs = np.array([p for p in pairs if len(p) == 2][:n_ids])
+    crops, z, templates = dev.crops[pairs[:, 0]], dev.embeddings[pairs[:, 0]], dev.embeddings[pairs[:, 1]]
+    rng = np.random.default_rng(0)
+    keys = [(Key.from_bytes(rng.bytes(32)), Key.from_bytes(rng.bytes(32))) for _ in pairs]  # (right, wrong)
+    out = {}
+    with SFaceEncoder(threads=threads) as enc:
+        for prec in ("fp32", "int8"):
+            e = OrtEngine(OrtEngineOptions(model=model, precision=prec, threads=threads))
+            v = np.concatenate([e.generate(crops[i : i + 1], z[i : i + 1], k) for i, (k, _) in enumerate(keys)])
+            zv = enc.encode(v)
+            score = lambda i, k: e.scores(e.recover(v[i : i + 1], k), templates[i : i + 1])[0, 0]  # noqa: E731
+            right = np.array([score(i, k) for i, (k, _) in enumerate(keys)])
+            wrong = np.array([score(i, w) for i, (_, w) in enumerate(keys)])
+            out[prec] = {"anonymity vs original (SFace)": float(np.mean(np.sum(zv * z, 1) < 0.363)),
+                         "anonymity vs other photo (SFace)": float(np.mean(np.sum(zv * templates, 1) < 0.363)),
+                         "KVFA accept, right key, other photo": float(np.mean(right >= e.threshold)),
+                         "wrong-key accept": float(np.mean(wrong >= e.threshold))}
+            out[prec + "_v"] = v
+    d = np.abs(out.pop("fp32_v").astype(np.int16) - out.pop("int8_v"))
+    return {"identities": int(len(pairs)), "source": f"{cache}:dev", "virtual_mean_abs_levels": float(d.mean()), **out}
+
+
 def _full_photo(threads: int, key, repeats: int) -> list[dict]:
     """The pipeline as shipped on the sample photo (one face); empty if it cannot load its model."""
     from kfaar.demo import sample_photo_path
@@ -340,8 +379,10 @@ def _peak_flops(threads: int) -> dict:
 @click.option("--threads", type=int, default=2, show_default=True, help="torch / ORT intra-op threads (SFace too).")
 @click.option("--batch", type=int, default=32, show_default=True)
 @click.option("--repeats", type=int, default=5, show_default=True, help="Timed runs per figure (median).")
+@click.option("--quality", "n_ids", type=int, default=100, show_default=True,
+              help="Dev identities for the int8-vs-fp32 accuracy rows (0 skips them).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write every figure here.")
-def pipeline(model: str | None, bundle: str | None, threads: int, batch: int, repeats: int,
+def pipeline(model: str | None, bundle: str | None, threads: int, batch: int, repeats: int, n_ids: int,
              json_path: str | None) -> None:
     """faces/s for torch eager vs ORT fp32 vs ORT int8, cold start, peak RSS, sizes, FLOPs."""
     import torch
@@ -366,6 +407,7 @@ def pipeline(model: str | None, bundle: str | None, threads: int, batch: int, re
             u = engines["fp32"].keyed_code(faces.z[:1], key)
             feeds = {"crop": _to_input(crops[:1]).numpy(), "w_plus": engines["fp32"].w_plus(u), "code": u}
         photo = _full_photo(threads, key, repeats)
+        quality = _int8_quality(model, threads, n_ids)
         fresh = _fresh(model, bfile, threads, crops_file, repeats)
         sizes = _sizes(model, bfile[0])
     from kfaar.faces.models import SFACE, ort_model_path
@@ -377,7 +419,7 @@ def pipeline(model: str | None, bundle: str | None, threads: int, batch: int, re
                           "threads": threads, "python": platform.python_version(), "torch": torch.__version__,
                           "onnxruntime": __import__("onnxruntime").__version__},
               "source": source, "faces": faces.source, "repeats": repeats, "throughput": rows,
-              "full_photo": photo, "fresh_process": fresh, "size_mb": sizes, "flops_per_face": flops,
+              "full_photo": photo, "int8_quality": quality, "fresh_process": fresh, "size_mb": sizes, "flops_per_face": flops,
               "peak_flops": peak, "rss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if json_path:
         Path(json_path).write_text(json.dumps(report, indent=1) + "\n")
@@ -419,6 +461,14 @@ def _table(r: dict) -> list[str]:
         x = best[s]
         out.append(f"share of peak (fp32-equivalent FLOPs), {s} batch {x['batch']}: " + ", ".join(
             f"{b} {100 * x[b] * f / peak:.0f}%" for b in BACKENDS))
+    q = r.get("int8_quality")
+    if q:
+        judged = "RANDOM weights: meaningless" if "RANDOM" in r["source"] else "SFace-judged"
+        out += ["", f"accuracy on {q['identities']} dev identities ({judged}); int8 virtual crops differ from fp32 "
+                f"by {q['virtual_mean_abs_levels']:.2f} grey levels on average",
+                f"{'':<38}{'ORT fp32':>10}{'ORT int8':>10}"]
+        for k in q["fp32"]:
+            out.append(f"{k:<38}{100 * q['fp32'][k]:>9.1f}%{100 * q['int8'][k]:>9.1f}%")
     one = {s: next(x for x in rows if x["stage"] == s and x["batch"] == 1) for s in ("generator", "anonymize aligned")}
     verdict = lambda ok: "met" if ok else "MISSED"  # noqa: E731
     e2e = max(x[b] for x in rows if x["stage"] == "anonymize aligned" for b in ("fp32", "int8"))
