@@ -44,7 +44,9 @@ class CodeCarrier(nn.Module):
         pilot read best matches it is the one the code was written in (re-detected landmarks
         on a virtual face can be several pixels off)."""
         super().__init__()
-        cells = (interior.reshape(-1) > 0.5).double()  # (r*r,)
+        # only cells fully inside the mask: near the feathered edge a pooled target needs large
+        # pattern values (the mask scales them down), which shows as a coloured ring
+        cells = (interior.reshape(-1) > 0.98).double()  # (r*r,)
         low = _dct_rows(res, drop_low) * cells  # smooth components restricted to the interior
         ql, _ = torch.linalg.qr(low.T)  # (r*r, k*k)
 
