@@ -27,7 +27,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "kfaar-v1"
 # name -> (file under WEIGHTS_DIR, SHA-256). A mismatch refuses to load.
 SHIPPED = {
-    "kfaar-v1": ("kfaar-v1.safetensors", "728d71d7f492a4e371eaba7a7fdc78899ce81ab3590a2299a12fe150df65b6df"),
+    "kfaar-v1": ("kfaar-v1.safetensors", "caa516e6b993783690847c67222edff020d96b1f298176938f9586c09c9d0a43"),
 }
 FORMAT = "kfaar-bundle/2"
 

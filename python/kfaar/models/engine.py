@@ -90,54 +90,52 @@ class KfaarEngine:
         zk = self.mean + u_k @ self.color.T  # a virtual-identity embedding z'_K
         return project(np.ascontiguousarray(zk, np.float32), self.params(key), inverse=True, whitening=self.whitening)
 
-    # Alignment search for recovery: (shift px, scale, rotation deg) grids, coarse to fine.
+    # Alignment search for recovery: (shifts px, scales, rotations deg) grids, coarse to fine.
+    # Landmarks re-detected on a virtual face can be tens of pixels off (YuNet reads the new
+    # interior), so the first stage is wide and keeps a beam of the best candidates.
     _SEARCH = (
-        ([-8, -6, -4, -2, 0, 2, 4, 6, 8], [1.0], [0.0]),
-        ([-1, 0, 1], [0.96, 1.0, 1.04], [-3.0, 0.0, 3.0]),
-        ([-0.5, 0, 0.5], [0.985, 1.0, 1.015], [-1.5, 0.0, 1.5]),
+        (list(range(-24, 25, 4)), [0.84, 0.92, 1.0, 1.08, 1.16], [-12.0, -6.0, 0.0, 6.0, 12.0]),
+        ([-2, 0, 2], [0.96, 1.0, 1.04], [-3.0, 0.0, 3.0]),
+        ([-1, 0, 1], [0.98, 1.0, 1.02], [-1.5, 0.0, 1.5]),
+        ([-0.5, 0, 0.5], [1.0], [0.0]),
     )
+    _BEAM = 6
 
     @torch.inference_mode()
     def realign(self, rgb: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, float]:
         """Refine a photo->crop alignment of a *virtual* face so the carrier's pilots line up.
 
-        Landmarks re-detected on a virtual face can sit a few pixels away from the ones the
-        face was generated in; the pilot rows of the code carrier are a known signal, so the
-        alignment that reads them best is the one the code was written in. Returns the
-        refined (2, 3) matrix and its pilot match (cosine; ~1 when found, ~0 for a face that
-        carries no code)."""
+        The pilot rows of the code carrier are a known signal, so the alignment that reads
+        them best is the one the code was written in. Returns the refined (2, 3) matrix and
+        its pilot match (cosine; ~1 when found, well below for a face carrying no code)."""
         import cv2
 
         carrier = self.bundle.generator.code_carrier
-        # search at 2 px per carrier cell: the read only averages cells, 7x fewer pixels than 128
+        # search at 2 px per carrier cell: the read only averages cells
         size = 2 * carrier.res
         mask = self.bundle.generator.mask(size, "cpu")
         k = size / self.crop_size
         c = (self.crop_size - 1) / 2.0
         base = np.vstack([np.asarray(matrix, np.float64), [0, 0, 1]])
         down = np.diag([k, k, 1.0])
-        best = (0.0, 0.0, 1.0, 0.0)
-        best_score = -2.0
+
+        def affine(p):  # (tx, ty, scale, angle) in crop pixels -> (3, 3) photo -> crop
+            t = cv2.getRotationMatrix2D((c, c), p[3], p[2])
+            t[:, 2] += p[:2]
+            return np.vstack([t, [0, 0, 1]]) @ base
+
+        beam = [(-2.0, (0.0, 0.0, 1.0, 0.0))]
         for shifts, scales, angles in self._SEARCH:
-            cands, mats = [], []
-            for dy in shifts:
-                for dx in shifts:
-                    for sc in scales:
-                        for ang in angles:
-                            tx, ty, s0, a0 = best[0] + dx, best[1] + dy, best[2] * sc, best[3] + ang
-                            t = cv2.getRotationMatrix2D((c, c), a0, s0)
-                            t[:, 2] += (tx, ty)
-                            m = (down @ np.vstack([t, [0, 0, 1]]) @ base)[:2]
-                            mats.append(((tx, ty, s0, a0), m))
-                            cands.append(cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_AREA,
-                                                        borderMode=cv2.BORDER_REPLICATE))
-            score = carrier.pilot_match(_u8_to_tensor(np.stack(cands)), mask).numpy()
-            i = int(np.argmax(score))
-            if score[i] > best_score:
-                best_score, best = float(score[i]), mats[i][0]
-        t = cv2.getRotationMatrix2D((c, c), best[3], best[2])
-        t[:, 2] += best[:2]
-        return (np.vstack([t, [0, 0, 1]]) @ base)[:2], best_score
+            params = {(b[0] + dx, b[1] + dy, b[2] * sc, b[3] + ang)
+                      for _, b in beam for dy in shifts for dx in shifts for sc in scales for ang in angles}
+            params = sorted(params)
+            crops = np.stack([cv2.warpAffine(rgb, (down @ affine(p))[:2], (size, size), flags=cv2.INTER_AREA,
+                                             borderMode=cv2.BORDER_REPLICATE) for p in params])
+            score = carrier.pilot_match(_u8_to_tensor(crops), mask).numpy()
+            top = np.argsort(-score)[: self._BEAM]
+            beam = sorted(beam + [(float(score[i]), params[i]) for i in top], key=lambda t: -t[0])[: self._BEAM]
+        best_score, best = beam[0]
+        return affine(best)[:2], best_score
 
     def scores(self, probes: np.ndarray, templates: np.ndarray) -> np.ndarray:
         """(N, 128) x (M, 128) -> (N, M) cosine of centred, whitened embeddings."""
