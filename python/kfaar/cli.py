@@ -21,6 +21,7 @@ _COMMANDS = {
     "eval": "kfaar.eval.cli:eval_command",
     "train": "kfaar.train.cli:train",
     "export": "kfaar.runtime.cli:export",
+    "train-export": "kfaar.train.cli:export",
     "anonymize": "kfaar.pipeline_cli:anonymize",
     "enroll": "kfaar.pipeline_cli:enroll",
     "verify": "kfaar.pipeline_cli:verify",

@@ -40,7 +40,7 @@ def train(config_path: str, out_dir: str, device: str, resume: bool, max_steps: 
     click.echo(" ".join(f"{k}={v:.4f}" for k, v in sorted(last.items())))
 
 
-@click.command("export")
+@click.command("train-export")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, help="Bundle (.safetensors).")
 @click.option("--faces", "n_faces", type=int, default=512, show_default=True, help="Train faces for the threshold.")
