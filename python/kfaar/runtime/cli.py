@@ -2,7 +2,7 @@
 
     kfaar export --out DIR [--model NAME|PATH] [--int8]     bundle -> ONNX set (parity-checked)
     kfaar export --shipped [--model NAME|PATH] [--int8]     ... into kfaar/runtime/weights/<name>/
-    kfaar export CHECKPOINT --out FILE.safetensors           training checkpoint -> bundle (kfaar.train)
+    kfaar export CHECKPOINT --out FILE.safetensors           = kfaar train-export (checkpoint -> bundle)
 """
 
 from __future__ import annotations
