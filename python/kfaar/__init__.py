@@ -7,9 +7,9 @@ are imported on first use so ``import kfaar`` stays cheap and never compiles any
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from kfaar._lazy import lazy_getattr
 from kfaar.errors import (
     BackendUnavailableError,
     ImageReadError,
@@ -45,8 +45,4 @@ if TYPE_CHECKING:
     from kfaar.pipeline import Anonymizer, Authenticator
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kfaar' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -10,8 +10,9 @@ on first use so ``kfaar eval --help`` stays fast.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kfaar._lazy import lazy_getattr
 
 __all__ = [
     "EvalConfig",
@@ -41,8 +42,4 @@ if TYPE_CHECKING:
     from kfaar.eval.runner import EvalOptions, EvalResult, MethodResult
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kfaar.eval' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
