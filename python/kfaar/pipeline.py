@@ -50,11 +50,13 @@ def _detector_options():
 
 @dataclass(frozen=True)
 class AnonymizerOptions:
-    model: str | os.PathLike | bytes | None = None  # shipped name (default "kfaar-v1"), a path, or bytes
+    model: str | os.PathLike | bytes | None = None  # shipped name (default "kfaar-v1"), ONNX set folder, bundle path/bytes
     model_sha256: str | None = None  # required match for your own weights; shipped ones are pinned
     detector: object = field(default_factory=_detector_options)  # kfaar.faces.DetectorOptions
-    threads: int | None = None  # torch intra-op threads; None leaves torch's setting alone
+    threads: int | None = None  # intra-op threads (ORT sessions, or torch); None = the library's default
     batch_size: int = 16  # faces per generator call
+    backend: str | None = None  # "onnx" (onnxruntime, no torch) or "torch"; None: by model (bundles run on torch)
+    precision: str = "fp32"  # "int8": the quantized ONNX graphs (onnx backend)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class AuthenticatorOptions:
     detector: object = field(default_factory=_detector_options)
     threads: int | None = None
     threshold: float | None = None  # None: the shipped operating point (wrong-key acceptance <= 0.5% on train)
+    backend: str | None = None
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -76,15 +80,11 @@ class AnonymizeResult:
 class _Base:
     def __init__(self, options):
         from kfaar.faces import FaceDetector, SFaceEncoder
-        from kfaar.models.bundle import load_bundle
-        from kfaar.models.engine import KfaarEngine
+        from kfaar.runtime.engine import load_engine
 
-        if options.threads is not None:
-            import torch
-
-            torch.set_num_threads(int(options.threads))
         self.options = options
-        self._engine = KfaarEngine(load_bundle(options.model, options.model_sha256))
+        self._engine = load_engine(options.model, options.model_sha256, backend=options.backend,
+                                   threads=options.threads, precision=options.precision)
         self._detector = FaceDetector(options.detector)
         self._encoder = SFaceEncoder(threads=options.threads)
         self._closed = False
@@ -128,10 +128,7 @@ class Anonymizer(_Base):
 
     def __init__(self, options: AnonymizerOptions | None = None):
         super().__init__(options or AnonymizerOptions())
-        from kfaar.models.generator import face_mask
-
-        s = self._engine.crop_size
-        self._paste_mask = face_mask(self._engine.bundle.generator.cfg, s)[0, 0].numpy()
+        self._paste_mask = self._engine.paste_mask  # the generator's face-interior mask (crop_size, crop_size)
 
     @classmethod
     def create_from_options(cls, options: AnonymizerOptions) -> Anonymizer:
@@ -176,7 +173,7 @@ class Authenticator(_Base):
     def __init__(self, options: AuthenticatorOptions | None = None):
         super().__init__(options or AuthenticatorOptions())
         t = self.options.threshold
-        self.threshold = float(self._engine.bundle.threshold if t is None else t)
+        self.threshold = float(self._engine.threshold if t is None else t)
 
     @classmethod
     def create_from_options(cls, options: AuthenticatorOptions) -> Authenticator:

@@ -13,6 +13,7 @@ import torch
 
 from kfaar.keys import Key
 from kfaar.models.bundle import ModelBundle
+from kfaar.models.generator import face_mask
 from kfaar.ops.mapping import MappingWeights, map_latent
 from kfaar.ops.projection import ProjectionParams, Whitening, project
 
@@ -43,6 +44,8 @@ class KfaarEngine:
             tuple(kw[f"layer{i}.bias"].numpy() for i in range(n)),
             kw["style.weight"].numpy(), kw["style.bias"].numpy())
         self.crop_size = 128
+        self.threshold = float(bundle.threshold)  # the operating point, as OrtEngine has it
+        self.paste_mask = face_mask(bundle.generator.cfg, self.crop_size)[0, 0].numpy()  # (S, S) paste-back mask
 
     @staticmethod
     def params(key: Key) -> ProjectionParams:

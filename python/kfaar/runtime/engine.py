@@ -41,7 +41,7 @@ DEFAULT_MODEL = "kfaar-v1"
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
-    "kfaar-v1": "PENDING",
+    "kfaar-v1": "6df9f766cd78eb4927a948a4a9655347ef45afa149086eb1630aa59b595dd733",
 }
 
 
