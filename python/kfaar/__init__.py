@@ -17,6 +17,7 @@ from kfaar.errors import (
     KeyVerificationError,
     KfaarError,
     ModelIntegrityError,
+    NoFaceFoundError,
 )
 from kfaar.keys import Key
 
@@ -32,6 +33,7 @@ __all__ = [
     "KeyVerificationError",
     "KfaarError",
     "ModelIntegrityError",
+    "NoFaceFoundError",
     "__version__",
 ]
 

@@ -28,3 +28,7 @@ class ImageReadError(KfaarError, ValueError):
 
 class BackendUnavailableError(KfaarError, RuntimeError):
     """A requested kernel backend (e.g. CUDA) is not available in this build or on this machine."""
+
+
+class NoFaceFoundError(KfaarError, ValueError):
+    """No face was detected where one is required (enroll, recover, verify)."""

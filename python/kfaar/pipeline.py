@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kfaar.errors import KfaarError
+from kfaar.errors import NoFaceFoundError
 from kfaar.keys import Key
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,6 @@ __all__ = [
     "NoFaceFoundError",
 ]
 
-
-class NoFaceFoundError(KfaarError, ValueError):
-    """No face was detected where one is required (enroll, recover, verify)."""
 
 
 def _detector_options():
