@@ -7,8 +7,9 @@ on first use, so importing this package imports neither onnxruntime nor torch.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kfaar._lazy import lazy_getattr
 
 __all__ = ["ModelSet", "OrtEngine", "OrtEngineOptions", "default_engine", "export_bundle", "export_shipped",
            "load_model_set"]
@@ -29,8 +30,4 @@ if TYPE_CHECKING:
     from kfaar.runtime.manifest import ModelSet, load_model_set
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kfaar.runtime' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
