@@ -14,8 +14,8 @@ import torch
 from kfaar.keys import Key
 from kfaar.models.bundle import ModelBundle
 from kfaar.models.generator import face_mask
-from kfaar.ops.mapping import MappingWeights, map_latent
-from kfaar.ops.projection import ProjectionParams, Whitening, project
+from kfaar.ops.projection import ProjectionParams
+from kfaar.runtime.codes import IdentityCodes
 
 
 def _u8_to_tensor(crops: np.ndarray) -> torch.Tensor:
@@ -32,45 +32,36 @@ class KfaarEngine:
     def __init__(self, bundle: ModelBundle):
         self.bundle = bundle
         sp = bundle.space
-        self.mean = sp.mean.numpy().astype(np.float32)
-        self.whiten = sp.whiten.numpy().astype(np.float32)
-        self.color = sp.color.numpy().astype(np.float32)
-        self.radius = float(sp.radius)
-        self.whitening = Whitening(self.mean, self.whiten, self.color)
         kw = bundle.mapping.kernel_weights()
         n = len(bundle.mapping.layers)
-        self.mapping = MappingWeights(
-            tuple(kw[f"layer{i}.weight"].numpy() for i in range(n)),
-            tuple(kw[f"layer{i}.bias"].numpy() for i in range(n)),
-            kw["style.weight"].numpy(), kw["style.bias"].numpy())
+        arrays = {"space.mean": sp.mean, "space.whiten": sp.whiten, "space.color": sp.color,
+                  "space.radius": torch.as_tensor(float(sp.radius)),
+                  **{f"mapping.{name}": w for name, w in kw.items()}}
+        # The numpy side (projection and mapping kernels) is the runtime's, so both engines share it.
+        self.codes = IdentityCodes({k: v.numpy() for k, v in arrays.items()}, n)
         self.crop_size = 128
         self.threshold = float(bundle.threshold)  # the operating point, as OrtEngine has it
         self.paste_mask = face_mask(bundle.generator.cfg, self.crop_size)[0, 0].numpy()  # (S, S) paste-back mask
 
+    # -------------------------------------------------------------- codes (kernels; see IdentityCodes)
     @staticmethod
     def params(key: Key) -> ProjectionParams:
-        if not isinstance(key, Key):
-            raise TypeError(f"key: expected kfaar.Key, got {type(key).__name__}")
-        return ProjectionParams.from_key(key)
+        return IdentityCodes.params(key)
 
-    # -------------------------------------------------------------- codes
     def to_code(self, z: np.ndarray) -> np.ndarray:
-        return ((np.asarray(z, np.float32) - self.mean) @ self.whiten.T).astype(np.float32)
+        return self.codes.to_code(z)
 
     def virtual_identity(self, z: np.ndarray, key: Key) -> np.ndarray:
         """(N, 128) SFace embeddings -> (N, 128) keyed virtual identities z'_K (SFace space, unit)."""
-        zk = project(np.asarray(z, np.float32), self.params(key), whitening=self.whitening)
-        return zk / np.linalg.norm(zk, axis=1, keepdims=True)
+        return self.codes.virtual_identity(z, key)
 
     def keyed_code(self, z: np.ndarray, key: Key) -> np.ndarray:
         """(N, 128) SFace embeddings -> (N, 128) keyed whitened codes u' = whiten (z'_K - mean)."""
-        zk = project(np.asarray(z, np.float32), self.params(key), whitening=self.whitening)
-        return np.ascontiguousarray((zk - self.mean) @ self.whiten.T, np.float32)
+        return self.codes.keyed_code(z, key)
 
     def w_plus(self, u: np.ndarray) -> np.ndarray:
         """(N, 128) keyed codes -> W+ (N, n_styles, style_dim) through the mapping kernel."""
-        pn = u / np.sqrt(np.mean(u * u, axis=1, keepdims=True) + 1e-8)  # the mapping's pixel-norm
-        return map_latent(np.ascontiguousarray(pn, np.float32), self.mapping)
+        return self.codes.w_plus(u)
 
     # -------------------------------------------------------------- networks
     @torch.inference_mode()
@@ -89,9 +80,7 @@ class KfaarEngine:
 
     def recover(self, crops: np.ndarray, key: Key) -> np.ndarray:
         """Virtual crops -> (N, 128) recovered identity embeddings in SFace space (not normalised)."""
-        u_k = self.read(crops) * self.radius
-        zk = self.mean + u_k @ self.color.T  # a virtual-identity embedding z'_K
-        return project(np.ascontiguousarray(zk, np.float32), self.params(key), inverse=True, whitening=self.whitening)
+        return self.codes.from_read(self.read(crops), key)
 
     # Alignment search for recovery: (shifts px, scales, rotations deg) grids, coarse to fine.
     # Landmarks re-detected on a virtual face can be tens of pixels off (YuNet reads the new
@@ -142,6 +131,4 @@ class KfaarEngine:
 
     def scores(self, probes: np.ndarray, templates: np.ndarray) -> np.ndarray:
         """(N, 128) x (M, 128) -> (N, M) cosine of centred, whitened embeddings."""
-        from kfaar.ops.scoring import cosine_scores
-
-        return cosine_scores(self.to_code(np.atleast_2d(probes)), self.to_code(np.atleast_2d(templates)))
+        return self.codes.scores(probes, templates)
