@@ -14,8 +14,7 @@ import torch
 from kfaar.keys import Key
 from kfaar.models.bundle import ModelBundle
 from kfaar.models.generator import face_mask
-from kfaar.ops.projection import ProjectionParams
-from kfaar.runtime.codes import IdentityCodes
+from kfaar.runtime.codes import CodesMixin, IdentityCodes
 
 
 def _u8_to_tensor(crops: np.ndarray) -> torch.Tensor:
@@ -26,7 +25,7 @@ def _tensor_to_u8(x: torch.Tensor) -> np.ndarray:
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
-class KfaarEngine:
+class KfaarEngine(CodesMixin):
     """The shipped networks plus the kernels' parameter objects; stateless per call, deterministic."""
 
     def __init__(self, bundle: ModelBundle):
@@ -42,26 +41,6 @@ class KfaarEngine:
         self.crop_size = 128
         self.threshold = float(bundle.threshold)  # the operating point, as OrtEngine has it
         self.paste_mask = face_mask(bundle.generator.cfg, self.crop_size)[0, 0].numpy()  # (S, S) paste-back mask
-
-    # -------------------------------------------------------------- codes (kernels; see IdentityCodes)
-    @staticmethod
-    def params(key: Key) -> ProjectionParams:
-        return IdentityCodes.params(key)
-
-    def to_code(self, z: np.ndarray) -> np.ndarray:
-        return self.codes.to_code(z)
-
-    def virtual_identity(self, z: np.ndarray, key: Key) -> np.ndarray:
-        """(N, 128) SFace embeddings -> (N, 128) keyed virtual identities z'_K (SFace space, unit)."""
-        return self.codes.virtual_identity(z, key)
-
-    def keyed_code(self, z: np.ndarray, key: Key) -> np.ndarray:
-        """(N, 128) SFace embeddings -> (N, 128) keyed whitened codes u' = whiten (z'_K - mean)."""
-        return self.codes.keyed_code(z, key)
-
-    def w_plus(self, u: np.ndarray) -> np.ndarray:
-        """(N, 128) keyed codes -> W+ (N, n_styles, style_dim) through the mapping kernel."""
-        return self.codes.w_plus(u)
 
     # -------------------------------------------------------------- networks
     @torch.inference_mode()
@@ -129,6 +108,3 @@ class KfaarEngine:
         best_score, best = beam[0]
         return affine(best)[:2], best_score
 
-    def scores(self, probes: np.ndarray, templates: np.ndarray) -> np.ndarray:
-        """(N, 128) x (M, 128) -> (N, M) cosine of centred, whitened embeddings."""
-        return self.codes.scores(probes, templates)

@@ -75,3 +75,32 @@ class IdentityCodes:
         from kfaar.ops.scoring import cosine_scores
 
         return cosine_scores(self.to_code(np.atleast_2d(probes)), self.to_code(np.atleast_2d(templates)))
+
+
+class CodesMixin:
+    """The code-space methods both engines expose, delegated to their ``self.codes`` (IdentityCodes)."""
+
+    codes: IdentityCodes
+
+    @staticmethod
+    def params(key: Key) -> ProjectionParams:
+        return IdentityCodes.params(key)
+
+    def to_code(self, z: np.ndarray) -> np.ndarray:
+        return self.codes.to_code(z)
+
+    def virtual_identity(self, z: np.ndarray, key: Key) -> np.ndarray:
+        """(N, 128) SFace embeddings -> (N, 128) keyed virtual identities z'_K (SFace space, unit)."""
+        return self.codes.virtual_identity(z, key)
+
+    def keyed_code(self, z: np.ndarray, key: Key) -> np.ndarray:
+        """(N, 128) SFace embeddings -> (N, 128) keyed whitened codes u' = whiten (z'_K - mean)."""
+        return self.codes.keyed_code(z, key)
+
+    def w_plus(self, u: np.ndarray) -> np.ndarray:
+        """(N, 128) keyed codes -> W+ (N, n_styles, style_dim) through the mapping kernel."""
+        return self.codes.w_plus(u)
+
+    def scores(self, probes: np.ndarray, templates: np.ndarray) -> np.ndarray:
+        """(N, 128) x (M, 128) -> (N, M) cosine of centred, whitened embeddings."""
+        return self.codes.scores(probes, templates)

@@ -28,8 +28,7 @@ import numpy as np
 
 from kfaar.errors import ModelIntegrityError
 from kfaar.keys import Key
-from kfaar.ops.projection import ProjectionParams
-from kfaar.runtime.codes import PASTE_MASK, IdentityCodes
+from kfaar.runtime.codes import PASTE_MASK, CodesMixin, IdentityCodes
 from kfaar.runtime.manifest import PRECISIONS, ModelSet, load_model_set
 
 log = logging.getLogger(__name__)
@@ -107,7 +106,7 @@ def _output_to_u8(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.rint((np.clip(x, -1, 1) + 1) * np.float32(127.5)).astype(np.uint8).transpose(0, 2, 3, 1))
 
 
-class OrtEngine:
+class OrtEngine(CodesMixin):
     """The shipped networks as ONNX Runtime sessions plus the kernels' parameter objects."""
 
     def __init__(self, options: OrtEngineOptions | None = None, *, model_set: ModelSet | None = None):
@@ -194,30 +193,6 @@ class OrtEngine:
             raise ValueError(f"crops: got {c.dtype} array of shape {c.shape}, expected (N, {s}, {s}, 3) uint8 "
                              "aligned crops (kfaar.faces.align_face)")
         return c
-
-    # -------------------------------------------------------------- codes (kernels; see IdentityCodes)
-    @staticmethod
-    def params(key: Key) -> ProjectionParams:
-        return IdentityCodes.params(key)
-
-    def to_code(self, z: np.ndarray) -> np.ndarray:
-        return self.codes.to_code(z)
-
-    def virtual_identity(self, z: np.ndarray, key: Key) -> np.ndarray:
-        """(N, 128) SFace embeddings -> (N, 128) keyed virtual identities z'_K (SFace space, unit)."""
-        return self.codes.virtual_identity(z, key)
-
-    def keyed_code(self, z: np.ndarray, key: Key) -> np.ndarray:
-        """(N, 128) SFace embeddings -> (N, 128) keyed whitened codes u' = whiten (z'_K - mean)."""
-        return self.codes.keyed_code(z, key)
-
-    def w_plus(self, u: np.ndarray) -> np.ndarray:
-        """(N, 128) keyed codes -> W+ (N, n_styles, style_dim) through the mapping kernel."""
-        return self.codes.w_plus(u)
-
-    def scores(self, probes: np.ndarray, templates: np.ndarray) -> np.ndarray:
-        """(N, 128) x (M, 128) -> (N, M) cosine of centred, whitened embeddings."""
-        return self.codes.scores(probes, templates)
 
     # -------------------------------------------------------------- networks
     def generate(self, crops: np.ndarray, z: np.ndarray, key: Key) -> np.ndarray:
