@@ -22,6 +22,7 @@ _COMMANDS = {
     "train": "kfaar.train.cli:train",
     "export": "kfaar.runtime.cli:export",
     "train-export": "kfaar.train.cli:export",
+    "train-eigen": "kfaar.train.cli:train_eigen",
     "anonymize": "kfaar.pipeline_cli:anonymize",
     "enroll": "kfaar.pipeline_cli:enroll",
     "verify": "kfaar.pipeline_cli:verify",

@@ -47,7 +47,7 @@ def _detector_options():
 
 @dataclass(frozen=True)
 class AnonymizerOptions:
-    model: str | os.PathLike | bytes | None = None  # shipped name (default "kfaar-v1"), ONNX set folder, bundle path/bytes
+    model: str | os.PathLike | bytes | None = None  # shipped name (default "kfaar-v2"), ONNX set folder, bundle path/bytes
     model_sha256: str | None = None  # required match for your own weights; shipped ones are pinned
     detector: object = field(default_factory=_detector_options)  # kfaar.faces.DetectorOptions
     threads: int | None = None  # intra-op threads (ORT sessions, or torch); None = the library's default

@@ -63,7 +63,7 @@ def _setup(model: str | None, bundle: str | None, workdir: Path):
 
     try:
         b = load_bundle(bundle)
-        src = f"bundle {bundle or 'kfaar-v1 (shipped)'}"
+        src = f"bundle {bundle or 'kfaar-v2 (shipped)'}"
     except ModelIntegrityError as err:
         if bundle is not None:
             raise
@@ -74,8 +74,8 @@ def _setup(model: str | None, bundle: str | None, workdir: Path):
     if model is None:
         from kfaar.runtime.engine import SHIPPED, WEIGHTS_DIR
 
-        if SHIPPED.get("kfaar-v1", "PENDING") != "PENDING" and bundle is None:
-            model = str(WEIGHTS_DIR / "kfaar-v1")
+        if SHIPPED.get("kfaar-v2", "PENDING") != "PENDING" and bundle is None:
+            model = str(WEIGHTS_DIR / "kfaar-v2")
         else:
             from kfaar.runtime.export import export_bundle, reference_faces
 

@@ -48,14 +48,14 @@ def test_checksum_mismatch_refuses_to_load(bundle_file, tmp_path):
 def test_shipped_model_is_pinned_and_verified(monkeypatch, bundle_file, tmp_path):
     path, sha, _ = bundle_file
     monkeypatch.setattr("kfaar.models.bundle.WEIGHTS_DIR", tmp_path)
-    monkeypatch.setitem(SHIPPED, "kfaar-v1", ("w.safetensors", "0" * 64))
+    monkeypatch.setitem(SHIPPED, "kfaar-v2", ("w.safetensors", "0" * 64))
     (tmp_path / "w.safetensors").write_bytes(path.read_bytes())
-    with pytest.raises(ModelIntegrityError, match="kfaar-v1|pinned"):
+    with pytest.raises(ModelIntegrityError, match="kfaar-v2|pinned"):
         load_bundle()
 
 
 def test_unknown_name_lists_the_valid_ones():
-    with pytest.raises(ModelIntegrityError, match="valid names: \\['kfaar-v1'\\]"):
+    with pytest.raises(ModelIntegrityError, match="valid names: \\['kfaar-v2'\\]"):
         load_bundle("no-such-model")
 
 
@@ -69,7 +69,7 @@ def test_not_a_bundle_is_refused(tmp_path):
 
 
 def test_the_committed_weights_match_their_pin():
-    fname, pinned = SHIPPED["kfaar-v1"]
+    fname, pinned = SHIPPED["kfaar-v2"]
     data = (WEIGHTS_DIR / fname).read_bytes()
     assert sha256_bytes(data) == pinned
     assert len(data) <= 40e6

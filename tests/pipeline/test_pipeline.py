@@ -101,7 +101,7 @@ def test_closed_objects_refuse_work(grace_hopper):
 def test_tampered_weights_refuse_to_load(tmp_path):
     from kfaar.models.bundle import SHIPPED, WEIGHTS_DIR
 
-    fname, pinned = SHIPPED["kfaar-v1"]
+    fname, pinned = SHIPPED["kfaar-v2"]
     data = bytearray((WEIGHTS_DIR / fname).read_bytes())
     data[len(data) // 2] ^= 0xFF
     bad = tmp_path / "tampered.safetensors"

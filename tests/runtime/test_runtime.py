@@ -288,7 +288,7 @@ def test_shipped_set_is_pinned(exported, monkeypatch):
     from kfaar.runtime import engine as rt
 
     folder, res = exported
-    monkeypatch.setitem(rt.SHIPPED, "kfaar-v1", "PENDING")
+    monkeypatch.setitem(rt.SHIPPED, "kfaar-v2", "PENDING")
     with pytest.raises(ModelIntegrityError, match="not exported yet.*export_shipped"):
         rt.default_engine()
     monkeypatch.setattr(rt, "WEIGHTS_DIR", folder.parent)
@@ -377,7 +377,7 @@ def test_cli_export_loads_the_bundle_verified_and_reports(exported, tiny_bundle,
 def test_shipped_onnx_set_matches_the_shipped_bundle():
     from kfaar.runtime.engine import SHIPPED, WEIGHTS_DIR
 
-    if SHIPPED["kfaar-v1"] == "PENDING" or not (WEIGHTS_DIR / "kfaar-v1").is_dir():
+    if SHIPPED["kfaar-v2"] == "PENDING" or not (WEIGHTS_DIR / "kfaar-v2").is_dir():
         pytest.skip("the shipped ONNX set is not exported yet (kfaar.runtime.export.export_shipped)")
     pytest.importorskip("torch")
     from kfaar.models.bundle import load_bundle

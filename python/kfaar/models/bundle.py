@@ -1,7 +1,7 @@
 """The shipped model file: one safetensors bundle, SHA-256 pinned, verified before use.
 
-Contents (tensor names by prefix): ``generator.*`` (attribute encoder, styled decoder and
-the code carrier that KVFA reads), ``mapping.*``, ``space.*`` (mean, whiten, color, radius); metadata holds the
+Contents (tensor names by prefix): ``generator.*`` (the eigenface model of models/eigen.py,
+or the attribute encoder and styled decoder, and the code carrier that KVFA reads), ``mapping.*``, ``space.*`` (mean, whiten, color, radius); metadata holds the
 architecture configs and the operating threshold chosen on the train split.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from kfaar.errors import ModelIntegrityError
+from kfaar.models.eigen import EigenConfig, EigenGenerator
 from kfaar.models.generator import Generator, GeneratorConfig
 from kfaar.models.identity_space import IdentitySpace
 from kfaar.models.mapping import MappingNetwork
@@ -24,17 +25,17 @@ from kfaar.models.mapping import MappingNetwork
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_MODEL = "kfaar-v1"
+DEFAULT_MODEL = "kfaar-v2"
 # name -> (file under WEIGHTS_DIR, SHA-256). A mismatch refuses to load.
 SHIPPED = {
-    "kfaar-v1": ("kfaar-v1.safetensors", "caa516e6b993783690847c67222edff020d96b1f298176938f9586c09c9d0a43"),
+    "kfaar-v2": ("kfaar-v2.safetensors", "8494af5585a79eb4ab928422cf76d832efd231510f6e264f88e2f7c1377cc53c"),
 }
 FORMAT = "kfaar-bundle/2"
 
 
 @dataclass
 class ModelBundle:
-    generator: Generator
+    generator: Generator | EigenGenerator
     mapping: MappingNetwork
     space: IdentitySpace
     threshold: float  # Authenticator's operating threshold (whitened cosine)
@@ -108,10 +109,11 @@ def load_bundle(model: str | os.PathLike | bytes | None = None, sha256: str | No
             "or was replaced. Reinstall kfaar, or pass the right sha256 for your own weights.")
     meta = _metadata(data, where)
     tensors = st_load(data)
-    gcfg = GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(meta["generator"]).items()})
+    generator = generator_from_config(json.loads(meta["generator"]))
+    gcfg = generator.cfg
     mcfg = json.loads(meta["mapping"])
     bundle = ModelBundle(
-        generator=Generator(gcfg),
+        generator=generator,
         mapping=MappingNetwork(hidden=mcfg["hidden"], n_layers=mcfg["n_layers"], n_styles=gcfg.n_styles,
                                style_dim=gcfg.style_dim),
         space=IdentitySpace(),
@@ -125,6 +127,15 @@ def load_bundle(model: str | os.PathLike | bytes | None = None, sha256: str | No
         except RuntimeError as err:
             raise ModelIntegrityError(f"model {where}: {prefix} weights do not fit the architecture: {err}") from None
     return bundle.eval()
+
+
+def generator_from_config(cfg: dict) -> Generator | EigenGenerator:
+    """A generator from its saved config: ``kind`` "eigen" (models/eigen.py) or the styled decoder."""
+    cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+    if cfg.get("kind") == "eigen":
+        return EigenGenerator(EigenConfig(**cfg))
+    cfg.pop("kind", None)
+    return Generator(GeneratorConfig(**cfg))
 
 
 def _metadata(data: bytes, where: str) -> dict[str, str]:

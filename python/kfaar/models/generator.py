@@ -83,22 +83,11 @@ class AttributeEncoder(nn.Module):
         return feats
 
 
-class Generator(nn.Module):
-    def __init__(self, cfg: GeneratorConfig = GeneratorConfig()):
-        super().__init__()
-        self.cfg = cfg
-        enc, dec, sd = cfg.enc_channels, cfg.dec_channels, cfg.style_dim
-        self.encoder = AttributeEncoder(cfg)
-        self.bottleneck = StyledConv(enc[-1], enc[-1], sd)
-        self.conv1, self.conv2, self.to_rgb = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
-        cin = enc[-1]
-        for i, c in enumerate(dec):
-            skip = enc[-2 - i]  # A's features at this level's resolution
-            self.conv1.append(StyledConv(cin + skip, c, sd))
-            self.conv2.append(StyledConv(c, c, sd))
-            if i > 0:
-                self.to_rgb.append(ToRGB(c, sd))
-            cin = c
+class MaskedEditor(nn.Module):
+    """What every generator shares: the soft face-interior mask it edits inside, and the code
+    carrier that writes the keyed code u' into the result for KVFA to read back."""
+
+    def _init_carrier(self, cfg) -> None:
         self._masks: dict[tuple, torch.Tensor] = {}
         self.code_carrier = None
         if cfg.carrier > 0:
@@ -118,6 +107,38 @@ class Generator(nn.Module):
             raise ValueError("this generator has no code carrier (carrier = 0)")
         return F.normalize(self.code_carrier.read(v, self.mask(v.shape[-1], v.device)), dim=1)
 
+    def _carry(self, y: torch.Tensor, code: torch.Tensor | None, m: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.code_carrier is None:
+            return y, None
+        if code is None:
+            raise ValueError("code: this generator carries the keyed code (carrier > 0); pass code=u'")
+        return self.code_carrier.write(y, code, m)
+
+    def forward(self, x: torch.Tensor, w_plus: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, 3, S, S) aligned crop in [-1, 1]; w_plus: (B, n_styles, style_dim);
+        code: (B, d) keyed code u' (with the carrier on) -> v (B, 3, S, S)."""
+        return self.synthesize(x, w_plus, code)[0]
+
+
+class Generator(MaskedEditor):
+    def __init__(self, cfg: GeneratorConfig = GeneratorConfig()):
+        super().__init__()
+        self.cfg = cfg
+        enc, dec, sd = cfg.enc_channels, cfg.dec_channels, cfg.style_dim
+        self.encoder = AttributeEncoder(cfg)
+        self.bottleneck = StyledConv(enc[-1], enc[-1], sd)
+        self.conv1, self.conv2, self.to_rgb = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        cin = enc[-1]
+        for i, c in enumerate(dec):
+            skip = enc[-2 - i]  # A's features at this level's resolution
+            self.conv1.append(StyledConv(cin + skip, c, sd))
+            self.conv2.append(StyledConv(c, c, sd))
+            if i > 0:
+                self.to_rgb.append(ToRGB(c, sd))
+            cin = c
+        self._init_carrier(cfg)
+
     def synthesize(self, x: torch.Tensor, w_plus: torch.Tensor, code: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """As ``forward``, also returning the carrier's correction alpha (B, d) (None without carrier)."""
@@ -134,14 +155,4 @@ class Generator(nn.Module):
             if i > 0:
                 rgb = self.to_rgb[i - 1](h, w_plus[:, si], rgb)
                 si += 1
-        y = x_in + m * rgb
-        if self.code_carrier is None:
-            return y, None
-        if code is None:
-            raise ValueError("code: this generator carries the keyed code (carrier > 0); pass code=u'")
-        return self.code_carrier.write(y, code, m)
-
-    def forward(self, x: torch.Tensor, w_plus: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, 3, S, S) aligned crop in [-1, 1], S % 16 == 0; w_plus: (B, n_styles, style_dim);
-        code: (B, d) keyed code u' (with the carrier on) -> v (B, 3, S, S)."""
-        return self.synthesize(x, w_plus, code)[0]
+        return self._carry(x_in + m * rgb, code, m)

@@ -14,7 +14,7 @@ import click
 @click.argument("checkpoint", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out", type=click.Path(), default=None,
               help="Folder for the ONNX set (or, with CHECKPOINT, the bundle .safetensors file).")
-@click.option("--model", default=None, help="Bundle to export: a shipped name (default kfaar-v1) or a .safetensors path.")
+@click.option("--model", default=None, help="Bundle to export: a shipped name (default kfaar-v2) or a .safetensors path.")
 @click.option("--sha256", default=None, help="Required SHA-256 of your own --model file.")
 @click.option("--int8", is_flag=True, help="Also write int8 graphs (static quantization, train-split calibration).")
 @click.option("--shipped", is_flag=True, help="Write into the package's runtime/weights/<name>/ and print the pin.")
@@ -46,7 +46,7 @@ def export(ctx: click.Context, checkpoint: str | None, out: str | None, model: s
     else:
         from pathlib import Path
 
-        name = Path(model).stem if model and Path(model).is_file() else (model or "kfaar-v1")
+        name = Path(model).stem if model and Path(model).is_file() else (model or "kfaar-v2")
         res = export_bundle(load_bundle(model, sha256), out, name=name, int8=int8)
     m = res.manifest
     click.echo(f"wrote {res.out_dir} ({', '.join(sorted(m['sha256']))})")

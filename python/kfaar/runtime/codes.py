@@ -48,12 +48,12 @@ class IdentityCodes:
 
     def virtual_identity(self, z: np.ndarray, key: Key) -> np.ndarray:
         """(N, 128) SFace embeddings -> (N, 128) keyed virtual identities z'_K (SFace space, unit)."""
-        zk = project(np.asarray(z, np.float32), self.params(key), whitening=self.whitening)
+        zk = project(np.ascontiguousarray(z, np.float32), self.params(key), whitening=self.whitening)
         return zk / np.linalg.norm(zk, axis=1, keepdims=True)
 
     def keyed_code(self, z: np.ndarray, key: Key) -> np.ndarray:
         """(N, 128) SFace embeddings -> (N, 128) keyed whitened codes u' = whiten (z'_K - mean)."""
-        zk = project(np.asarray(z, np.float32), self.params(key), whitening=self.whitening)
+        zk = project(np.ascontiguousarray(z, np.float32), self.params(key), whitening=self.whitening)
         return np.ascontiguousarray((zk - self.mean) @ self.whiten.T, np.float32)
 
     def w_plus(self, u: np.ndarray) -> np.ndarray:

@@ -36,17 +36,17 @@ log = logging.getLogger(__name__)
 __all__ = ["BACKENDS", "SHIPPED", "WEIGHTS_DIR", "OrtEngine", "OrtEngineOptions", "default_engine", "load_engine"]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_MODEL = "kfaar-v1"
+DEFAULT_MODEL = "kfaar-v2"
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
-    "kfaar-v1": "6df9f766cd78eb4927a948a4a9655347ef45afa149086eb1630aa59b595dd733",
+    "kfaar-v2": "4f47b24f07955e93adc82aba6493248a896fed2173294218d4b48d44a419a5c3",
 }
 
 
 @dataclass(frozen=True)
 class OrtEngineOptions:
-    model: str | os.PathLike | None = None  # shipped name (default "kfaar-v1") or a folder with manifest.json
+    model: str | os.PathLike | None = None  # shipped name (default "kfaar-v2") or a folder with manifest.json
     model_sha256: str | None = None  # SHA-256 of your own set's manifest.json; shipped sets are pinned
     precision: str = "fp32"  # "fp32" or "int8" (the quantized graphs `kfaar export --int8` wrote)
     threads: int | None = None  # ORT intra-op threads per session; None = ORT's default (all cores)

@@ -588,7 +588,7 @@ def export_bundle(bundle: ModelBundle, out_dir: str | os.PathLike, *, name: str 
 
 def export_shipped(bundle: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None, *,
                    name: str | None = None, int8: bool = True) -> ExportResult:
-    """Export the shipped bundle (default "kfaar-v1", SHA-256 verified) to the shipped ONNX set.
+    """Export the shipped bundle (default "kfaar-v2", SHA-256 verified) to the shipped ONNX set.
 
     Writes ``kfaar/runtime/weights/<name>/`` unless ``out_dir`` is given; pin the returned
     ``manifest_sha256`` in ``kfaar.runtime.engine.SHIPPED[name]`` (the log prints the line).

@@ -1,0 +1,115 @@
+"""Eigenface generator: the virtual face is a keyed edit in a learned linear face model.
+
+The styled decoder (models/generator.py) has to learn to *paint* a face from W+, which did
+not happen in a CPU budget (blurred, mottled interiors). This generator gets its realism
+from a face model fitted on the train split instead, and only decides *which* face:
+
+    x (B,3,S,S) ─► 2x pooled to 64 px, the box around the face ellipse ─► v (B, D)
+    c  = (v - mean) Φ                     PCA coefficients of the face (K = 256, orthonormal Φ)
+    c' = c · E + w                        E keeps the within-person modes (pose, expression,
+                                          lighting) and removes the identity modes; w = W+[:, 0]
+                                          is the keyed identity the mapping kernel made from u'
+    v' = mean + c' Φᵀ ─► pad, upsample to S, shift to the input's mean colour under the mask
+                     ─► x outside the soft face mask, v' inside
+    v  = carrier.write(...)               the keyed code, for KVFA's reader (models/carrier.py)
+
+E = V diag(keep) V⁻¹ where V are the discriminant directions of the face coefficients
+(generalised eigenvectors of between- vs within-identity scatter, largest ratio first):
+the first ``n_identity`` are zeroed, the rest kept. ``train/eigen.py`` fits Φ, E and the
+mapping (u -> the identity part it replaces) on the train split; nothing here is trained
+by gradient, and every tensor is a plain linear map, so export and parity are exact.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from kfaar.models.generator import MaskedEditor
+
+
+@dataclass(frozen=True)
+class EigenConfig:
+    kind: str = "eigen"
+    res: int = 64  # face-model resolution; crops are average-pooled to it, the edit upsampled back
+    n_components: int = 256  # K, PCA components of the face box
+    n_identity: int = 128  # discriminant directions replaced by the keyed identity
+    # The same face-interior ellipse as the styled generator (see GeneratorConfig).
+    mask_center: tuple[float, float] = (0.5, 0.60)
+    mask_radii: tuple[float, float] = (0.34, 0.41)
+    mask_feather: float = 0.07
+    carrier: float = 0.5
+    carrier_res: int = 24
+    carrier_drop_low: int = 3
+    carrier_seed: int = 20261126
+
+    @property
+    def n_styles(self) -> int:
+        return 1  # W+ is one vector: the identity part of the face coefficients
+
+    @property
+    def style_dim(self) -> int:
+        return self.n_components
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """(y0, y1, x0, x1) at ``res``: the face model's pixels, the mask's support plus 1 px."""
+        reach = 1 + self.mask_feather / 2  # the feathered mask is > 0 up to this ellipse radius
+        (cx, cy), (rx, ry) = self.mask_center, self.mask_radii
+        lo = lambda c, r: max(0, math.floor((c - r * reach) * self.res) - 1)  # noqa: E731
+        hi = lambda c, r: min(self.res, math.ceil((c + r * reach) * self.res) + 1)  # noqa: E731
+        return lo(cy, ry), hi(cy, ry), lo(cx, rx), hi(cx, rx)
+
+    @property
+    def n_pixels(self) -> int:
+        y0, y1, x0, x1 = self.box
+        return 3 * (y1 - y0) * (x1 - x0)
+
+
+class EigenGenerator(MaskedEditor):
+    def __init__(self, cfg: EigenConfig = EigenConfig()):
+        super().__init__()
+        if not 0 < cfg.n_identity <= cfg.n_components:
+            raise ValueError(f"n_identity must be in 1..n_components ({cfg.n_components}), got {cfg.n_identity}")
+        self.cfg = cfg
+        d, k = cfg.n_pixels, cfg.n_components
+        self.register_buffer("mean", torch.zeros(d))  # (D,) mean face box in [-1, 1]
+        self.register_buffer("basis", torch.zeros(d, k))  # (D, K) orthonormal PCA basis Φ
+        self.register_buffer("edit", torch.eye(k))  # (K, K) E: keeps the within-person modes
+        self._init_carrier(cfg)
+
+    def face_box(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) crops -> (B, D) the face box at the model's resolution."""
+        s = x.shape[-1]
+        if s % self.cfg.res:
+            raise ValueError(f"crop size {s} is not a multiple of the face model's resolution {self.cfg.res}")
+        small = F.avg_pool2d(x, s // self.cfg.res) if s != self.cfg.res else x
+        y0, y1, x0, x1 = self.cfg.box
+        return small[:, :, y0:y1, x0:x1].flatten(1)
+
+    def coefficients(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, K) face-model coefficients c."""
+        return (self.face_box(x) - self.mean) @ self.basis
+
+    def render(self, c: torch.Tensor, size: int) -> torch.Tensor:
+        """(B, K) coefficients -> (B, 3, size, size) face (zero outside the box)."""
+        y0, y1, x0, x1 = self.cfg.box
+        r = self.cfg.res
+        face = (self.mean + c @ self.basis.T).view(-1, 3, y1 - y0, x1 - x0)
+        face = F.pad(face, (x0, r - x1, y0, r - y1))
+        return face if size == r else F.interpolate(face, size=(size, size), mode="bilinear", align_corners=False)
+
+    def synthesize(self, x: torch.Tensor, w_plus: torch.Tensor, code: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """As ``forward``, also returning the carrier's correction alpha (B, d) (None without carrier)."""
+        m = self.mask(x.shape[-1], x.device)
+        c = self.coefficients(x) @ self.edit + w_plus[:, 0]
+        face = self.render(c, x.shape[-1])
+        # The identity modes include skin tone; a face of another tone inside the same head
+        # looks pasted on. Keep the input's mean colour over the mask (3 numbers per face).
+        area = m.sum()
+        face = face + ((x - face) * m).sum((2, 3), keepdim=True) / area
+        return self._carry(x * (1 - m) + face * m, code, m)

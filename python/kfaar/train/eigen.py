@@ -1,0 +1,172 @@
+"""Fit the eigenface generator (models/eigen.py) and its mapping on the train split.
+
+Minutes on two CPU cores, deterministic for a seed:
+
+1. the identity space (whitening of SFace embeddings) — as for the styled model;
+2. the face model: PCA of the 64-px face boxes (randomised SVD, K components);
+3. the identity/attribute split: discriminant directions of the coefficients (between-
+   vs within-identity scatter); the first ``n_identity`` are the identity modes the key
+   replaces, the rest (pose, expression, lighting: what varies across one person's photos)
+   are kept from the input;
+4. the mapping network (run by the fused mapping kernel at inference): a regression from
+   the whitened code u to the identity part of the person's coefficients, on 90% of the
+   train identities, the held-out 10% choosing the step; then its output is re-scaled,
+   per discriminant direction, to the spread real identities have — a regression alone
+   predicts faces close to the mean face, so two keys would give near-twins.
+
+With the identity key the edit reconstructs (an estimate of) the person; with any other
+key u' is a rotation of u with the same distribution, so the face is another plausible
+identity. :func:`fit_eigen` returns a :class:`ModelBundle` (threshold still 0: set it with
+:func:`kfaar.train.export.operating_point`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+from kfaar.models.bundle import ModelBundle
+from kfaar.models.eigen import EigenConfig, EigenGenerator
+from kfaar.models.identity_space import IdentitySpace
+from kfaar.models.mapping import MappingNetwork
+from kfaar.train.data import FaceSet
+
+log = logging.getLogger(__name__)
+
+
+def _boxes(gen: EigenGenerator, crops: np.ndarray, chunk: int = 512) -> torch.Tensor:
+    """(N, S, S, 3) uint8 -> (N, D) float32 face boxes in [-1, 1]."""
+    out = []
+    for i in range(0, len(crops), chunk):
+        x = torch.from_numpy(np.ascontiguousarray(crops[i : i + chunk])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        out.append(gen.face_box(x))
+    return torch.cat(out)
+
+
+def scatter(coeffs: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, K) coefficients, (N,) identity labels -> (within, between) scatter (K, K), float64.
+
+    Within: pooled over identities with >= 2 photos; between: total minus within."""
+    c = coeffs.double()
+    _, inv = np.unique(labels, return_inverse=True)
+    inv_t = torch.from_numpy(inv)
+    n_id = int(inv.max()) + 1
+    counts = torch.bincount(inv_t, minlength=n_id).double()
+    sums = torch.zeros(n_id, c.shape[1], dtype=torch.float64).index_add_(0, inv_t, c)
+    dev = c - (sums / counts[:, None])[inv_t]
+    dof = float((counts[counts > 1] - 1).sum())
+    if dof < c.shape[1]:
+        raise ValueError(f"need more repeated identities to estimate within-person variation (dof {dof:.0f})")
+    within = dev.T @ dev / dof
+    total = torch.cov(c.T)
+    return within, total - within
+
+
+def discriminant_directions(within: torch.Tensor, between: torch.Tensor, eps: float = 1e-4
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised eigenvectors V (K, K) with Vᵀ within V = I, between-ratio λ descending."""
+    k = within.shape[0]
+    lam_w, q = torch.linalg.eigh(within + eps * torch.trace(within) / k * torch.eye(k, dtype=within.dtype))
+    wh = q * lam_w.rsqrt()  # within^-1/2 (one side)
+    lam, e = torch.linalg.eigh(wh.T @ between @ wh)
+    order = torch.argsort(lam, descending=True)
+    return wh @ e[:, order], lam[order]
+
+
+def _fit_mapping(u: torch.Tensor, target: torch.Tensor, labels: np.ndarray, cfg: EigenConfig, hidden: int,
+                 n_layers: int, steps: int, seed: int) -> tuple[MappingNetwork, dict]:
+    g = torch.Generator().manual_seed(seed)
+    ids = np.unique(labels)
+    held = set(ids[torch.randperm(len(ids), generator=g).numpy()[: max(1, len(ids) // 10)]].tolist())
+    is_val = torch.from_numpy(np.array([lab in held for lab in labels]))
+    tr, va = torch.nonzero(~is_val).squeeze(1), torch.nonzero(is_val).squeeze(1)
+    torch.manual_seed(seed)
+    mapping = MappingNetwork(hidden=hidden, n_layers=n_layers, n_styles=cfg.n_styles, style_dim=cfg.style_dim)
+    opt = torch.optim.AdamW(mapping.parameters(), lr=2e-3, weight_decay=1e-2)
+    scale = target[tr].pow(2).mean()
+    best = (float("inf"), 0, None)
+    for step in range(1, steps + 1):
+        b = tr[torch.randint(len(tr), (256,), generator=g)]
+        loss = (mapping(u[b])[:, 0] - target[b]).pow(2).mean() / scale
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 100 == 0 or step == steps:
+            with torch.no_grad():
+                val = float((mapping(u[va])[:, 0] - target[va]).pow(2).mean() / target[va].pow(2).mean())
+            if val < best[0]:
+                best = (val, step, {k: v.clone() for k, v in mapping.state_dict().items()})
+    mapping.load_state_dict(best[2])
+    log.info("mapping: held-out relative MSE %.4f at step %d", best[0], best[1])
+    return mapping.eval().requires_grad_(False), {"heldout_rel_mse": best[0], "step": best[1], "steps": steps}
+
+
+@torch.no_grad()
+def _match_spread(mapping: MappingNetwork, u: torch.Tensor, target: torch.Tensor, v: torch.Tensor,
+                  n_identity: int) -> list[float]:
+    """Re-scale the mapping's output so each identity direction has the spread of real identities.
+
+    In discriminant coordinates (c V) the prediction p and the target t have per-direction
+    standard deviations; p is mapped to mean(t) + (p - mean(p)) g with g = std(t) / std(p),
+    then back. The map is affine, so it is folded into the style affine the kernel runs."""
+    p = mapping(u)[:, 0].double()
+    t = target.double()
+    vinv = torch.linalg.inv(v)
+    py, ty = p @ v, t @ v
+    gain = torch.zeros(v.shape[0], dtype=torch.float64)
+    gain[:n_identity] = ty[:, :n_identity].std(0) / py[:, :n_identity].std(0).clamp_min(1e-12)
+    lin = v @ torch.diag(gain) @ vinv  # (K, K): p -> re-scaled p (row vectors)
+    shift = t.mean(0) - p.mean(0) @ lin
+    style = mapping.styles[0]
+    w_eff, b_eff = (x.double() for x in style.effective())  # (K, hidden), (K,)
+    style.weight.copy_(((w_eff.T @ lin).T / style.scale).float())
+    style.bias.copy_(((b_eff @ lin + shift) / style.lr_mul).float())
+    return gain[:n_identity].tolist()
+
+
+def fit_eigen(train: FaceSet, cfg: EigenConfig = EigenConfig(), *, seed: int = 20261126, hidden: int = 256,
+              n_layers: int = 2, mapping_steps: int = 3000) -> ModelBundle:
+    torch.manual_seed(seed)
+    labels = np.asarray(train.labels)
+    space = IdentitySpace().fit(train.embeddings)
+    gen = EigenGenerator(cfg)
+    boxes = _boxes(gen, train.crops)  # (N, D)
+    mean = boxes.mean(0)
+    k = cfg.n_components
+    if k > min(boxes.shape) - 1:
+        raise ValueError(f"n_components {k} needs more than {k + 1} faces and pixels (have {tuple(boxes.shape)})")
+    _, s, q = torch.svd_lowrank(boxes - mean, q=min(k + 16, min(boxes.shape)), niter=4)
+    basis = q[:, :k].contiguous()
+    explained = float(s[:k].pow(2).sum() / (boxes - mean).pow(2).sum())
+    coeffs = (boxes - mean) @ basis
+    del boxes
+    within, between = scatter(coeffs, labels)
+    v, lam = discriminant_directions(within, between)
+    keep = torch.ones(k, dtype=torch.float64)
+    keep[: cfg.n_identity] = 0
+    edit = v @ torch.diag(keep) @ torch.linalg.inv(v)  # (K, K), row-vector convention: c E
+    gen.mean.copy_(mean)
+    gen.basis.copy_(basis)
+    gen.edit.copy_(edit.float())
+    target = (coeffs.double() - coeffs.double() @ edit).float()  # the identity part the key replaces
+    u = space.to_code(torch.as_tensor(train.embeddings, dtype=torch.float32))
+    mapping, fit_info = _fit_mapping(u, target, labels, cfg, hidden, n_layers, mapping_steps, seed)
+    gains = _match_spread(mapping, u, target, v, cfg.n_identity)
+    info = {
+        "kind": "eigen",
+        "seed": seed,
+        "train_faces": int(len(labels)),
+        "train_identities": int(len(np.unique(labels))),
+        "config": asdict(cfg),
+        "pca_explained_variance": explained,
+        "discriminant_ratio": {"first": float(lam[0]), "last_replaced": float(lam[cfg.n_identity - 1]),
+                               "first_kept": float(lam[cfg.n_identity]) if cfg.n_identity < k else None},
+        "mapping": {**fit_info, "hidden": hidden, "n_layers": n_layers,
+                    "spread_gain_median": float(np.median(gains)), "spread_gain_max": float(np.max(gains))},
+    }
+    log.info("eigen fit: %d faces, PCA %d comps explain %.1f%%, mapping held-out rel. MSE %.3f, spread gain median %.2f",
+             len(labels), k, 100 * explained, fit_info["heldout_rel_mse"], info["mapping"]["spread_gain_median"])
+    return ModelBundle(gen, mapping, space, threshold=0.0, info=info).eval()

@@ -1,0 +1,136 @@
+"""The eigenface generator and its fit: linear algebra checked against direct computations."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from kfaar.models.bundle import ModelBundle, load_bundle, save_bundle  # noqa: E402
+from kfaar.models.eigen import EigenConfig, EigenGenerator  # noqa: E402
+from kfaar.train.data import FaceSet  # noqa: E402
+from kfaar.train.eigen import _boxes, discriminant_directions, fit_eigen, scatter  # noqa: E402
+
+SMALL = EigenConfig(n_components=24, n_identity=12, carrier=0)
+
+
+def synthetic_faces(n_ids: int = 60, per_id: int = 4, seed: int = 0) -> FaceSet:
+    """Smooth 'faces': an identity pattern plus a shared per-photo 'expression' pattern and noise."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n_ids, 3, 8, 8))
+    expr = rng.normal(size=(4, 3, 8, 8))
+    crops, labels = [], []
+    for i in range(n_ids):
+        for _ in range(per_id):
+            img = 0.5 * base[i] + 0.5 * (rng.normal(size=4) @ expr.reshape(4, -1)).reshape(3, 8, 8)
+            up = torch.nn.functional.interpolate(torch.from_numpy(img)[None].float(), size=128, mode="bilinear")[0]
+            px = (up.permute(1, 2, 0).numpy() * 40 + 128 + rng.normal(scale=3, size=(128, 128, 3))).clip(0, 255)
+            crops.append(px.astype(np.uint8))
+            labels.append(i)
+    z = rng.normal(size=(n_ids, 128))[np.repeat(np.arange(n_ids), per_id)] + 0.3 * rng.normal(size=(len(labels), 128))
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    return FaceSet(np.stack(crops), z.astype(np.float32), np.asarray(labels, np.int64))
+
+
+def test_box_covers_the_mask_support():
+    cfg = EigenConfig()
+    y0, y1, x0, x1 = cfg.box
+    g = EigenGenerator(cfg)
+    m = g.mask(cfg.res, "cpu")[0, 0]
+    inside = torch.zeros_like(m, dtype=torch.bool)
+    inside[y0:y1, x0:x1] = True
+    assert float(m[~inside].max()) == 0.0  # nothing the mask blends lies outside the face model's box
+    assert cfg.n_pixels == 3 * (y1 - y0) * (x1 - x0)
+
+
+def test_scatter_matches_direct_computation():
+    rng = np.random.default_rng(1)
+    c = torch.from_numpy(rng.normal(size=(40, 5)))
+    labels = np.repeat(np.arange(10), 4)
+    within, between = scatter(c, labels)
+    cn = c.numpy()
+    dev = np.concatenate([cn[labels == i] - cn[labels == i].mean(0) for i in range(10)])
+    np.testing.assert_allclose(within.numpy(), dev.T @ dev / 30, atol=1e-12)
+    np.testing.assert_allclose((within + between).numpy(), np.cov(cn.T), atol=1e-12)
+
+
+def test_discriminant_directions_diagonalise_both_scatters():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
+    within, between = torch.from_numpy(a @ a.T + np.eye(6)), torch.from_numpy(b @ b.T)
+    v, lam = discriminant_directions(within, between, eps=0.0)
+    np.testing.assert_allclose((v.T @ within @ v).numpy(), np.eye(6), atol=1e-8)
+    np.testing.assert_allclose((v.T @ between @ v).numpy(), np.diag(lam.numpy()), atol=1e-8)
+    assert np.all(np.diff(lam.numpy()) <= 1e-12)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[ModelBundle, FaceSet]:
+    faces = synthetic_faces()
+    return fit_eigen(faces, SMALL, mapping_steps=200), faces
+
+
+def test_fit_edit_is_a_projection_that_drops_the_identity_modes(fitted):
+    bundle, faces = fitted
+    e = bundle.generator.edit.double()
+    np.testing.assert_allclose((e @ e).numpy(), e.numpy(), atol=1e-6)  # keeping twice = keeping once
+    assert torch.linalg.matrix_rank(e, atol=1e-6) == SMALL.n_components - SMALL.n_identity
+    # The basis is orthonormal, and the mean is the mean face box.
+    b = bundle.generator.basis.double()
+    np.testing.assert_allclose((b.T @ b).numpy(), np.eye(SMALL.n_components), atol=1e-5)
+    np.testing.assert_allclose(bundle.generator.mean.numpy(), _boxes(bundle.generator, faces.crops).mean(0).numpy(),
+                               atol=1e-5)
+
+
+def test_fit_restores_the_spread_of_identities(fitted):
+    """A plain regression predicts near-mean faces; after re-scaling, the keyed identity part
+    has the spread of real identities along each replaced discriminant direction."""
+    bundle, faces = fitted
+    g = bundle.generator
+    u = bundle.space.to_code(torch.from_numpy(faces.embeddings))
+    with torch.no_grad():
+        pred = bundle.mapping(u)[:, 0]
+        c = g.coefficients(torch.from_numpy(faces.crops).permute(0, 3, 1, 2).float() / 127.5 - 1)
+    target = c - c @ g.edit
+    ratio = pred.std(0).norm() / target.std(0).norm()
+    assert 0.8 < float(ratio) < 1.25
+
+
+def test_generator_keeps_outside_and_mean_colour(fitted):
+    bundle, faces = fitted
+    g = bundle.generator
+    x = torch.from_numpy(faces.crops[:6]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    w = torch.randn(6, 1, SMALL.style_dim)
+    with torch.no_grad():
+        v = g(x, w)
+    m = g.mask(128, "cpu")
+    outside = (m == 0).expand_as(x)
+    assert torch.equal(v[outside], x[outside])
+    # the face keeps the input's mean colour: the edit adds no net colour to the crop
+    torch.testing.assert_close((v - x).mean((2, 3)), torch.zeros(6, 3), atol=1e-5, rtol=0)
+    # different identity codes give different faces
+    with torch.no_grad():
+        v2 = g(x, torch.randn(6, 1, SMALL.style_dim))
+    assert float((v2 - v).abs().mean()) > 1e-3
+
+
+def test_bundle_round_trip_keeps_the_eigen_kind(fitted):
+    bundle, faces = fitted
+    with tempfile.TemporaryDirectory() as d:
+        sha = save_bundle(bundle, Path(d) / "e.safetensors")
+        loaded = load_bundle(Path(d) / "e.safetensors", sha256=sha)
+    assert isinstance(loaded.generator, EigenGenerator) and loaded.generator.cfg == SMALL
+    x = torch.from_numpy(faces.crops[:3]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    w = torch.randn(3, 1, SMALL.style_dim)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.generator(x, w), bundle.generator(x, w))
+
+
+def test_crop_size_must_be_a_multiple_of_the_model_resolution():
+    g = EigenGenerator(SMALL)
+    with pytest.raises(ValueError, match="multiple"):
+        g.face_box(torch.zeros(1, 3, 100, 100))
