@@ -28,7 +28,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "kfaar-v2"
 # name -> (file under WEIGHTS_DIR, SHA-256). A mismatch refuses to load.
 SHIPPED = {
-    "kfaar-v2": ("kfaar-v2.safetensors", "8494af5585a79eb4ab928422cf76d832efd231510f6e264f88e2f7c1377cc53c"),
+    "kfaar-v2": ("kfaar-v2.safetensors", "394ef5497dd183772525fc0e8132e1dd60df8932f4b092a949317a430702091c"),
 }
 FORMAT = "kfaar-bundle/2"
 
@@ -63,7 +63,7 @@ def save_bundle(bundle: ModelBundle, path: str | os.PathLike) -> str:
     meta = {
         "format": FORMAT,
         "generator": json.dumps(asdict(bundle.generator.cfg)),
-        "mapping": json.dumps({"n_layers": len(bundle.mapping.layers), "hidden": bundle.mapping.layers[0].weight.shape[0]}),
+        "mapping": json.dumps({"n_layers": len(bundle.mapping.layers), "hidden": bundle.mapping.styles[0].weight.shape[1]}),
         "threshold": repr(float(bundle.threshold)),
         "info": json.dumps(bundle.info),
     }

@@ -40,7 +40,7 @@ DEFAULT_MODEL = "kfaar-v2"
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
-    "kfaar-v2": "4f47b24f07955e93adc82aba6493248a896fed2173294218d4b48d44a419a5c3",
+    "kfaar-v2": "8ce27432f6e1856cd59598f00e63722ea2872e46e5c7345297447f388f3febf1",
 }
 
 

@@ -57,7 +57,7 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 
 @click.command("train-eigen")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, help="Bundle (.safetensors).")
-@click.option("--n-identity", type=int, default=128, show_default=True,
+@click.option("--n-identity", type=int, default=192, show_default=True,
               help="Discriminant directions of the face model the key replaces (of 256).")
 @click.option("--seed", type=int, default=20261126, show_default=True)
 @click.option("--faces", "n_faces", type=int, default=512, show_default=True, help="Train faces for the threshold.")
