@@ -36,12 +36,14 @@ def _methods(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--kfaar-model", default=None,
               help="Bundle for the 'kfaar' method: a shipped name or a .safetensors path (kfaar export CKPT).")
 @click.option("--kfaar-sha256", default=None, help="Required SHA-256 of --kfaar-model (unpinned files load with a warning).")
+@click.option("--kfaar-precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+              help="Graphs the 'kfaar' method runs (int8: the quantized ONNX set).")
 @click.option("--no-judge-cache", is_flag=True,
               help="Judge every image afresh (default: reuse rows of images judged before, "
                    "$KFAAR_JUDGES_CACHE or ~/.cache/kfaar/judges-cache).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def eval_command(methods, split, limit, out_dir, data_dir, seed, jobs, setup_judges, judges_venv,
-                 kfaar_model, kfaar_sha256, no_judge_cache, quiet) -> None:
+                 kfaar_model, kfaar_sha256, kfaar_precision, no_judge_cache, quiet) -> None:
     """Measure anonymity, authentication, synchronism, detectability, diversity, consistency
     and unlinkability of each method; write metrics.json and report.html into --out."""
     from kfaar.eval.judges import JudgesUnavailableError, ensure_judges, find_judges, setup_judges as make
@@ -72,7 +74,7 @@ def eval_command(methods, split, limit, out_dir, data_dir, seed, jobs, setup_jud
         methods=methods, split=split, limit=limit, seed=seed, data_dir=data_dir, out_dir=out_dir,
         judges_venv=judges_venv, options=EvalOptions(jobs=jobs, judge_cache=not no_judge_cache),
         progress=not quiet,
-        kfaar_model=KfaarModelOptions(kfaar_model, kfaar_sha256),
+        kfaar_model=KfaarModelOptions(kfaar_model, kfaar_sha256, kfaar_precision),
     )
     t0 = time.perf_counter()
     try:

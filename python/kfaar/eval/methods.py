@@ -136,6 +136,7 @@ class KfaarModelOptions:
 
     model: str | None = None  # shipped name or a .safetensors bundle path (e.g. from `kfaar export CKPT`)
     sha256: str | None = None  # pin for your own bundle; unpinned files load with a warning
+    precision: str = "fp32"  # "int8": the quantized ONNX graphs
 
 
 def _kfaar_method(options: KfaarModelOptions | None = None) -> Method:
@@ -146,8 +147,8 @@ def _kfaar_method(options: KfaarModelOptions | None = None) -> Method:
     except ImportError as exc:
         raise MethodUnavailableError(f"kfaar.pipeline is not available ({exc})") from exc
     try:
-        anon = Anonymizer(AnonymizerOptions(model=o.model, model_sha256=o.sha256))
-        auth = Authenticator(AuthenticatorOptions(model=o.model, model_sha256=o.sha256))
+        anon = Anonymizer(AnonymizerOptions(model=o.model, model_sha256=o.sha256, precision=o.precision))
+        auth = Authenticator(AuthenticatorOptions(model=o.model, model_sha256=o.sha256, precision=o.precision))
     except Exception as exc:  # a missing model file, a native module not built, ...
         raise MethodUnavailableError(f"kfaar's Anonymizer/Authenticator cannot be created ({exc})") from exc
     return Method(
@@ -157,7 +158,7 @@ def _kfaar_method(options: KfaarModelOptions | None = None) -> Method:
         enroll=auth.enroll,
         scores=auth.scores,
         threshold=float(auth.threshold),
-        description=f"kfaar virtual faces ({o.model or 'shipped model'}); KVFA recovery with the key",
+        description=f"kfaar virtual faces ({o.model or 'shipped model'}, {o.precision}); KVFA recovery with the key",
     )
 
 
