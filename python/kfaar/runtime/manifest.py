@@ -4,7 +4,7 @@ A set is a folder::
 
     manifest.json          format, crop size, threshold, input/output names and shapes,
                            the SHA-256 of every file below, parity and int8 figures
-    generator.onnx         G(crop, W+) -> virtual crop (attribute encoder + styled decoder)
+    generator.onnx         G(crop, W+, u') -> virtual crop (eigenface edit or styled decoder, + code carrier)
     reader.onnx            R(virtual crop) -> unit code direction (KVFA)
     *.int8.onnx            the quantized twins (optional)
     params.safetensors     the numpy side: identity space (mean, whiten, color, radius),
