@@ -77,6 +77,23 @@ def test_kfaar_method_is_built_or_reported_unavailable():
     assert set(METHOD_NAMES) >= {"identity", "blur", "pixelate", "blackbox", "kfaar"}
 
 
+def test_kfaar_method_runs_the_requested_precision():
+    """`kfaar eval --kfaar-precision int8` evaluates the quantized graphs, not fp32 again."""
+    from kfaar.eval.methods import KfaarModelOptions
+
+    methods, unavailable = build_methods(["kfaar"], kfaar_model=KfaarModelOptions(precision="int8"))
+    if unavailable:
+        pytest.skip(f"kfaar method unavailable here: {unavailable['kfaar']}")
+    m = methods[0]
+    assert "int8" in m.description
+    engine = m.anonymize.__self__._engine  # the Anonymizer the method wraps
+    assert engine.options.precision == "int8"
+    with pytest.raises(ValueError, match="precision"):  # an unknown precision is refused, not ignored
+        from kfaar.pipeline import Anonymizer, AnonymizerOptions
+
+        Anonymizer(AnonymizerOptions(precision="int4"))
+
+
 class _BoxDetector:
     """Stands in for YuNet: one face at a fixed box."""
 
