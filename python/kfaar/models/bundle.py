@@ -28,7 +28,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "kfaar-v2"
 # name -> (file under WEIGHTS_DIR, SHA-256). A mismatch refuses to load.
 SHIPPED = {
-    "kfaar-v2": ("kfaar-v2.safetensors", "7a0878f1038919943f193a13ab2294ae942d553ef90f6fd65532a9c0d76233e3"),
+    "kfaar-v2": ("kfaar-v2.safetensors", "d41940b4f87bc2089edcb7cea451e891b22ac7110c4c441aadc7b5fa891b2b8f"),
 }
 FORMAT = "kfaar-bundle/2"
 

@@ -40,7 +40,7 @@ DEFAULT_MODEL = "kfaar-v2"
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
-    "kfaar-v2": "193beb744169088f5966eb9c244509e5075265cab0bc28d40db91f73632bb78f",
+    "kfaar-v2": "0ae4627501e6ea71a7a1f1de594263ff0d6dc93b7d95f392f56fa2edb090ab89",
 }
 
 

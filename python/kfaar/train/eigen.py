@@ -181,7 +181,8 @@ def fit_eigen(train: FaceSet, cfg: EigenConfig = EigenConfig(), *, seed: int = 2
 
 
 def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, batch: int = 16, lr: float = 1e-2,
-                  prior: float = 0.1, key_pool: int = 256, seed: int = 20261126, progress: bool = True) -> dict:
+                  prior: float = 0.1, anon: float = 1.0, anon_margin: float = 0.2, key_pool: int = 256,
+                  seed: int = 20261126, progress: bool = True) -> dict:
     """Fine-tune the mapping so the rendered face *is* the keyed identity to SFace.
 
     The regression of step 4 predicts what a person's face looks like on average; it does
@@ -190,7 +191,9 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     Here the mapping's affine map alone is trained on train faces under random keys with
     ``1 - cos(SFace(v), z'_K)`` through the differentiable SFace (``SFaceTorch``), the face
     model fixed. A prior keeps each replaced discriminant coordinate's batch RMS within the
-    spread of step 4, so faces stay in the range real identities span; the output is
+    spread of step 4, so faces stay in the range real identities span; an anonymity hinge
+    ``anon · max(0, cos(SFace(v), z) - anon_margin)`` pushes the few faces that still
+    resemble their person away from them; the output is
     confined to the replaced directions (it is multiplied by I - E and folded back into the
     style affine), so pose, expression and lighting stay the input's."""
     from tqdm import tqdm
@@ -229,14 +232,16 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
         e = F.normalize(sface(v), dim=1)
         fid = 1 - (e * F.normalize(zk_t, dim=1)).sum(1).mean()
         spread_loss = torch.relu((w / ref).pow(2).mean(0) - 1).mean()
-        loss = fid + prior * spread_loss
+        z_own = F.normalize(torch.from_numpy(z_all[idx]), dim=1)
+        anon_loss = torch.relu((e * z_own).sum(1) - anon_margin).mean()
+        loss = fid + prior * spread_loss + anon * anon_loss
         opt.zero_grad()
         loss.backward()
         opt.step()
-        log_rows.append((fid.item(), spread_loss.item()))
+        log_rows.append((fid.item(), spread_loss.item(), anon_loss.item()))
         if step % 10 == 0:
-            f, s = np.mean(log_rows[-10:], 0)
-            bar.set_postfix(cos=f"{1 - f:.3f}", prior=f"{s:.3f}")
+            f, s, a = np.mean(log_rows[-10:], 0)
+            bar.set_postfix(cos=f"{1 - f:.3f}", prior=f"{s:.3f}", anon=f"{a:.3f}")
     with torch.no_grad():  # confine the output to the replaced directions for good: fold I - E in
         w_eff, b_eff = (t.double() for t in style.effective())
         proj = keep_proj.double()
@@ -244,9 +249,9 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
         style.bias.copy_(((b_eff @ proj) / style.lr_mul).float())
     mapping.eval().requires_grad_(False)
     first, last = np.mean(log_rows[: max(1, steps // 10)], 0), np.mean(log_rows[-max(1, steps // 10):], 0)
-    info = {"steps": steps, "batch": batch, "lr": lr, "prior": prior, "key_pool": key_pool,
-            "sface_cos_first": float(1 - first[0]), "sface_cos_last": float(1 - last[0]),
-            "prior_last": float(last[1])}
+    info = {"steps": steps, "batch": batch, "lr": lr, "prior": prior, "anon": anon, "anon_margin": anon_margin,
+            "key_pool": key_pool, "sface_cos_first": float(1 - first[0]), "sface_cos_last": float(1 - last[0]),
+            "prior_last": float(last[1]), "anon_hinge_first": float(first[2]), "anon_hinge_last": float(last[2])}
     bundle.info["fidelity"] = info
     log.info("fidelity tuning: SFace cosine to z'_K %.3f -> %.3f", info["sface_cos_first"], info["sface_cos_last"])
     return info
