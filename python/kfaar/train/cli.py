@@ -60,7 +60,7 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 @click.option("--n-identity", type=int, default=192, show_default=True,
               help="Discriminant directions of the face model the key replaces (of 256).")
 @click.option("--fidelity-steps", type=int, default=1000, show_default=True,
-              help="Steps of SFace-fidelity tuning of the mapping (0: the regression alone; ~10 min on 2 cores).")
+              help="Steps of SFace-fidelity tuning of the mapping (0: the regression alone; ~9 min on 2 cores).")
 @click.option("--seed", type=int, default=20261126, show_default=True)
 @click.option("--faces", "n_faces", type=int, default=512, show_default=True, help="Train faces for the threshold.")
 @click.option("--limit", type=int, default=None, help="Use only the first LIMIT train faces.")
