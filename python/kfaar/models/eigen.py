@@ -29,27 +29,21 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from kfaar.models.generator import MaskedEditor
+from kfaar.models.generator import EditRegion, MaskedEditor
 
 
 @dataclass(frozen=True)
-class EigenConfig:
+class EigenConfig(EditRegion):
+    # The face ellipse is a little wider than the styled generator's interior, out to the
+    # cheeks and jaw line — what stays of the input (head outline, hair) is what recognisers
+    # still match on (30 dev identities, SFace anonymity 91.7% with radii (0.34, 0.41), 98.2%
+    # with these). The carrier settings are EditRegion's.
+    mask_radii: tuple[float, float] = (0.38, 0.45)
     kind: str = "eigen"
     res: int = 64  # face-model resolution; crops are average-pooled to it, the edit upsampled back
     n_components: int = 256  # K, PCA components of the face box
     n_identity: int = 192  # discriminant directions replaced by the keyed identity
     push: float = 0.0  # the input's identity part is subtracted this many times (away from the person)
-    # Face ellipse on the ArcFace-aligned crop (fractions of the side): a little wider than the
-    # styled generator's interior, out to the cheeks and jaw line — what stays of the input
-    # (head outline, hair) is what recognisers still match on (30 dev identities, SFace
-    # anonymity 91.7% with radii (0.34, 0.41), 98.2% with these).
-    mask_center: tuple[float, float] = (0.5, 0.60)
-    mask_radii: tuple[float, float] = (0.38, 0.45)
-    mask_feather: float = 0.07
-    carrier: float = 0.5
-    carrier_res: int = 24
-    carrier_drop_low: int = 3
-    carrier_seed: int = 20261126
 
     @property
     def n_styles(self) -> int:

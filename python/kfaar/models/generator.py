@@ -27,11 +27,9 @@ from kfaar.models.layers import ConvAct, StyledConv, ToRGB
 
 
 @dataclass(frozen=True)
-class GeneratorConfig:
-    enc_channels: tuple[int, ...] = (16, 24, 48, 96, 192)  # A at S, S/2, S/4, S/8, S/16
-    dec_channels: tuple[int, ...] = (96, 48, 24, 16)  # decoder at S/8, S/4, S/2, S (FLOPs live at S)
-    style_dim: int = 256
-    attr_pool: int = 8  # interior low-pass factor: 16x16 at 128 px keeps light/shape, drops identity
+class EditRegion:
+    """Where a generator edits and how it carries the keyed code (every generator kind has these)."""
+
     # Face-interior ellipse on the ArcFace-aligned crop, as fractions of the side: covers
     # brows, eyes, nose, mouth, cheeks and chin, leaves hair, ears and background alone.
     mask_center: tuple[float, float] = (0.5, 0.60)  # (x, y)
@@ -46,12 +44,20 @@ class GeneratorConfig:
     carrier_drop_low: int = 3
     carrier_seed: int = 20261126
 
+
+@dataclass(frozen=True)
+class GeneratorConfig(EditRegion):
+    enc_channels: tuple[int, ...] = (16, 24, 48, 96, 192)  # A at S, S/2, S/4, S/8, S/16
+    dec_channels: tuple[int, ...] = (96, 48, 24, 16)  # decoder at S/8, S/4, S/2, S (FLOPs live at S)
+    style_dim: int = 256
+    attr_pool: int = 8  # interior low-pass factor: 16x16 at 128 px keeps light/shape, drops identity
+
     @property
     def n_styles(self) -> int:
         return 1 + 2 * len(self.dec_channels) + (len(self.dec_channels) - 1)  # bottleneck, 2/level, ToRGBs
 
 
-def face_mask(cfg: GeneratorConfig, size: int, device=None) -> torch.Tensor:
+def face_mask(cfg: EditRegion, size: int, device=None) -> torch.Tensor:
     """Soft face-interior mask (1, 1, size, size) in [0, 1]."""
     t = (torch.arange(size, device=device, dtype=torch.float32) + 0.5) / size
     yy, xx = torch.meshgrid(t, t, indexing="ij")
@@ -87,7 +93,7 @@ class MaskedEditor(nn.Module):
     """What every generator shares: the soft face-interior mask it edits inside, and the code
     carrier that writes the keyed code u' into the result for KVFA to read back."""
 
-    def _init_carrier(self, cfg) -> None:
+    def _init_carrier(self, cfg: EditRegion) -> None:
         self._masks: dict[tuple, torch.Tensor] = {}
         self.code_carrier = None
         if cfg.carrier > 0:

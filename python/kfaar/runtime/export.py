@@ -430,13 +430,13 @@ def _int8(bundle: ModelBundle, out: Path, paths: dict[str, Path], faces: Referen
     inputs = {"generator": (cal, test),
               "reader": ({"crop": _virtual(gen, cal)}, {"crop": _virtual(gen, test)})}
     report = {"calibration": calib.source, "evaluation": faces.source, "tolerance": INT8_TOLERANCE}
+    ops = INT8_OPS[getattr(bundle.generator.cfg, "kind", "styled")]
     for net in ("generator", "reader"):
         dst = out / f"{net}.int8.onnx"
         f32 = _session(paths[net])
         cal_in, test_in = inputs[net]
         batches = [{k: v[i : i + 8] for k, v in _feeds(f32, cal_in).items()} for i in range(0, len(calib.crops), 8)]
-        kind = getattr(bundle.generator.cfg, "kind", "styled")
-        method = quantize_graph(paths[net], dst, batches, op_types=INT8_OPS[kind][net])
+        method = quantize_graph(paths[net], dst, batches, op_types=ops[net])
         if not _quantized(dst):  # e.g. a linear read-out: nothing to gain, and the rewritten graph is slower
             dst.unlink()
             report[net] = {"method": "none: no quantizable op, int8 engines run the fp32 graph"}

@@ -121,12 +121,19 @@ def _match_spread(mapping: MappingNetwork, u: torch.Tensor, target: torch.Tensor
     gain = torch.zeros(v.shape[0], dtype=torch.float64)
     gain[:n_identity] = spread * ty[:, :n_identity].std(0) / py[:, :n_identity].std(0).clamp_min(1e-12)
     lin = v @ torch.diag(gain) @ vinv  # (K, K): p -> re-scaled p (row vectors)
-    shift = t.mean(0) - p.mean(0) @ lin
+    _fold_into_style(mapping, lin, t.mean(0) - p.mean(0) @ lin)
+    return gain[:n_identity].tolist()
+
+
+@torch.no_grad()
+def _fold_into_style(mapping: MappingNetwork, lin: torch.Tensor, shift: torch.Tensor | None = None) -> None:
+    """Make the (single) style affine output ``out @ lin + shift`` instead of ``out`` (row vectors)."""
     style = mapping.styles[0]
     w_eff, b_eff = (x.double() for x in style.effective())  # (K, hidden), (K,)
+    lin = lin.double()
+    bias = b_eff @ lin + (0 if shift is None else shift.double())
     style.weight.copy_(((w_eff.T @ lin).T / style.scale).float())
-    style.bias.copy_(((b_eff @ lin + shift) / style.lr_mul).float())
-    return gain[:n_identity].tolist()
+    style.bias.copy_((bias / style.lr_mul).float())
 
 
 def fit_eigen(train: FaceSet, cfg: EigenConfig = EigenConfig(), *, seed: int = 20261126, hidden: int = 256,
@@ -242,11 +249,7 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
         if step % 10 == 0:
             f, s, a = np.mean(log_rows[-10:], 0)
             bar.set_postfix(cos=f"{1 - f:.3f}", prior=f"{s:.3f}", anon=f"{a:.3f}")
-    with torch.no_grad():  # confine the output to the replaced directions for good: fold I - E in
-        w_eff, b_eff = (t.double() for t in style.effective())
-        proj = keep_proj.double()
-        style.weight.copy_(((w_eff.T @ proj).T / style.scale).float())
-        style.bias.copy_(((b_eff @ proj) / style.lr_mul).float())
+    _fold_into_style(mapping, keep_proj)  # confine the output to the replaced directions for good
     mapping.eval().requires_grad_(False)
     first, last = np.mean(log_rows[: max(1, steps // 10)], 0), np.mean(log_rows[-max(1, steps // 10):], 0)
     info = {"steps": steps, "batch": batch, "lr": lr, "prior": prior, "anon": anon, "anon_margin": anon_margin,
