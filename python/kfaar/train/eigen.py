@@ -187,9 +187,19 @@ def fit_eigen(train: FaceSet, cfg: EigenConfig = EigenConfig(), *, seed: int = 2
     return ModelBundle(gen, mapping, space, threshold=0.0, info=info).eval()
 
 
+def first_pairs(labels: np.ndarray) -> np.ndarray:
+    """(P, 2) indices of the first two photos of every identity that has two or more."""
+    labels = np.asarray(labels)
+    order = np.argsort(labels, kind="stable")
+    starts = np.flatnonzero(np.r_[True, labels[order][1:] != labels[order][:-1]])
+    counts = np.diff(np.r_[starts, len(order)])
+    return np.stack([order[starts[counts >= 2]], order[starts[counts >= 2] + 1]], 1)
+
+
 def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, batch: int = 16, lr: float = 1e-2,
-                  prior: float = 0.1, anon: float = 1.0, anon_margin: float = 0.2, key_pool: int = 256,
-                  seed: int = 20261126, progress: bool = True) -> dict:
+                  prior: float = 0.1, anon: float = 1.0, anon_margin: float = 0.2, diversity: float = 0.0,
+                  diversity_margin: float = 0.2, consistency: float = 0.0, consistency_margin: float = 0.5,
+                  key_pool: int = 256, seed: int = 20261126, progress: bool = True) -> dict:
     """Fine-tune the mapping so the rendered face *is* the keyed identity to SFace.
 
     The regression of step 4 predicts what a person's face looks like on average; it does
@@ -200,7 +210,11 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     model fixed. A prior keeps each replaced discriminant coordinate's batch RMS within the
     spread of step 4, so faces stay in the range real identities span; an anonymity hinge
     ``anon · max(0, cos(SFace(v), z) - anon_margin)`` pushes the few faces that still
-    resemble their person away from them; the output is
+    resemble their person away from them; optional hinges ask that two keys' faces of one
+    photo be two people to SFace (``diversity``: cosine below ``diversity_margin``; each step
+    then renders a second key) and that one person's two photos under one key be one
+    (``consistency``: cosine above ``consistency_margin``; batches are then pairs of photos
+    of train identities with two or more); the output is
     confined to the replaced directions (it is multiplied by I - E and folded back into the
     style affine), so pose, expression and lighting stay the input's."""
     from tqdm import tqdm
@@ -217,6 +231,10 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     keys = [ProjectionParams.from_seed(rng.bytes(32)) for _ in range(key_pool)]
     sface = SFaceTorch().eval().requires_grad_(False)
     z_all = np.ascontiguousarray(train.embeddings, np.float32)
+    if consistency > 0:
+        pairs = first_pairs(train.labels)
+        if len(pairs) == 0 or batch < 2:
+            raise ValueError("consistency needs identities with two photos and a batch of at least 2")
     with torch.no_grad():  # the prior's scale: the spread step 4 gave each replaced coordinate
         u0 = space.to_code(torch.from_numpy(z_all))
         ref = (mapping(u0)[:, 0] @ keep_proj).std(0).clamp_min(1e-6)
@@ -228,33 +246,53 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     opt = torch.optim.Adam([style.weight, style.bias], lr=lr)
     log_rows, bar = [], tqdm(range(steps), desc="fidelity", disable=not progress)
     for step in bar:
-        idx = torch.randint(len(z_all), (batch,), generator=g).numpy()
-        key = keys[int(torch.randint(key_pool, (1,), generator=g))]
-        zk = project(np.ascontiguousarray(z_all[idx]), key, whitening=whitening)
-        zk_t = torch.from_numpy(zk)
+        if consistency > 0:  # batch // 2 people, two photos each: [first photos | second photos]
+            people = pairs[torch.randint(len(pairs), (batch // 2,), generator=g).numpy()]
+            idx = np.concatenate([people[:, 0], people[:, 1]])
+        else:
+            idx = torch.randint(len(z_all), (batch,), generator=g).numpy()
+        n = len(idx)
+        n_keys = 2 if diversity > 0 else 1  # the diversity term compares two keys on the same photos
+        picks = ([int(torch.randint(key_pool, (1,), generator=g))] if n_keys == 1  # the shipped recipe's draws
+                 else torch.randperm(key_pool, generator=g)[:n_keys].tolist())
+        zk_t = torch.cat([torch.from_numpy(project(np.ascontiguousarray(z_all[idx]), keys[i], whitening=whitening))
+                          for i in picks])
         u = space.to_code(zk_t)  # u' = whiten (z'_K - mean)
         x = torch.from_numpy(np.ascontiguousarray(train.crops[idx])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        x = x.repeat(n_keys, 1, 1, 1)
         w = mapping(u)[:, 0] @ keep_proj
         v = gen(x, w[:, None], u) if gen.code_carrier is not None else gen(x, w[:, None])
         e = F.normalize(sface(v), dim=1)
         fid = 1 - (e * F.normalize(zk_t, dim=1)).sum(1).mean()
         spread_loss = torch.relu((w / ref).pow(2).mean(0) - 1).mean()
-        z_own = F.normalize(torch.from_numpy(z_all[idx]), dim=1)
+        z_own = F.normalize(torch.from_numpy(z_all[idx]), dim=1).repeat(n_keys, 1)
         anon_loss = torch.relu((e * z_own).sum(1) - anon_margin).mean()
         loss = fid + prior * spread_loss + anon * anon_loss
+        if diversity > 0:  # two keys' faces of one photo should be two people
+            div_loss = torch.relu((e[:n] * e[n:]).sum(1) - diversity_margin).mean()
+            loss = loss + diversity * div_loss
+        if consistency > 0:  # one person's two photos under one key should be one virtual person
+            first, second = (torch.cat([e[k * n + j * (n // 2): k * n + (j + 1) * (n // 2)] for k in range(n_keys)])
+                             for j in (0, 1))
+            cons_loss = torch.relu(consistency_margin - (first * second).sum(1)).mean()
+            loss = loss + consistency * cons_loss
         opt.zero_grad()
         loss.backward()
         opt.step()
-        log_rows.append((fid.item(), spread_loss.item(), anon_loss.item()))
+        log_rows.append((fid.item(), spread_loss.item(), anon_loss.item(), div_loss.item() if diversity > 0 else 0.0,
+                         cons_loss.item() if consistency > 0 else 0.0))
         if step % 10 == 0:
-            f, s, a = np.mean(log_rows[-10:], 0)
-            bar.set_postfix(cos=f"{1 - f:.3f}", prior=f"{s:.3f}", anon=f"{a:.3f}")
+            f, s, a, d, c = np.mean(log_rows[-10:], 0)
+            bar.set_postfix(cos=f"{1 - f:.3f}", prior=f"{s:.3f}", anon=f"{a:.3f}", div=f"{d:.3f}", cons=f"{c:.3f}")
     _fold_into_style(mapping, keep_proj)  # confine the output to the replaced directions for good
     mapping.eval().requires_grad_(False)
     first, last = np.mean(log_rows[: max(1, steps // 10)], 0), np.mean(log_rows[-max(1, steps // 10):], 0)
     info = {"steps": steps, "batch": batch, "lr": lr, "prior": prior, "anon": anon, "anon_margin": anon_margin,
-            "key_pool": key_pool, "sface_cos_first": float(1 - first[0]), "sface_cos_last": float(1 - last[0]),
-            "prior_last": float(last[1]), "anon_hinge_first": float(first[2]), "anon_hinge_last": float(last[2])}
+            "diversity": diversity, "diversity_margin": diversity_margin, "consistency": consistency,
+            "consistency_margin": consistency_margin, "key_pool": key_pool, "sface_cos_first": float(1 - first[0]), "sface_cos_last": float(1 - last[0]),
+            "prior_last": float(last[1]), "anon_hinge_first": float(first[2]), "anon_hinge_last": float(last[2]),
+            "diversity_hinge_first": float(first[3]), "diversity_hinge_last": float(last[3]),
+            "consistency_hinge_first": float(first[4]), "consistency_hinge_last": float(last[4])}
     bundle.info["fidelity"] = info
     log.info("fidelity tuning: SFace cosine to z'_K %.3f -> %.3f", info["sface_cos_first"], info["sface_cos_last"])
     return info
