@@ -28,7 +28,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "kfaar-v2"
 # name -> (file under WEIGHTS_DIR, SHA-256). A mismatch refuses to load.
 SHIPPED = {
-    "kfaar-v2": ("kfaar-v2.safetensors", "d41940b4f87bc2089edcb7cea451e891b22ac7110c4c441aadc7b5fa891b2b8f"),
+    "kfaar-v2": ("kfaar-v2.safetensors", "8654f03cd6fb65b9da67402ae6122f6311a7bcf4f492c2424b7da31c87d1ecfe"),
 }
 FORMAT = "kfaar-bundle/2"
 

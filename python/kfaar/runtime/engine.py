@@ -40,7 +40,7 @@ DEFAULT_MODEL = "kfaar-v2"
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
-    "kfaar-v2": "0ae4627501e6ea71a7a1f1de594263ff0d6dc93b7d95f392f56fa2edb090ab89",
+    "kfaar-v2": "5d51273b02ca897cd182c813939629b4d7d5169834e9f20becea038b1a97b51c",
 }
 
 
