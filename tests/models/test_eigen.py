@@ -191,7 +191,8 @@ def test_train_eigen_init_continues_tuning_an_existing_bundle(tmp_path, monkeypa
     before, after = load_bundle(parent), load_bundle(out)
     assert after.info["tuned_from"]["sha256"] == sha256_bytes(parent.read_bytes())
     assert after.info["fidelity"]["steps"] == 2 and after.info["fidelity"]["diversity"] == 1.0
-    assert after.info["operating_point_train"]["n"] == 32 and after.threshold == after.info["operating_point_train"]["threshold"]
+    op = after.info["operating_point_train"]
+    assert op["n"] == 32 and after.threshold == op["threshold"]
     for name in ("mean", "basis", "edit"):
         assert torch.equal(getattr(after.generator, name), getattr(before.generator, name))
     assert not torch.equal(after.mapping.styles[0].weight, before.mapping.styles[0].weight)

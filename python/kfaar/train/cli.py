@@ -71,8 +71,7 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 @click.option("--faces", "n_faces", type=int, default=512, show_default=True, help="Train faces for the threshold.")
 @click.option("--limit", type=int, default=None, help="Use only the first LIMIT train faces.")
 def train_eigen(out_path: str, n_identity: int, fidelity_steps: int, diversity: float, consistency: float,
-                init_path: str | None,
-                seed: int, n_faces: int, limit: int | None) -> None:
+                init_path: str | None, seed: int, n_faces: int, limit: int | None) -> None:
     """Fit the eigenface generator and its mapping on the train split, tune the mapping for
     SFace fidelity (about 10 minutes on 2 CPU cores in all) and write a bundle with its
     operating threshold; prints its SHA-256. With --init, only the tuning runs, on that bundle."""
@@ -86,14 +85,16 @@ def train_eigen(out_path: str, n_identity: int, fidelity_steps: int, diversity: 
     from kfaar.train.eigen import fit_eigen, tune_fidelity
     from kfaar.train.export import operating_point
 
-    faces = load_faces("train", limit=limit)
     if init_path:
         bundle = load_bundle(init_path)
         if not isinstance(bundle.generator, EigenGenerator):
             raise click.BadParameter(f"{init_path} is not an eigen bundle", param_hint="--init")
-        previous = bundle.info.pop("fidelity", None)  # this run's tuning is recorded under "fidelity"
-        bundle.info["tuned_from"] = {"sha256": sha256_bytes(Path(init_path).read_bytes()), "fidelity": previous}
-    else:
+        parent = {"sha256": sha256_bytes(Path(init_path).read_bytes())}
+        if fidelity_steps:  # this run's tuning is recorded under "fidelity", the parent's here
+            parent["fidelity"] = bundle.info.pop("fidelity", None)
+        bundle.info["tuned_from"] = parent
+    faces = load_faces("train", limit=limit)
+    if not init_path:
         bundle = fit_eigen(faces, EigenConfig(n_identity=n_identity), seed=seed)
     if fidelity_steps:
         tune_fidelity(bundle, faces, steps=fidelity_steps, diversity=diversity, consistency=consistency, seed=seed)

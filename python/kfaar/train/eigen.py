@@ -272,9 +272,9 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
             div_loss = torch.relu((e[:n] * e[n:]).sum(1) - diversity_margin).mean()
             loss = loss + diversity * div_loss
         if consistency > 0:  # one person's two photos under one key should be one virtual person
-            first, second = (torch.cat([e[k * n + j * (n // 2): k * n + (j + 1) * (n // 2)] for k in range(n_keys)])
-                             for j in (0, 1))
-            cons_loss = torch.relu(consistency_margin - (first * second).sum(1)).mean()
+            photo1, photo2 = (torch.cat([e[k * n + j * (n // 2): k * n + (j + 1) * (n // 2)] for k in range(n_keys)])
+                              for j in (0, 1))
+            cons_loss = torch.relu(consistency_margin - (photo1 * photo2).sum(1)).mean()
             loss = loss + consistency * cons_loss
         opt.zero_grad()
         loss.backward()
@@ -289,7 +289,8 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     first, last = np.mean(log_rows[: max(1, steps // 10)], 0), np.mean(log_rows[-max(1, steps // 10):], 0)
     info = {"steps": steps, "batch": batch, "lr": lr, "prior": prior, "anon": anon, "anon_margin": anon_margin,
             "diversity": diversity, "diversity_margin": diversity_margin, "consistency": consistency,
-            "consistency_margin": consistency_margin, "key_pool": key_pool, "sface_cos_first": float(1 - first[0]), "sface_cos_last": float(1 - last[0]),
+            "consistency_margin": consistency_margin, "key_pool": key_pool,
+            "sface_cos_first": float(1 - first[0]), "sface_cos_last": float(1 - last[0]),
             "prior_last": float(last[1]), "anon_hinge_first": float(first[2]), "anon_hinge_last": float(last[2]),
             "diversity_hinge_first": float(first[3]), "diversity_hinge_last": float(last[3]),
             "consistency_hinge_first": float(first[4]), "consistency_hinge_last": float(last[4])}
