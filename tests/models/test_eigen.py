@@ -193,9 +193,22 @@ def test_train_eigen_init_continues_tuning_an_existing_bundle(tmp_path, monkeypa
     assert after.info["fidelity"]["steps"] == 2 and after.info["fidelity"]["diversity"] == 1.0
     op = after.info["operating_point_train"]
     assert op["n"] == 32 and after.threshold == op["threshold"]
+    assert op["quantile"] == 0.998 and op["wrong_key_trials"] == 32 * 8
     for name in ("mean", "basis", "edit"):
         assert torch.equal(getattr(after.generator, name), getattr(before.generator, name))
     assert not torch.equal(after.mapping.styles[0].weight, before.mapping.styles[0].weight)
+
+    # --fidelity-steps 0: only the threshold is re-derived; the tuning record stays
+    again = tmp_path / "again.safetensors"
+    args = ["--init", str(out), "--out", str(again), "--fidelity-steps", "0", "--faces", "64"]
+    result = CliRunner().invoke(train_eigen, args)
+    assert result.exit_code == 0, result.output
+    rethresholded = load_bundle(again)
+    assert rethresholded.info["fidelity"] == after.info["fidelity"]
+    assert rethresholded.info["tuned_from"] == after.info["tuned_from"]
+    assert rethresholded.info["threshold_from"]["sha256"] == sha256_bytes(out.read_bytes())
+    assert rethresholded.info["operating_point_train"]["n"] == 64
+    assert torch.equal(rethresholded.mapping.styles[0].weight, after.mapping.styles[0].weight)
 
 
 def test_train_eigen_init_refuses_a_styled_bundle(tmp_path, monkeypatch):

@@ -74,7 +74,8 @@ def train_eigen(out_path: str, n_identity: int, fidelity_steps: int, diversity: 
                 init_path: str | None, seed: int, n_faces: int, limit: int | None) -> None:
     """Fit the eigenface generator and its mapping on the train split, tune the mapping for
     SFace fidelity (about 10 minutes on 2 CPU cores in all) and write a bundle with its
-    operating threshold; prints its SHA-256. With --init, only the tuning runs, on that bundle."""
+    operating threshold; prints its SHA-256. With --init, only the tuning runs, on that bundle
+    (with --fidelity-steps 0 as well, only its operating threshold is re-derived)."""
     import json
 
     from pathlib import Path
@@ -89,10 +90,12 @@ def train_eigen(out_path: str, n_identity: int, fidelity_steps: int, diversity: 
         bundle = load_bundle(init_path)
         if not isinstance(bundle.generator, EigenGenerator):
             raise click.BadParameter(f"{init_path} is not an eigen bundle", param_hint="--init")
-        parent = {"sha256": sha256_bytes(Path(init_path).read_bytes())}
+        parent = sha256_bytes(Path(init_path).read_bytes())
         if fidelity_steps:  # this run's tuning is recorded under "fidelity", the parent's here
-            parent["fidelity"] = bundle.info.pop("fidelity", None)
-        bundle.info["tuned_from"] = parent
+            bundle.info["tuned_from"] = {"sha256": parent, "fidelity": bundle.info.pop("fidelity", None)}
+        else:  # only the operating threshold is re-derived
+            bundle.info["threshold_from"] = {"sha256": parent, "operating_point_train":
+                                             bundle.info.get("operating_point_train")}
     faces = load_faces("train", limit=limit)
     if not init_path:
         bundle = fit_eigen(faces, EigenConfig(n_identity=n_identity), seed=seed)

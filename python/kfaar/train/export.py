@@ -37,26 +37,38 @@ def bundle_from_checkpoint(path: str | os.PathLike) -> ModelBundle:
     return ModelBundle(m.generator, m.mapping, m.space, threshold=0.0, info=info).eval()
 
 
-def operating_point(bundle: ModelBundle, faces: FaceSet, n: int = 512, seed: int = 0) -> dict:
+# Operating threshold: the larger of the wrong-key and impostor score quantiles on train faces.
+# 0.998 aims at ~0.2% wrong-key acceptance, under issue 4's 0.5% with room for sampling
+# error (0.995 gave 0.5% fp32 / 0.7% int8 on 2,000 dev trials: on the line).
+THRESHOLD_QUANTILE = 0.998
+WRONG_KEYS_PER_FACE = 8  # the read does not depend on the key: more wrong keys cost little
+
+
+def operating_point(bundle: ModelBundle, faces: FaceSet, n: int = 512, seed: int = 0,
+                    quantile: float = THRESHOLD_QUANTILE, wrong_keys: int = WRONG_KEYS_PER_FACE) -> dict:
     """Score distributions on ``n`` train faces; returns the threshold and the measured rates."""
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(faces.labels), min(n, len(faces.labels)), replace=False))
     crops, z, labels = faces.crops[idx], faces.embeddings[idx], faces.labels[idx]
     eng = KfaarEngine(bundle)
-    right, wrong = np.zeros_like(z), np.zeros_like(z)
+    right, wrong = np.zeros_like(z), np.zeros((wrong_keys, *z.shape), z.dtype)
     for i in range(0, len(idx), 32):  # one key per chunk of 32 faces (keys are per user)
-        k, kw = Key.from_bytes(rng.bytes(32)), Key.from_bytes(rng.bytes(32))
+        k = Key.from_bytes(rng.bytes(32))
         v = eng.generate(crops[i : i + 32], z[i : i + 32], k)
-        right[i : i + 32] = eng.recover(v, k)
-        wrong[i : i + 32] = eng.recover(v, kw)
+        read = eng.read(v)
+        right[i : i + 32] = eng.codes.from_read(read, k)
+        for j in range(wrong_keys):
+            wrong[j, i : i + 32] = eng.codes.from_read(read, Key.from_bytes(rng.bytes(32)))
     s_right = eng.scores(right, z)  # (n, n)
     genuine = np.diag(s_right)
     impostor = s_right[labels[:, None] != labels[None, :]]
-    wrong_own = np.diag(eng.scores(wrong, z))
-    thr = float(max(np.quantile(wrong_own, 0.995), np.quantile(impostor, 0.995)))
+    wrong_own = np.concatenate([np.diag(eng.scores(w, z)) for w in wrong])
+    thr = float(max(np.quantile(wrong_own, quantile), np.quantile(impostor, quantile)))
     return {
         "threshold": thr,
         "n": int(len(idx)),
+        "quantile": quantile,
+        "wrong_key_trials": int(len(wrong_own)),
         "genuine_same_photo_accept": float((genuine >= thr).mean()),
         "wrong_key_accept": float((wrong_own >= thr).mean()),
         "impostor_accept": float((impostor >= thr).mean()),
