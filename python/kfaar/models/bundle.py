@@ -28,7 +28,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "kfaar-v2"
 # name -> (file under WEIGHTS_DIR, SHA-256). A mismatch refuses to load.
 SHIPPED = {
-    "kfaar-v2": ("kfaar-v2.safetensors", "8654f03cd6fb65b9da67402ae6122f6311a7bcf4f492c2424b7da31c87d1ecfe"),
+    "kfaar-v2": ("kfaar-v2.safetensors", "fbd79d9476b79c1e813d7c08f4ce471c21ff7e52910bc34e0ce6eb4e60194bf8"),
 }
 FORMAT = "kfaar-bundle/2"
 

@@ -40,7 +40,7 @@ DEFAULT_MODEL = "kfaar-v2"
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
-    "kfaar-v2": "5d51273b02ca897cd182c813939629b4d7d5169834e9f20becea038b1a97b51c",
+    "kfaar-v2": "5d5de075455d5432f4a8dabc8efea5b6c4c21091d3986d16befc0a2bd698c6c7",
 }
 
 
