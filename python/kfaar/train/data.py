@@ -33,6 +33,15 @@ class FaceSet:
     labels: np.ndarray  # (N,) int64 identity index
 
 
+def identity_groups(labels: np.ndarray) -> list[np.ndarray]:
+    """Indices of each identity's photos (in label order, photos in their original order),
+    for the identities with two or more: what same-person pairs are drawn from."""
+    labels = np.asarray(labels)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
+    return [g for g in np.split(order, bounds) if len(g) >= 2]
+
+
 def data_root() -> Path:
     return Path(os.environ.get("KFAAR_DATA", Path(__file__).resolve().parents[3].parent / "shared" / "data"))
 

@@ -33,7 +33,7 @@ from kfaar.models.bundle import ModelBundle
 from kfaar.models.eigen import EigenConfig, EigenGenerator
 from kfaar.models.identity_space import IdentitySpace
 from kfaar.models.mapping import MappingNetwork
-from kfaar.train.data import FaceSet
+from kfaar.train.data import FaceSet, identity_groups
 
 log = logging.getLogger(__name__)
 
@@ -189,11 +189,7 @@ def fit_eigen(train: FaceSet, cfg: EigenConfig = EigenConfig(), *, seed: int = 2
 
 def first_pairs(labels: np.ndarray) -> np.ndarray:
     """(P, 2) indices of the first two photos of every identity that has two or more."""
-    labels = np.asarray(labels)
-    order = np.argsort(labels, kind="stable")
-    starts = np.flatnonzero(np.r_[True, labels[order][1:] != labels[order][:-1]])
-    counts = np.diff(np.r_[starts, len(order)])
-    return np.stack([order[starts[counts >= 2]], order[starts[counts >= 2] + 1]], 1)
+    return np.array([g[:2] for g in identity_groups(labels)], dtype=np.int64).reshape(-1, 2)
 
 
 def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, batch: int = 16, lr: float = 1e-2,

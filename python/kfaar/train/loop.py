@@ -29,7 +29,7 @@ from kfaar.models.mapping import MappingNetwork
 from kfaar.models.sface_torch import SFaceTorch
 from kfaar.train import losses as L
 from kfaar.train.config import TrainConfig
-from kfaar.train.data import FaceSet, load_faces
+from kfaar.train.data import FaceSet, identity_groups, load_faces
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,7 @@ class Trainer:
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.d_lr, betas=cfg.betas)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
-        labels = self.faces.labels
-        order = np.argsort(labels, kind="stable")
-        bounds = np.flatnonzero(np.diff(labels[order])) + 1
-        groups = [g for g in np.split(order, bounds) if len(g) >= 2]
+        groups = identity_groups(self.faces.labels)
         if not groups:
             raise ValueError("training faces: need identities with at least two photos for pairs")
         self.groups = groups
