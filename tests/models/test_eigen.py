@@ -18,8 +18,9 @@ from kfaar.train.eigen import _boxes, discriminant_directions, first_pairs, fit_
 SMALL = EigenConfig(n_components=24, n_identity=12, carrier=0)
 
 
-def synthetic_faces(n_ids: int = 60, per_id: int = 4, seed: int = 0) -> FaceSet:
-    """Smooth 'faces': an identity pattern plus a shared per-photo 'expression' pattern and noise."""
+def synthetic_faces(n_ids: int = 60, per_id: int = 4, seed: int = 0, mode: str = "bilinear") -> FaceSet:
+    """Smooth 'faces': an identity pattern plus a shared per-photo 'expression' pattern and noise
+    (``mode`` "nearest": blocky patterns, whose sharp edges a 2x bilinear upsampling blurs)."""
     rng = np.random.default_rng(seed)
     base = rng.normal(size=(n_ids, 3, 8, 8))
     expr = rng.normal(size=(4, 3, 8, 8))
@@ -27,7 +28,7 @@ def synthetic_faces(n_ids: int = 60, per_id: int = 4, seed: int = 0) -> FaceSet:
     for i in range(n_ids):
         for _ in range(per_id):
             img = 0.5 * base[i] + 0.5 * (rng.normal(size=4) @ expr.reshape(4, -1)).reshape(3, 8, 8)
-            up = torch.nn.functional.interpolate(torch.from_numpy(img)[None].float(), size=128, mode="bilinear")[0]
+            up = torch.nn.functional.interpolate(torch.from_numpy(img)[None].float(), size=128, mode=mode)[0]
             px = (up.permute(1, 2, 0).numpy() * 40 + 128 + rng.normal(scale=3, size=(128, 128, 3))).clip(0, 255)
             crops.append(px.astype(np.uint8))
             labels.append(i)
@@ -210,6 +211,17 @@ def test_train_eigen_init_continues_tuning_an_existing_bundle(tmp_path, monkeypa
     assert rethresholded.info["operating_point_train"]["n"] == 64
     assert torch.equal(rethresholded.mapping.styles[0].weight, after.mapping.styles[0].weight)
 
+    # --refine-steps N --fidelity-steps 0: only the refiner is trained (and the threshold)
+    refined = tmp_path / "refined.safetensors"
+    args = ["--init", str(out), "--out", str(refined), "--fidelity-steps", "0", "--refine-steps", "3", "--faces", "32"]
+    result = CliRunner().invoke(train_eigen, args)
+    assert result.exit_code == 0, result.output
+    r = load_bundle(refined)
+    assert r.generator.refiner is not None and r.info["refiner"]["steps"] == 3
+    assert r.info["refined_from"] == {"sha256": sha256_bytes(out.read_bytes()), "refiner": None}
+    assert r.info["fidelity"] == after.info["fidelity"] and "threshold_from" not in r.info
+    assert torch.equal(r.mapping.styles[0].weight, after.mapping.styles[0].weight)
+
 
 def test_train_eigen_init_refuses_a_styled_bundle(tmp_path, monkeypatch):
     from click.testing import CliRunner
@@ -230,3 +242,70 @@ def test_train_eigen_init_refuses_a_styled_bundle(tmp_path, monkeypatch):
     result = CliRunner().invoke(train_eigen, ["--init", str(path), "--out", str(tmp_path / "o.safetensors")])
     assert result.exit_code == 2 and "not an eigen bundle" in result.output
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_untrained_refiner_is_bilinear_upsampling():
+    from kfaar.models.eigen import DetailRefiner
+
+    face = torch.randn(2, 3, 9, 7)
+    up = torch.nn.functional.interpolate(face, scale_factor=2, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(DetailRefiner(8, 2)(face), up)
+
+
+def test_refiner_renders_only_twice_the_model_resolution():
+    g = EigenGenerator(EigenConfig(n_components=24, n_identity=12, carrier=0, refine_channels=8, refine_layers=1))
+    c = torch.zeros(1, 24)
+    assert g.render(c, 128).shape == (1, 3, 128, 128)
+    with pytest.raises(ValueError, match="refiner renders 128-px"):
+        g.render(c, 64)
+
+
+def test_refiner_detail_fades_out_before_the_seam():
+    """Past ``refine_inner`` of the ellipse the refined face is the bilinear one: the refiner
+    must not draw an outline along the paste-back seam."""
+    cfg = EigenConfig(n_components=24, n_identity=12, carrier=0, refine_channels=8, refine_layers=1)
+    g = EigenGenerator(cfg)
+    torch.nn.init.normal_(g.refiner.body[-2].weight)  # a refiner that changes every pixel
+    y0, y1, x0, x1 = cfg.box
+    face = torch.randn(2, 3, y1 - y0, x1 - x0)
+    up = torch.nn.functional.interpolate(face, scale_factor=2, mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        detail = (g.refiner(face) - up).abs().amax(1)[0]
+    t = (torch.arange(2 * y0, 2 * y1) + 0.5) / 128, (torch.arange(2 * x0, 2 * x1) + 0.5) / 128
+    yy, xx = torch.meshgrid(*t, indexing="ij")
+    (cx, cy), (rx, ry) = cfg.mask_center, cfg.mask_radii
+    r = torch.sqrt(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2)
+    # no detail past 0.85 x 1.035 = 0.88 of the radii; the seam's blend starts at 0.965
+    assert float(detail[r >= cfg.refine_inner * (1 + cfg.mask_feather / 2)].max()) == 0.0
+    assert float(detail[r < 0.7].min()) > 0.0
+
+
+@pytest.fixture(scope="module")
+def refined() -> tuple[ModelBundle, dict, dict, FaceSet]:
+    from kfaar.train.eigen import fit_refiner
+
+    faces = synthetic_faces(n_ids=40, mode="nearest")
+    bundle = fit_eigen(faces, SMALL, mapping_steps=50)
+    before = {k: v.clone() for k, v in bundle.generator.state_dict().items()}
+    info = fit_refiner(bundle, faces, channels=8, layers=1, steps=150, batch=8, lr=3e-3, holdout=32, progress=False)
+    return bundle, info, before, faces
+
+
+def test_fit_refiner_lowers_held_out_error_and_keeps_the_face_model(refined):
+    bundle, info, before, _ = refined
+    assert info["heldout_l1"] < 0.95 * info["heldout_l1_bilinear"]  # blocky edges: bilinear blurs them
+    assert bundle.generator.cfg.refine_channels == 8 and bundle.info["refiner"] == info
+    for name in ("mean", "basis", "edit"):
+        torch.testing.assert_close(getattr(bundle.generator, name), before[name])
+
+
+def test_bundle_round_trip_keeps_the_refiner(refined):
+    copy, _, _, faces = refined
+    with tempfile.TemporaryDirectory() as d:
+        sha = save_bundle(copy, Path(d) / "r.safetensors")
+        loaded = load_bundle(Path(d) / "r.safetensors", sha256=sha)
+    assert loaded.generator.cfg == copy.generator.cfg and loaded.generator.refiner is not None
+    x = torch.from_numpy(faces.crops[:3]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    w = torch.randn(3, 1, SMALL.style_dim)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.generator(x, w), copy.generator(x, w))

@@ -9,7 +9,8 @@ from a face model fitted on the train split instead, and only decides *which* fa
     c' = c · E + w                        E keeps the within-person modes (pose, expression,
                                           lighting) and removes the identity modes; w = W+[:, 0]
                                           is the keyed identity the mapping kernel made from u'
-    v' = mean + c' Φᵀ ─► pad, upsample to S, shift to the input's mean colour under the mask
+    v' = mean + c' Φᵀ ─► upsample to S (bilinear, or with the refiner: bilinear 2x plus learned
+                     detail) ─► pad, shift to the input's mean colour under the mask
                      ─► x outside the soft face mask, v' inside
     v  = carrier.write(...)               the keyed code, for KVFA's reader (models/carrier.py)
 
@@ -17,19 +18,22 @@ E = V diag(keep) V⁻¹ where V are the discriminant directions of the face coef
 (generalised eigenvectors of between- vs within-identity scatter, largest ratio first):
 the first ``n_identity`` get -``push`` (0: removed; > 0: the person's own identity part is
 subtracted, moving the face away from them), the rest are kept (1). ``train/eigen.py`` fits Φ, E and the
-mapping (u -> the identity part it replaces) on the train split; nothing here is trained
-by gradient, and every tensor is a plain linear map, so export and parity are exact.
+mapping (u -> the identity part it replaces) on the train split; the face model is not
+trained by gradient, and its tensors are plain linear maps, so export and parity are exact.
+The optional ``DetailRefiner`` (``train/eigen.py: fit_refiner``) is the one convolutional
+network: it renders the 64-px face at 128 px from that face alone.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from kfaar.models.generator import EditRegion, MaskedEditor
+from kfaar.models.generator import EditRegion, MaskedEditor, face_mask
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,14 @@ class EigenConfig(EditRegion):
     n_components: int = 256  # K, PCA components of the face box
     n_identity: int = 192  # discriminant directions replaced by the keyed identity
     push: float = 0.0  # the input's identity part is subtracted this many times (away from the person)
+    # Detail refiner (``DetailRefiner``): a small convolutional 2x upsampler of the face box,
+    # trained on train crops to restore the detail the 64-px face model drops. 0: bilinear.
+    # Its detail fades out from refine_inner of the ellipse's radii to the seam: left to
+    # itself it learns the dark outline real crops have there (hair, jaw shadow), which drew
+    # a ring around every face.
+    refine_channels: int = 0
+    refine_layers: int = 4
+    refine_inner: float = 0.85
 
     @property
     def n_styles(self) -> int:
@@ -68,6 +80,32 @@ class EigenConfig(EditRegion):
         return 3 * (y1 - y0) * (x1 - x0)
 
 
+class DetailRefiner(nn.Module):
+    """(B, 3, h, w) face box at the face model's resolution -> (B, 3, 2h, 2w): bilinear
+    upsampling plus a learned residual (convolutions at h x w, then a 2x pixel shuffle).
+
+    It sees only the rendered face-model face — never the input photo — so it can add
+    detail but cannot bring the person's identity back. ``weight`` (1, 1, 2h, 2w), fixed,
+    scales the residual per pixel. The last convolution starts at zero: an untrained refiner
+    is exactly the bilinear upsampling."""
+
+    def __init__(self, channels: int, layers: int, weight: torch.Tensor | None = None):
+        super().__init__()
+        self.register_buffer("weight", weight, persistent=False)
+        body: list[nn.Module] = [nn.Conv2d(3, channels, 3, padding=1), nn.ReLU()]
+        for _ in range(layers):
+            body += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()]
+        last = nn.Conv2d(channels, 12, 3, padding=1)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.body = nn.Sequential(*body, last, nn.PixelShuffle(2))
+
+    def forward(self, face: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(face, scale_factor=2, mode="bilinear", align_corners=False)
+        detail = self.body(face)
+        return up + (detail if self.weight is None else self.weight * detail)
+
+
 class EigenGenerator(MaskedEditor):
     def __init__(self, cfg: EigenConfig = EigenConfig()):
         super().__init__()
@@ -78,6 +116,12 @@ class EigenGenerator(MaskedEditor):
         self.register_buffer("mean", torch.zeros(d))  # (D,) mean face box in [-1, 1]
         self.register_buffer("basis", torch.zeros(d, k))  # (D, K) orthonormal PCA basis Φ
         self.register_buffer("edit", torch.eye(k))  # (K, K) E: keeps the within-person modes
+        self.refiner = None
+        if cfg.refine_channels:
+            y0, y1, x0, x1 = cfg.box
+            inner = replace(cfg, mask_radii=tuple(r * cfg.refine_inner for r in cfg.mask_radii))
+            weight = face_mask(inner, 2 * cfg.res)[:, :, 2 * y0: 2 * y1, 2 * x0: 2 * x1]
+            self.refiner = DetailRefiner(cfg.refine_channels, cfg.refine_layers, weight)
         self._init_carrier(cfg)
 
     def face_box(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,6 +142,10 @@ class EigenGenerator(MaskedEditor):
         y0, y1, x0, x1 = self.cfg.box
         r = self.cfg.res
         face = (self.mean + c @ self.basis.T).view(-1, 3, y1 - y0, x1 - x0)
+        if self.refiner is not None:
+            if size != 2 * r:
+                raise ValueError(f"this generator's detail refiner renders {2 * r}-px crops, got size {size}")
+            return F.pad(self.refiner(face), (2 * x0, size - 2 * x1, 2 * y0, size - 2 * y1))
         face = F.pad(face, (x0, r - x1, y0, r - y1))
         return face if size == r else F.interpolate(face, size=(size, size), mode="bilinear", align_corners=False)
 

@@ -65,17 +65,21 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
               help="Weight of the two-key diversity hinge in the tuning (each step then renders two keys).")
 @click.option("--consistency", type=float, default=0.0, show_default=True,
               help="Weight of the same-person consistency hinge (batches become pairs of one person's photos).")
+@click.option("--refine-steps", type=int, default=0, show_default=True,
+              help="Train the detail refiner (128-px detail of the face-model face) for this many steps "
+                   "before the tuning (3,000: ~10 min on 2 cores). 0: keep the bundle's own (or none).")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Continue tuning this eigen bundle instead of fitting a new one (--n-identity is then its own).")
 @click.option("--seed", type=int, default=20261126, show_default=True)
 @click.option("--faces", "n_faces", type=int, default=512, show_default=True, help="Train faces for the threshold.")
 @click.option("--limit", type=int, default=None, help="Use only the first LIMIT train faces.")
 def train_eigen(out_path: str, n_identity: int, fidelity_steps: int, diversity: float, consistency: float,
-                init_path: str | None, seed: int, n_faces: int, limit: int | None) -> None:
+                refine_steps: int, init_path: str | None, seed: int, n_faces: int, limit: int | None) -> None:
     """Fit the eigenface generator and its mapping on the train split, tune the mapping for
     SFace fidelity (about 10 minutes on 2 CPU cores in all) and write a bundle with its
-    operating threshold; prints its SHA-256. With --init, only the tuning runs, on that bundle
-    (with --fidelity-steps 0 as well, only its operating threshold is re-derived)."""
+    operating threshold; prints its SHA-256. With --init, only the refiner and the tuning run,
+    on that bundle (with --refine-steps 0 and --fidelity-steps 0, only its operating threshold
+    is re-derived)."""
     import json
 
     from pathlib import Path
@@ -83,7 +87,7 @@ def train_eigen(out_path: str, n_identity: int, fidelity_steps: int, diversity: 
     from kfaar.models.bundle import load_bundle, save_bundle, sha256_bytes
     from kfaar.models.eigen import EigenConfig, EigenGenerator
     from kfaar.train.data import load_faces
-    from kfaar.train.eigen import fit_eigen, tune_fidelity
+    from kfaar.train.eigen import fit_eigen, fit_refiner, tune_fidelity
     from kfaar.train.export import operating_point
 
     if init_path:
@@ -93,12 +97,16 @@ def train_eigen(out_path: str, n_identity: int, fidelity_steps: int, diversity: 
         parent = sha256_bytes(Path(init_path).read_bytes())
         if fidelity_steps:  # this run's tuning is recorded under "fidelity", the parent's here
             bundle.info["tuned_from"] = {"sha256": parent, "fidelity": bundle.info.pop("fidelity", None)}
-        else:  # only the operating threshold is re-derived
+        if refine_steps:  # likewise the refiner's
+            bundle.info["refined_from"] = {"sha256": parent, "refiner": bundle.info.pop("refiner", None)}
+        if not (fidelity_steps or refine_steps):  # only the operating threshold is re-derived
             bundle.info["threshold_from"] = {"sha256": parent, "operating_point_train":
                                              bundle.info.get("operating_point_train")}
     faces = load_faces("train", limit=limit)
     if not init_path:
         bundle = fit_eigen(faces, EigenConfig(n_identity=n_identity), seed=seed)
+    if refine_steps:
+        fit_refiner(bundle, faces, steps=refine_steps, seed=seed)
     if fidelity_steps:
         tune_fidelity(bundle, faces, steps=fidelity_steps, diversity=diversity, consistency=consistency, seed=seed)
     op = operating_point(bundle, faces, n_faces)
