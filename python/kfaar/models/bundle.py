@@ -28,7 +28,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "kfaar-v2"
 # name -> (file under WEIGHTS_DIR, SHA-256). A mismatch refuses to load.
 SHIPPED = {
-    "kfaar-v2": ("kfaar-v2.safetensors", "fbd79d9476b79c1e813d7c08f4ce471c21ff7e52910bc34e0ce6eb4e60194bf8"),
+    "kfaar-v2": ("kfaar-v2.safetensors", "3fa649ce9c417c662914acca6a1be9d9dba9936f6165e2959556f09660a41167"),
 }
 FORMAT = "kfaar-bundle/2"
 

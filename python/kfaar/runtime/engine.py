@@ -40,7 +40,7 @@ DEFAULT_MODEL = "kfaar-v2"
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
-    "kfaar-v2": "5d5de075455d5432f4a8dabc8efea5b6c4c21091d3986d16befc0a2bd698c6c7",
+    "kfaar-v2": "27dd43192810282a7578ace8504f7b3ae204e661d7b2039223fa452cd2fafffd",
 }
 
 
