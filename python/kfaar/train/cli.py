@@ -59,6 +59,8 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, help="Bundle (.safetensors).")
 @click.option("--n-identity", type=int, default=192, show_default=True,
               help="Discriminant directions of the face model the key replaces (of 256).")
+@click.option("--mirror/--no-mirror", default=False, show_default=True,
+              help="Fit the face model and the identity split with every train face also flipped left-right.")
 @click.option("--fidelity-steps", type=int, default=1000, show_default=True,
               help="Steps of SFace-fidelity tuning of the mapping (0: the regression alone; ~9 min on 2 cores).")
 @click.option("--diversity", type=float, default=0.0, show_default=True,
@@ -69,11 +71,11 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
               help="Train the detail refiner (128-px detail of the face-model face) for this many steps "
                    "before the tuning (3,000: ~10 min on 2 cores). 0: keep the bundle's own (or none).")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Continue tuning this eigen bundle instead of fitting a new one (--n-identity is then its own).")
+              help="Continue tuning this eigen bundle instead of fitting a new one (--n-identity and --mirror are then its own).")
 @click.option("--seed", type=int, default=20261126, show_default=True)
 @click.option("--faces", "n_faces", type=int, default=512, show_default=True, help="Train faces for the threshold.")
 @click.option("--limit", type=int, default=None, help="Use only the first LIMIT train faces.")
-def train_eigen(out_path: str, n_identity: int, fidelity_steps: int, diversity: float, consistency: float,
+def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: int, diversity: float, consistency: float,
                 refine_steps: int, init_path: str | None, seed: int, n_faces: int, limit: int | None) -> None:
     """Fit the eigenface generator and its mapping on the train split, tune the mapping for
     SFace fidelity (about 10 minutes on 2 CPU cores in all) and write a bundle with its
@@ -104,7 +106,7 @@ def train_eigen(out_path: str, n_identity: int, fidelity_steps: int, diversity: 
                                              bundle.info.get("operating_point_train")}
     faces = load_faces("train", limit=limit)
     if not init_path:
-        bundle = fit_eigen(faces, EigenConfig(n_identity=n_identity), seed=seed)
+        bundle = fit_eigen(faces, EigenConfig(n_identity=n_identity), seed=seed, mirror=mirror)
     if refine_steps:
         fit_refiner(bundle, faces, steps=refine_steps, seed=seed)
     if fidelity_steps:

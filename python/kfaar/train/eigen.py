@@ -141,16 +141,21 @@ def _fold_into_style(mapping: MappingNetwork, lin: torch.Tensor, shift: torch.Te
 
 
 def fit_eigen(train: FaceSet, cfg: EigenConfig = EigenConfig(), *, seed: int = 20261126, hidden: int = 256,
-              n_layers: int = 0, mapping_steps: int = 3000, spread: float = 1.2) -> ModelBundle:
+              n_layers: int = 0, mapping_steps: int = 3000, spread: float = 1.2, mirror: bool = False) -> ModelBundle:
     """``n_layers`` 0: the mapping is one affine map of u (an MLP fitted no better — held-out
     relative MSE 0.90 — and made the same person's two photos less alike: SFace consistency
     54% vs 64% on 30 dev identities); ``spread``: identities a little more distinct than the
-    train population (1.2: diversity and anonymity up, faces still plausible)."""
+    train population (1.2: diversity and anonymity up, faces still plausible); ``mirror``: the
+    face model and the within-person scatter also see every train face flipped left-right,
+    as another photo of the same person — left-right asymmetry (yaw, roll, side light)
+    then counts as within-person variation and is kept from the input, not replaced."""
     torch.manual_seed(seed)
     labels = np.asarray(train.labels)
     space = IdentitySpace().fit(train.embeddings)
     gen = EigenGenerator(cfg)
     boxes = _boxes(gen, train.crops)  # (N, D)
+    if mirror:  # the face box is symmetric about the crop's vertical midline
+        boxes = torch.cat([boxes, _boxes(gen, train.crops[:, :, ::-1])])
     mean = boxes.mean(0)
     k = cfg.n_components
     if k > min(boxes.shape) - 1:
@@ -160,7 +165,8 @@ def fit_eigen(train: FaceSet, cfg: EigenConfig = EigenConfig(), *, seed: int = 2
     explained = float(s[:k].pow(2).sum() / (boxes - mean).pow(2).sum())
     coeffs = (boxes - mean) @ basis
     del boxes
-    within, between = scatter(coeffs, labels)
+    within, between = scatter(coeffs, np.concatenate([labels, labels]) if mirror else labels)
+    coeffs = coeffs[: len(labels)]  # the mapping is regressed on the photos as they are
     v, lam = discriminant_directions(within, between)
     keep = torch.ones(k, dtype=torch.float64)
     keep[: cfg.n_identity] = 0
@@ -177,6 +183,7 @@ def fit_eigen(train: FaceSet, cfg: EigenConfig = EigenConfig(), *, seed: int = 2
     info = {
         "kind": "eigen",
         "seed": seed,
+        "mirror": mirror,
         "train_faces": int(len(labels)),
         "train_identities": int(len(np.unique(labels))),
         "config": asdict(cfg),
