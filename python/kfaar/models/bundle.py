@@ -28,7 +28,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "kfaar-v2"
 # name -> (file under WEIGHTS_DIR, SHA-256). A mismatch refuses to load.
 SHIPPED = {
-    "kfaar-v2": ("kfaar-v2.safetensors", "3fa649ce9c417c662914acca6a1be9d9dba9936f6165e2959556f09660a41167"),
+    "kfaar-v2": ("kfaar-v2.safetensors", "a97a8caa996a1dff5651be9b699e88a301562241e957cc9346fee0bd1dffef24"),
 }
 FORMAT = "kfaar-bundle/2"
 

@@ -40,7 +40,7 @@ DEFAULT_MODEL = "kfaar-v2"
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
-    "kfaar-v2": "27dd43192810282a7578ace8504f7b3ae204e661d7b2039223fa452cd2fafffd",
+    "kfaar-v2": "130b749967f5b71231c200e1de6f6201a6ea60d3ce10100d808869e93ca9ea63",
 }
 
 
