@@ -222,6 +222,19 @@ def test_train_eigen_init_continues_tuning_an_existing_bundle(tmp_path, monkeypa
     assert r.info["fidelity"] == after.info["fidelity"] and "threshold_from" not in r.info
     assert torch.equal(r.mapping.styles[0].weight, after.mapping.styles[0].weight)
 
+    # refining again starts a new refiner from the bilinear upsampling
+    again_r = tmp_path / "refined2.safetensors"
+    result = CliRunner().invoke(train_eigen, ["--init", str(refined), "--out", str(again_r), "--fidelity-steps", "0",
+                                              "--refine-steps", "2", "--faces", "32"])
+    assert result.exit_code == 0, result.output
+    r2 = load_bundle(again_r)
+    assert r2.info["refined_from"]["refiner"] == r.info["refiner"] and r2.info["refiner"]["steps"] == 2
+    assert r2.info["refiner"]["heldout_l1_bilinear"] == r.info["refiner"]["heldout_l1_bilinear"]
+
+    # --mirror belongs to a new fit
+    result = CliRunner().invoke(train_eigen, ["--init", str(out), "--out", str(tmp_path / "m.safetensors"), "--mirror"])
+    assert result.exit_code != 0 and "--mirror" in result.output
+
 
 def test_train_eigen_init_refuses_a_styled_bundle(tmp_path, monkeypatch):
     from click.testing import CliRunner

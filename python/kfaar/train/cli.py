@@ -92,6 +92,8 @@ def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: in
     from kfaar.train.eigen import fit_eigen, fit_refiner, tune_fidelity
     from kfaar.train.export import operating_point
 
+    if init_path and mirror:
+        raise click.BadParameter("--mirror shapes a new face model; the --init bundle keeps its own", param_hint="--mirror")
     if init_path:
         bundle = load_bundle(init_path)
         if not isinstance(bundle.generator, EigenGenerator):

@@ -317,7 +317,8 @@ def fit_refiner(bundle: ModelBundle, train: FaceSet, *, channels: int = 48, laye
     on their horizontal and vertical differences (edges), inside the face mask, random
     horizontal flips. It sees only rendered face-model faces, so at inference it sharpens the
     virtual face without access to the input's identity. The face model and mapping are
-    left as they are; ``holdout`` faces of identities never sampled measure the gain."""
+    left as they are; a refiner the bundle already has is replaced by a new one, trained
+    from the bilinear start; ``holdout`` faces of identities never sampled measure the gain."""
     from dataclasses import replace
 
     from tqdm import tqdm
@@ -331,7 +332,8 @@ def fit_refiner(bundle: ModelBundle, train: FaceSet, *, channels: int = 48, laye
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     refined = EigenGenerator(replace(gen.cfg, refine_channels=channels, refine_layers=layers))
-    missing, unexpected = refined.load_state_dict(gen.state_dict(), strict=False)
+    state = {k: v for k, v in gen.state_dict().items() if not k.startswith("refiner.")}  # a refiner starts anew
+    missing, unexpected = refined.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("refiner.") for k in missing):
         raise RuntimeError(f"generator state does not carry over: missing {missing}, unexpected {unexpected}")
     refined.requires_grad_(False)
