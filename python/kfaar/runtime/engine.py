@@ -40,7 +40,7 @@ DEFAULT_MODEL = "kfaar-v2"
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
-    "kfaar-v2": "130b749967f5b71231c200e1de6f6201a6ea60d3ce10100d808869e93ca9ea63",
+    "kfaar-v2": "f5c21245b3120cb87b7299207278911b134243e129ac5fd478aea31968227b84",
 }
 
 
