@@ -74,6 +74,12 @@ class EigenConfig(EditRegion):
         hi = lambda c, r: min(self.res, math.ceil((c + r * reach) * self.res) + 1)  # noqa: E731
         return lo(cy, ry), hi(cy, ry), lo(cx, rx), hi(cx, rx)
 
+    def crop_box(self, t: torch.Tensor) -> torch.Tensor:
+        """(..., S, S) with S a multiple of ``res`` -> the face box's pixels at that scale."""
+        f = t.shape[-1] // self.res
+        y0, y1, x0, x1 = self.box
+        return t[..., f * y0: f * y1, f * x0: f * x1]
+
     @property
     def n_pixels(self) -> int:
         y0, y1, x0, x1 = self.box
@@ -118,9 +124,8 @@ class EigenGenerator(MaskedEditor):
         self.register_buffer("edit", torch.eye(k))  # (K, K) E: keeps the within-person modes
         self.refiner = None
         if cfg.refine_channels:
-            y0, y1, x0, x1 = cfg.box
             inner = replace(cfg, mask_radii=tuple(r * cfg.refine_inner for r in cfg.mask_radii))
-            weight = face_mask(inner, 2 * cfg.res)[:, :, 2 * y0: 2 * y1, 2 * x0: 2 * x1]
+            weight = cfg.crop_box(face_mask(inner, 2 * cfg.res))
             self.refiner = DetailRefiner(cfg.refine_channels, cfg.refine_layers, weight)
         self._init_carrier(cfg)
 
@@ -130,18 +135,22 @@ class EigenGenerator(MaskedEditor):
         if s % self.cfg.res:
             raise ValueError(f"crop size {s} is not a multiple of the face model's resolution {self.cfg.res}")
         small = F.avg_pool2d(x, s // self.cfg.res) if s != self.cfg.res else x
-        y0, y1, x0, x1 = self.cfg.box
-        return small[:, :, y0:y1, x0:x1].flatten(1)
+        return self.cfg.crop_box(small).flatten(1)
 
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B, K) face-model coefficients c."""
         return (self.face_box(x) - self.mean) @ self.basis
 
+    def box_face(self, c: torch.Tensor) -> torch.Tensor:
+        """(B, K) coefficients -> (B, 3, h, w) the face box at the model's resolution."""
+        y0, y1, x0, x1 = self.cfg.box
+        return (self.mean + c @ self.basis.T).view(-1, 3, y1 - y0, x1 - x0)
+
     def render(self, c: torch.Tensor, size: int) -> torch.Tensor:
         """(B, K) coefficients -> (B, 3, size, size) face (zero outside the box)."""
         y0, y1, x0, x1 = self.cfg.box
         r = self.cfg.res
-        face = (self.mean + c @ self.basis.T).view(-1, 3, y1 - y0, x1 - x0)
+        face = self.box_face(c)
         if self.refiner is not None:
             if size != 2 * r:
                 raise ValueError(f"this generator's detail refiner renders {2 * r}-px crops, got size {size}")

@@ -338,8 +338,7 @@ def fit_refiner(bundle: ModelBundle, train: FaceSet, *, channels: int = 48, laye
         raise RuntimeError(f"generator state does not carry over: missing {missing}, unexpected {unexpected}")
     refined.requires_grad_(False)
     net = refined.refiner.requires_grad_(True).train()
-    y0, y1, x0, x1 = gen.cfg.box
-    weight = gen.mask(2 * r, "cpu")[:, :, 2 * y0: 2 * y1, 2 * x0: 2 * x1]
+    weight = gen.cfg.crop_box(gen.mask(2 * r, "cpu"))
 
     labels = np.asarray(train.labels)
     ids = np.unique(labels)
@@ -353,8 +352,8 @@ def fit_refiner(bundle: ModelBundle, train: FaceSet, *, channels: int = 48, laye
         if flip is not None:  # the face box is symmetric about the crop's vertical midline
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
         with torch.no_grad():
-            face = (refined.mean + refined.coefficients(x) @ refined.basis.T).view(-1, 3, y1 - y0, x1 - x0)
-        return face, x[:, :, 2 * y0: 2 * y1, 2 * x0: 2 * x1]
+            face = refined.box_face(refined.coefficients(x))
+        return face, gen.cfg.crop_box(x)
 
     def loss_of(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pix = ((pred - target).abs() * weight).sum() / (weight.sum() * 3 * len(pred))
