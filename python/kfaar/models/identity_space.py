@@ -35,10 +35,11 @@ class IdentitySpace(nn.Module):
         c = torch.cov((z - mean).T)
         lam, vec = torch.linalg.eigh(c)
         lam = lam.clamp_min(0) + eps * lam.mean()
+        whiten = ((vec * lam.rsqrt()) @ vec.T).float()  # computed on the CPU, then copied wherever the buffers live
         self.mean.copy_(mean.float())
-        self.whiten.copy_((vec * lam.rsqrt()) @ vec.T)
+        self.whiten.copy_(whiten)
         self.color.copy_((vec * lam.sqrt()) @ vec.T)
-        self.radius.copy_(((z - mean).float() @ self.whiten.T).norm(dim=1).median())
+        self.radius.copy_(((z - mean).float() @ whiten.T).norm(dim=1).median())
         return self
 
     def to_code(self, z: torch.Tensor) -> torch.Tensor:
