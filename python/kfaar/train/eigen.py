@@ -203,9 +203,36 @@ def first_pairs(labels: np.ndarray) -> np.ndarray:
     return np.array([g[:2] for g in identity_groups(labels)], dtype=np.int64).reshape(-1, 2)
 
 
+def detail_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean L1 of (B, 3, h, w) ``pred`` vs ``target`` and of their horizontal and vertical
+    differences (edges), each weighted per pixel by ``weight`` (1, 1, h, w): the refiner's loss."""
+    pix = ((pred - target).abs() * weight).sum() / (weight.sum() * 3 * len(pred))
+    d = pred - target
+    edge = (((d[..., 1:, :] - d[..., :-1, :]).abs() * weight[..., 1:, :]).sum()
+            + ((d[..., :, 1:] - d[..., :, :-1]).abs() * weight[..., :, 1:]).sum()) / (2 * weight.sum() * 3 * len(pred))
+    return pix, edge
+
+
+class _Crops:
+    """The train crops as float batches on ``device``; on CUDA the uint8 array is uploaded once."""
+
+    def __init__(self, crops: np.ndarray, device: torch.device):
+        self.device = device
+        self.crops = torch.from_numpy(np.ascontiguousarray(crops)).to(device) if device.type == "cuda" else crops
+
+    def __call__(self, idx: np.ndarray) -> torch.Tensor:
+        if isinstance(self.crops, torch.Tensor):
+            x = self.crops[torch.from_numpy(idx).to(self.device)]
+        else:
+            x = torch.from_numpy(np.ascontiguousarray(self.crops[idx]))
+        return x.permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
 def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, batch: int = 16, lr: float = 1e-2,
                   prior: float = 0.1, anon: float = 1.0, anon_margin: float = 0.2, diversity: float = 0.0,
                   diversity_margin: float = 0.2, consistency: float = 0.0, consistency_margin: float = 0.5,
+                  refiner_lr: float = 0.0, anchor: float = 0.0, adversarial: float = 0.0,
+                  max_seconds: float | None = None, device: str = "cpu",
                   key_pool: int = 256, seed: int = 20261126, progress: bool = True) -> dict:
     """Fine-tune the mapping so the rendered face *is* the keyed identity to SFace.
 
@@ -223,36 +250,79 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     (``consistency``: cosine above ``consistency_margin``; batches are then pairs of photos
     of train identities with two or more); the output is
     confined to the replaced directions (it is multiplied by I - E and folded back into the
-    style affine), so pose, expression and lighting stay the input's."""
+    style affine), so pose, expression and lighting stay the input's.
+
+    With ``refiner_lr`` > 0 the detail refiner is tuned by the same losses too (its own
+    learning rate), ``anchor`` x its own objective (:func:`detail_loss` of the rendering of a
+    real train face against that face) keeping it a detail renderer rather than a pattern
+    SFace alone likes; ``adversarial`` > 0 adds a patch discriminator's non-saturating loss
+    on the rendered face box (before the code carrier, so it cannot learn to hide the code)
+    against real train face boxes. ``max_seconds`` stops early (the steps run are recorded:
+    pass them as ``steps`` to repeat the run); ``device`` "cuda" keeps the crops and every
+    network on the GPU — the GPU recipe (docs/MODEL_CARD.md). The bundle comes back on the CPU."""
+    import time
+
     from tqdm import tqdm
 
     from kfaar.models.sface_torch import SFaceTorch
     from kfaar.ops.projection import ProjectionParams, Whitening, project
+    from kfaar.train import losses as L
 
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda': torch sees no CUDA device")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
     gen, mapping, space = bundle.generator, bundle.mapping, bundle.space
+    tune_refiner = refiner_lr > 0
+    if (tune_refiner or anchor > 0) and getattr(gen, "refiner", None) is None:
+        raise ValueError("refiner_lr and anchor tune the detail refiner; this bundle's generator has none")
+    if anchor > 0 and not tune_refiner:
+        raise ValueError("anchor regularises the refiner's tuning: give it a refiner_lr > 0")
+    for m in (gen, mapping, space):
+        m.to(dev)
     k = gen.cfg.n_components
-    keep_proj = (torch.eye(k, dtype=torch.float64) - gen.edit.double()).float()  # onto the replaced part
-    whitening = Whitening(*(t.numpy().astype(np.float32) for t in (space.mean, space.whiten, space.color)))
+    keep_proj = (torch.eye(k, dtype=torch.float64, device=dev) - gen.edit.double()).float()  # onto the replaced part
+    whitening = Whitening(*(t.cpu().numpy().astype(np.float32) for t in (space.mean, space.whiten, space.color)))
     rng = np.random.default_rng(seed)
     keys = [ProjectionParams.from_seed(rng.bytes(32)) for _ in range(key_pool)]
-    sface = SFaceTorch().eval().requires_grad_(False)
+    sface = SFaceTorch().to(dev).eval().requires_grad_(False)
     z_all = np.ascontiguousarray(train.embeddings, np.float32)
+    crops = _Crops(train.crops, dev)
     if consistency > 0:
         pairs = first_pairs(train.labels)
         if len(pairs) == 0 or batch < 2:
             raise ValueError("consistency needs identities with two photos and a batch of at least 2")
     with torch.no_grad():  # the prior's scale: the spread step 4 gave each replaced coordinate
-        u0 = space.to_code(torch.from_numpy(z_all))
+        u0 = space.to_code(torch.from_numpy(z_all).to(dev))
         ref = (mapping(u0)[:, 0] @ keep_proj).std(0).clamp_min(1e-6)
     style = mapping.styles[0]
+    gen.requires_grad_(False)
     for p in mapping.parameters():
         p.requires_grad_(False)
     style.weight.requires_grad_(True)
     style.bias.requires_grad_(True)
-    opt = torch.optim.Adam([style.weight, style.bias], lr=lr)
-    log_rows, bar = [], tqdm(range(steps), desc="fidelity", disable=not progress)
+    groups = [{"params": [style.weight, style.bias], "lr": lr}]
+    if tune_refiner:
+        gen.refiner.requires_grad_(True).train()
+        groups.append({"params": list(gen.refiner.parameters()), "lr": refiner_lr})
+        detail_weight = gen.cfg.crop_box(gen.mask(2 * gen.cfg.res, dev))
+    opt = torch.optim.Adam(groups)
+    if adversarial > 0:
+        from kfaar.models.discriminator import Discriminator
+
+        disc = Discriminator().to(dev).train()
+        d_opt = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.0, 0.99))
+    log_rows, t0 = [], time.monotonic()
+    bar = tqdm(range(steps), desc="fidelity", disable=not progress, mininterval=1.0 if dev.type == "cpu" else 15.0)
     for step in bar:
+        if max_seconds is not None and time.monotonic() - t0 > max_seconds:
+            log.info("fidelity tuning: stopped by max_seconds after %d steps", step)
+            break
         if consistency > 0:  # batch // 2 people, two photos each: [first photos | second photos]
             people = pairs[torch.randint(len(pairs), (batch // 2,), generator=g).numpy()]
             idx = np.concatenate([people[:, 0], people[:, 1]])
@@ -263,46 +333,83 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
         picks = ([int(torch.randint(key_pool, (1,), generator=g))] if n_keys == 1  # the shipped recipe's draws
                  else torch.randperm(key_pool, generator=g)[:n_keys].tolist())
         zk_t = torch.cat([torch.from_numpy(project(np.ascontiguousarray(z_all[idx]), keys[i], whitening=whitening))
-                          for i in picks])
+                          for i in picks]).to(dev)
         u = space.to_code(zk_t)  # u' = whiten (z'_K - mean)
-        x = torch.from_numpy(np.ascontiguousarray(train.crops[idx])).permute(0, 3, 1, 2).float() / 127.5 - 1
-        x = x.repeat(n_keys, 1, 1, 1)
+        x = crops(idx).repeat(n_keys, 1, 1, 1)
         w = mapping(u)[:, 0] @ keep_proj
         v = gen(x, w[:, None], u) if gen.code_carrier is not None else gen(x, w[:, None])
         e = F.normalize(sface(v), dim=1)
         fid = 1 - (e * F.normalize(zk_t, dim=1)).sum(1).mean()
         spread_loss = torch.relu((w / ref).pow(2).mean(0) - 1).mean()
-        z_own = F.normalize(torch.from_numpy(z_all[idx]), dim=1).repeat(n_keys, 1)
+        z_own = F.normalize(torch.from_numpy(z_all[idx]).to(dev), dim=1).repeat(n_keys, 1)
         anon_loss = torch.relu((e * z_own).sum(1) - anon_margin).mean()
         loss = fid + prior * spread_loss + anon * anon_loss
+        row = dict.fromkeys(("div", "cons", "anchor", "adv", "d"), 0.0)
         if diversity > 0:  # two keys' faces of one photo should be two people
             div_loss = torch.relu((e[:n] * e[n:]).sum(1) - diversity_margin).mean()
             loss = loss + diversity * div_loss
+            row["div"] = div_loss.item()
         if consistency > 0:  # one person's two photos under one key should be one virtual person
             photo1, photo2 = (torch.cat([e[k * n + j * (n // 2): k * n + (j + 1) * (n // 2)] for k in range(n_keys)])
                               for j in (0, 1))
             cons_loss = torch.relu(consistency_margin - (photo1 * photo2).sum(1)).mean()
             loss = loss + consistency * cons_loss
+            row["cons"] = cons_loss.item()
+        if anchor > 0:  # the refiner still renders real faces' detail
+            real_idx = torch.randint(len(z_all), (batch,), generator=g).numpy()
+            xr = crops(real_idx)
+            with torch.no_grad():
+                face = gen.box_face(gen.coefficients(xr))
+            pix, edge = detail_loss(gen.refiner(face), gen.cfg.crop_box(xr), detail_weight)
+            loss = loss + anchor * (pix + edge)
+            row["anchor"] = pix.item()
+        if adversarial > 0:  # realism of the rendered face box, judged before the carrier writes
+            fake = gen.cfg.crop_box(gen.render(gen.coefficients(x) @ gen.edit + w, x.shape[-1]))
+            disc.requires_grad_(False)
+            adv_loss = L.g_adv(disc(fake))
+            loss = loss + adversarial * adv_loss
+            row["adv"] = adv_loss.item()
         opt.zero_grad()
         loss.backward()
         opt.step()
-        log_rows.append((fid.item(), spread_loss.item(), anon_loss.item(), div_loss.item() if diversity > 0 else 0.0,
-                         cons_loss.item() if consistency > 0 else 0.0))
+        if adversarial > 0:
+            disc.requires_grad_(True)
+            d = L.d_loss(disc(gen.cfg.crop_box(x[:n])), disc(fake.detach()))
+            d_opt.zero_grad()
+            d.backward()
+            d_opt.step()
+            row["d"] = d.item()
+        log_rows.append((fid.item(), spread_loss.item(), anon_loss.item(), row["div"], row["cons"], row["anchor"],
+                         row["adv"], row["d"]))
         if step % 10 == 0:
-            f, s, a, d, c = np.mean(log_rows[-10:], 0)
-            bar.set_postfix(cos=f"{1 - f:.3f}", prior=f"{s:.3f}", anon=f"{a:.3f}", div=f"{d:.3f}", cons=f"{c:.3f}")
+            f, s, a, d_, c, an, ad, dd = np.mean(log_rows[-10:], 0)
+            bar.set_postfix(cos=f"{1 - f:.3f}", prior=f"{s:.3f}", anon=f"{a:.3f}", div=f"{d_:.3f}", cons=f"{c:.3f}",
+                            **({"anchor": f"{an:.4f}"} if anchor > 0 else {}),
+                            **({"adv": f"{ad:.3f}", "d": f"{dd:.3f}"} if adversarial > 0 else {}))
+    done = len(log_rows)
+    if done == 0:
+        raise RuntimeError("fidelity tuning ran no step (max_seconds too small?)")
     _fold_into_style(mapping, keep_proj)  # confine the output to the replaced directions for good
-    mapping.eval().requires_grad_(False)
-    first, last = np.mean(log_rows[: max(1, steps // 10)], 0), np.mean(log_rows[-max(1, steps // 10):], 0)
-    info = {"steps": steps, "batch": batch, "lr": lr, "prior": prior, "anon": anon, "anon_margin": anon_margin,
+    for m in (gen, mapping, space):
+        m.cpu().eval().requires_grad_(False)
+    first, last = np.mean(log_rows[: max(1, done // 10)], 0), np.mean(log_rows[-max(1, done // 10):], 0)
+    info = {"steps": done, "batch": batch, "lr": lr, "prior": prior, "anon": anon, "anon_margin": anon_margin,
             "diversity": diversity, "diversity_margin": diversity_margin, "consistency": consistency,
             "consistency_margin": consistency_margin, "key_pool": key_pool,
             "sface_cos_first": float(1 - first[0]), "sface_cos_last": float(1 - last[0]),
             "prior_last": float(last[1]), "anon_hinge_first": float(first[2]), "anon_hinge_last": float(last[2]),
             "diversity_hinge_first": float(first[3]), "diversity_hinge_last": float(last[3]),
             "consistency_hinge_first": float(first[4]), "consistency_hinge_last": float(last[4])}
+    if tune_refiner or adversarial > 0 or dev.type != "cpu" or max_seconds is not None:  # the shipped recipe's info as it was
+        info.update({"device": str(dev), "train_faces": int(len(z_all)), "steps_asked": steps,
+                     "seconds": round(time.monotonic() - t0, 1),
+                     "refiner_lr": refiner_lr, "anchor": anchor, "adversarial": adversarial,
+                     "anchor_l1_first": float(first[5]), "anchor_l1_last": float(last[5]),
+                     "adversarial_first": float(first[6]), "adversarial_last": float(last[6]),
+                     "discriminator_last": float(last[7])})
     bundle.info["fidelity"] = info
-    log.info("fidelity tuning: SFace cosine to z'_K %.3f -> %.3f", info["sface_cos_first"], info["sface_cos_last"])
+    log.info("fidelity tuning: SFace cosine to z'_K %.3f -> %.3f in %d steps", info["sface_cos_first"],
+             info["sface_cos_last"], done)
     return info
 
 
@@ -355,20 +462,13 @@ def fit_refiner(bundle: ModelBundle, train: FaceSet, *, channels: int = 48, laye
             face = refined.box_face(refined.coefficients(x))
         return face, gen.cfg.crop_box(x)
 
-    def loss_of(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pix = ((pred - target).abs() * weight).sum() / (weight.sum() * 3 * len(pred))
-        d = pred - target
-        edge = (((d[..., 1:, :] - d[..., :-1, :]).abs() * weight[..., 1:, :]).sum()
-                + ((d[..., :, 1:] - d[..., :, :-1]).abs() * weight[..., :, 1:]).sum()) / (2 * weight.sum() * 3 * len(pred))
-        return pix, edge
-
     @torch.no_grad()
     def held_loss() -> tuple[float, float]:
         net.eval()
         rows = []
         for i in range(0, len(held), 64):
             face, target = pair(held[i: i + 64])
-            rows.append([float(t) * len(face) for t in loss_of(net(face), target)])
+            rows.append([float(t) * len(face) for t in detail_loss(net(face), target, weight)])
         net.train()
         return tuple(float(v) for v in np.sum(rows, 0) / len(held))
 
@@ -379,7 +479,7 @@ def fit_refiner(bundle: ModelBundle, train: FaceSet, *, channels: int = 48, laye
     for step in bar:
         idx = pool[torch.randint(len(pool), (batch,), generator=g).numpy()]
         face, target = pair(idx, torch.rand(batch, generator=g) < 0.5)
-        pix, edge = loss_of(net(face), target)
+        pix, edge = detail_loss(net(face), target, weight)
         loss = pix + grad_weight * edge
         opt.zero_grad()
         loss.backward()
