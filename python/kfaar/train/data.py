@@ -151,8 +151,9 @@ def unpack_faces(path: str | os.PathLike) -> FaceSet:
     return FaceSet(np.ascontiguousarray(crops), d["embeddings"], d["labels"])
 
 
-if __name__ == "__main__":  # python -m kfaar.train.data OUT.npz [LIMIT]
+if __name__ == "__main__":  # python -m kfaar.train.data OUT.npz [LIMIT [JPEG_QUALITY]]
     import sys
 
     fs = load_faces("train", limit=int(sys.argv[2]) if len(sys.argv) > 2 else None)
-    print(f"{pack_faces(fs, sys.argv[1]) / 2**20:.1f} MiB, {len(fs.labels)} faces -> {sys.argv[1]}")
+    quality = int(sys.argv[3]) if len(sys.argv) > 3 else 92
+    print(f"{pack_faces(fs, sys.argv[1], quality) / 2**20:.1f} MiB, {len(fs.labels)} faces -> {sys.argv[1]}")
