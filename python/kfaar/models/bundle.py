@@ -28,7 +28,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "kfaar-v2"
 # name -> (file under WEIGHTS_DIR, SHA-256). A mismatch refuses to load.
 SHIPPED = {
-    "kfaar-v2": ("kfaar-v2.safetensors", "a97a8caa996a1dff5651be9b699e88a301562241e957cc9346fee0bd1dffef24"),
+    "kfaar-v2": ("kfaar-v2.safetensors", "329a0a19926ecebfd592ef9bde4f2753f3e574b0fa3b72adbe0d16d78bec4b00"),
 }
 FORMAT = "kfaar-bundle/2"
 

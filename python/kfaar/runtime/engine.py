@@ -40,7 +40,7 @@ DEFAULT_MODEL = "kfaar-v2"
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
-    "kfaar-v2": "f5c21245b3120cb87b7299207278911b134243e129ac5fd478aea31968227b84",
+    "kfaar-v2": "f1fb6d70c213359d9b34f029d16cb7b430616e9425c789c62a5185db950fe8a1",
 }
 
 
