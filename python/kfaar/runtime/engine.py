@@ -30,6 +30,7 @@ from kfaar.errors import ModelIntegrityError
 from kfaar.keys import Key
 from kfaar.runtime.codes import PASTE_MASK, CodesMixin, IdentityCodes
 from kfaar.runtime.manifest import PRECISIONS, ModelSet, load_model_set
+from kfaar.runtime.quantize import WEIGHT_ONLY_SUFFIX, fold_weight_only
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ DEFAULT_MODEL = "kfaar-v2"
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
-    "kfaar-v2": "f1fb6d70c213359d9b34f029d16cb7b430616e9425c789c62a5185db950fe8a1",
+    "kfaar-v2": "f35c5ad9657d57625ca34e380381a3cfb1296ec02c924388a0093659c162c274",
 }
 
 
@@ -148,6 +149,8 @@ class OrtEngine(CodesMixin):
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.options.spin else "0")
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
+        if WEIGHT_ONLY_SUFFIX.encode() in graph:  # int8-stored weights of float products: dequantize once, here
+            graph = fold_weight_only(graph)
         return ort.InferenceSession(graph, so, providers=self.providers)
 
     def _load_params(self, data: bytes) -> None:
