@@ -2,12 +2,14 @@
 
 Static QDQ quantization — per-channel int8 weights, uint8 activations whose ranges come
 from a calibration set of train-split crops — is what makes convolutions fast on a CPU with
-VNNI. Only convolutions are quantized (measured on the generator, 2 cores' worth of one:
-quantizing every op was *slower* than fp32, 24 vs 21 ms/face, because of the quantize /
-dequantize pairs around cheap elementwise ops; convolutions only: 12 ms, and half the
-error), and convolutions producing RGB (<= 3 output channels) stay float: they are cheap
-and write the pixels directly. Where static quantization fails on a graph, dynamic
-quantization is the fallback; the method used is recorded in the manifest.
+VNNI. Only the op types the export names are quantized (``runtime/export.py: INT8_OPS``;
+measured on the styled generator, 2 cores' worth of one: quantizing every op was *slower*
+than fp32, 24 vs 21 ms/face, because of the quantize / dequantize pairs around cheap
+elementwise ops; convolutions only: 12 ms, and half the error), and convolutions producing
+RGB (<= 3 output channels) stay float: they are cheap and write the pixels directly. Large
+float weights of products left out (``INT8_WEIGHT_ONLY``) are stored int8 weight-only and
+folded back to float when a session opens the graph. Where static quantization fails on a
+graph, dynamic quantization is the fallback; the method used is recorded in the manifest.
 """
 
 from __future__ import annotations
