@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,6 +44,15 @@ def test_export_writes_a_manifest_that_pins_every_file(exported):
     assert m["opset"] >= 17
     for net in m["networks"]:
         assert m["parity"][net]["max_abs_diff"] <= 1e-4
+
+
+def test_exported_graphs_carry_no_source_paths(exported):
+    """No exporter debug record (stack traces naming this machine's files) ships in a graph."""
+    folder, _ = exported
+    repo = str(Path(__file__).resolve().parents[2]).encode()
+    for f in sorted(folder.glob("*.onnx")):
+        data = f.read_bytes()
+        assert b"stack_trace" not in data and repo not in data, f.name
 
 
 def test_no_graph_file_holds_a_key_dependent_step(exported):

@@ -41,7 +41,7 @@ DEFAULT_MODEL = "kfaar-v2"
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
-    "kfaar-v2": "f35c5ad9657d57625ca34e380381a3cfb1296ec02c924388a0093659c162c274",
+    "kfaar-v2": "346580d6f2976d0590494d15c6c38dee80eab5cb0206bad5c7cbb28e222cef09",
 }
 
 

@@ -264,6 +264,11 @@ def _export_dynamo(module: torch.nn.Module, args: tuple, path: Path, inputs: lis
         for d in v.type.tensor_type.shape.dim:
             if d.dim_param in old:
                 d.dim_param = "batch"
+    # The exporter's debug records (source stack traces with this machine's paths, fx node
+    # reprs) would ship in the files and change their bytes whenever the source moves.
+    for holder in [*model.graph.node, *model.graph.value_info, *(n for f in model.functions for n in f.node)]:
+        del holder.metadata_props[:]
+        holder.doc_string = ""
     onnx.save(model, str(path))
 
 
