@@ -87,14 +87,6 @@ def _setup(model: str | None, bundle: str | None, workdir: Path):
     return b, (str(bfile), bsha), model, src
 
 
-def _model_sha(model: str) -> str | None:
-    """The pinned manifest SHA-256 when ``model`` is the shipped set's folder (so every engine
-    of the run verifies it as the pipeline would), else None (a set exported for this run)."""
-    from kfaar.runtime.engine import SHIPPED, WEIGHTS_DIR
-
-    return SHIPPED.get("kfaar-v2") if Path(model).resolve() == (WEIGHTS_DIR / "kfaar-v2").resolve() else None
-
-
 def _random_bundle():
     import dataclasses
 
@@ -210,7 +202,7 @@ def _int8_quality(model: str, threads: int, n_ids: int) -> dict | None:
     out = {}
     with SFaceEncoder(threads=threads) as enc:
         for prec in ("fp32", "int8"):
-            e = OrtEngine(OrtEngineOptions(model=model, model_sha256=_model_sha(model), precision=prec, threads=threads))
+            e = OrtEngine(OrtEngineOptions(model=model, precision=prec, threads=threads))
             v = np.concatenate([e.generate(crops[i : i + 1], z[i : i + 1], k) for i, k in enumerate(keys)])
             zv = enc.encode(v)
             read = [e.read(v[i : i + 1]) for i in range(len(v))]
@@ -261,11 +253,9 @@ _COLD = {
     "torch": ("import torch\nfrom kfaar.models.bundle import load_bundle\nfrom kfaar.models.engine import KfaarEngine\n"
               "torch.set_num_threads({threads})\neng = KfaarEngine(load_bundle({bundle!r}, {bsha!r}))"),
     "fp32": ("from kfaar.runtime.engine import OrtEngine, OrtEngineOptions\n"
-             "eng = OrtEngine(OrtEngineOptions(model={model!r}, model_sha256={msha!r}, precision='fp32', "
-             "threads={threads}))"),
+             "eng = OrtEngine(OrtEngineOptions(model={model!r}, precision='fp32', threads={threads}))"),
     "int8": ("from kfaar.runtime.engine import OrtEngine, OrtEngineOptions\n"
-             "eng = OrtEngine(OrtEngineOptions(model={model!r}, model_sha256={msha!r}, precision='int8', "
-             "threads={threads}))"),
+             "eng = OrtEngine(OrtEngineOptions(model={model!r}, precision='int8', threads={threads}))"),
 }
 _STACK = "from kfaar.faces import FaceDetector, SFaceEncoder\ndet, enc = FaceDetector(), SFaceEncoder(threads={threads})"
 _WORK = """
@@ -307,8 +297,7 @@ def _subprocess(code: str) -> dict:
 def _fresh(model: str, bundle: tuple[str, str], threads: int, crops_file: str, repeats: int) -> dict:
     out = {}
     for name, code in _COLD.items():
-        fill = {"threads": threads, "model": model, "msha": _model_sha(model), "bundle": bundle[0], "bsha": bundle[1],
-                "crops": crops_file}
+        fill = {"threads": threads, "model": model, "bundle": bundle[0], "bsha": bundle[1], "crops": crops_file}
         engine = code.format(**fill)
         cold = [_subprocess(engine) for _ in range(max(1, min(repeats, 3)))]
         stack = _subprocess(engine + "\n" + _STACK.format(**fill))
@@ -420,8 +409,7 @@ def pipeline(model: str | None, bundle: str | None, threads: int, batch: int, re
         crops = faces.crops
         crops_file = str(work / "crops.npy")
         np.save(crops_file, crops)
-        engines = {p: OrtEngine(OrtEngineOptions(model=model, model_sha256=_model_sha(model), precision=p, threads=threads))
-                   for p in ("fp32", "int8")}
+        engines = {p: OrtEngine(OrtEngineOptions(model=model, precision=p, threads=threads)) for p in ("fp32", "int8")}
         with SFaceEncoder(threads=threads, batch_size=batch) as enc:
             rows = _throughput(b, engines, enc, crops, key, batch, repeats)
             u = engines["fp32"].keyed_code(faces.z[:1], key)

@@ -362,7 +362,7 @@ def test_an_edited_hash_is_detected(copy, exported):
         OrtEngine(OrtEngineOptions(model=copy, model_sha256=pin))
 
 
-def test_shipped_set_is_pinned(exported, monkeypatch):
+def test_shipped_set_is_pinned(exported, monkeypatch, tmp_path):
     from kfaar.runtime import engine as rt
 
     folder, res = exported
@@ -377,6 +377,12 @@ def test_shipped_set_is_pinned(exported, monkeypatch):
         rt.default_engine("tiny")
     with pytest.raises(ModelIntegrityError, match="valid names"):
         rt.default_engine("no-such-model")
+    # named by its folder, a shipped set is still held to its pin; any other folder is not
+    with pytest.raises(ModelIntegrityError, match="not the pinned"):
+        rt.OrtEngine(rt.OrtEngineOptions(model=str(folder)))
+    copy = tmp_path / "copy-of-tiny"
+    shutil.copytree(folder, copy)
+    assert rt.OrtEngine(rt.OrtEngineOptions(model=str(copy), threads=1)).threshold == pytest.approx(0.42)
 
 
 def test_load_engine_picks_the_backend_by_model(exported, tiny_bundle, tmp_path):

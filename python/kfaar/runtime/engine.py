@@ -30,7 +30,7 @@ from kfaar.errors import ModelIntegrityError
 from kfaar.keys import Key
 from kfaar.runtime.codes import PASTE_MASK, CodesMixin, IdentityCodes
 from kfaar.runtime.manifest import PRECISIONS, ModelSet, load_model_set
-from kfaar.runtime.quantize import WEIGHT_ONLY_SUFFIX, fold_weight_only
+from kfaar.runtime.quantize import fold_weight_only
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,9 @@ def _resolve(model: str | os.PathLike | None, sha256: str | None) -> tuple[Path,
     if not path.is_dir():
         raise ModelIntegrityError(
             f"model: {str(model)!r} is neither a model-set folder nor a shipped name (valid names: {sorted(SHIPPED)})")
+    if sha256 is None:  # a shipped set named by its folder is held to its pin all the same
+        sha256 = next((pin for name, pin in SHIPPED.items()
+                       if pin != "PENDING" and path.resolve() == (WEIGHTS_DIR / name).resolve()), None)
     return path, sha256
 
 
@@ -149,9 +152,8 @@ class OrtEngine(CodesMixin):
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.options.spin else "0")
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
-        if WEIGHT_ONLY_SUFFIX.encode() in graph:  # int8-stored weights of float products: dequantize once, here
-            graph = fold_weight_only(graph)
-        return ort.InferenceSession(graph, so, providers=self.providers)
+        # int8-stored weights of float products (weight-only int8) are dequantized once, here
+        return ort.InferenceSession(fold_weight_only(graph), so, providers=self.providers)
 
     def _load_params(self, data: bytes) -> None:
         from safetensors.numpy import load

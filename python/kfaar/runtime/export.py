@@ -289,14 +289,11 @@ def _session(path: Path):
     """A session of ``path`` as the engine opens it (weight-only int8 weights folded at load)."""
     import onnxruntime as ort
 
-    from kfaar.runtime.quantize import WEIGHT_ONLY_SUFFIX, fold_weight_only
+    from kfaar.runtime.quantize import fold_weight_only
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    graph = Path(path).read_bytes()
-    if WEIGHT_ONLY_SUFFIX.encode() in graph:
-        graph = fold_weight_only(graph)
-    return ort.InferenceSession(graph, so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(fold_weight_only(Path(path).read_bytes()), so, providers=["CPUExecutionProvider"])
 
 
 def _codes(bundle: ModelBundle, faces: ReferenceFaces, seed: int) -> dict[str, np.ndarray]:

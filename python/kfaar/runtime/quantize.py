@@ -90,7 +90,10 @@ def fold_weight_only(graph: bytes) -> bytes:
     every call (ONNX Runtime does not constant-fold DequantizeLinear in QDQ graphs), and no
     optimiser rewrites the pair (with ORT's optimisations on, a DequantizeLinear(axis=1) ->
     Gemm pair was computed up to 0.4 off on a test graph; tests/runtime). The file stays 1
-    byte a weight; memory holds the float copy, as it would for an fp32 graph."""
+    byte a weight; memory holds the float copy, as it would for an fp32 graph. A graph with
+    no such node comes back as it is, unparsed."""
+    if WEIGHT_ONLY_SUFFIX.encode() not in graph:
+        return graph
     import onnx
     from onnx import numpy_helper
 
