@@ -10,6 +10,16 @@ import click
 log = logging.getLogger(__name__)
 
 
+def _require_device(device: str) -> None:
+    """Fail before any data is read when --device cuda has no CUDA device to run on."""
+    import torch
+
+    from kfaar.errors import BackendUnavailableError
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError("--device cuda: torch sees no CUDA device; use --device cpu")
+
+
 @click.command("train")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), required=True,
               help="YAML or JSON training config (see configs/).")
@@ -19,14 +29,10 @@ log = logging.getLogger(__name__)
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps (this invocation).")
 def train(config_path: str, out_dir: str, device: str, resume: bool, max_steps: int | None) -> None:
     """Train a kfaar model; checkpoints, samples and log.jsonl go to OUT."""
-    import torch
-
-    from kfaar.errors import BackendUnavailableError
     from kfaar.train.config import TrainConfig
     from kfaar.train.loop import Trainer
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailableError("--device cuda: torch sees no CUDA device; use --device cpu")
+    _require_device(device)
     cfg = TrainConfig.load(config_path)
     trainer = Trainer(cfg, out_dir, device)
     ckpt = Path(out_dir) / "ckpt.pt"
@@ -109,13 +115,7 @@ def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: in
     from kfaar.train.eigen import fit_eigen, fit_refiner, tune_fidelity
     from kfaar.train.export import operating_point
 
-    if device == "cuda":
-        import torch
-
-        from kfaar.errors import BackendUnavailableError
-
-        if not torch.cuda.is_available():
-            raise BackendUnavailableError("--device cuda: torch sees no CUDA device; use --device cpu")
+    _require_device(device)
     if init_path and mirror:
         raise click.BadParameter("--mirror shapes a new face model; the --init bundle keeps its own", param_hint="--mirror")
     if init_path:

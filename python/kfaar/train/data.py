@@ -155,5 +155,5 @@ if __name__ == "__main__":  # python -m kfaar.train.data OUT.npz [LIMIT [JPEG_QU
     import sys
 
     fs = load_faces("train", limit=int(sys.argv[2]) if len(sys.argv) > 2 else None)
-    quality = int(sys.argv[3]) if len(sys.argv) > 3 else 92
-    print(f"{pack_faces(fs, sys.argv[1], quality) / 2**20:.1f} MiB, {len(fs.labels)} faces -> {sys.argv[1]}")
+    quality = {"quality": int(sys.argv[3])} if len(sys.argv) > 3 else {}  # else pack_faces's own default
+    print(f"{pack_faces(fs, sys.argv[1], **quality) / 2**20:.1f} MiB, {len(fs.labels)} faces -> {sys.argv[1]}")

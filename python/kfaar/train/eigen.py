@@ -454,8 +454,10 @@ def fit_refiner(bundle: ModelBundle, train: FaceSet, *, channels: int = 48, laye
     held = np.flatnonzero([lab in held_ids for lab in labels])[:holdout]
     pool = np.setdiff1d(np.arange(len(labels)), held)
 
+    crops = _Crops(train.crops, torch.device("cpu"))
+
     def pair(idx: np.ndarray, flip: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(np.ascontiguousarray(train.crops[idx])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        x = crops(idx)
         if flip is not None:  # the face box is symmetric about the crop's vertical midline
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
         with torch.no_grad():
