@@ -29,35 +29,88 @@ def _load_key(key_file: str, passphrase_env: str | None):
     return Key.load(key_file, passphrase=passphrase)
 
 
+def _targets(paths: tuple[str, ...], out: Path) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """(source, output file) for every photo under ``paths``, and the files left out because
+    they lie in ``out`` (an earlier run's results, when ``out`` is inside an input folder).
+
+    A folder's photos keep their path below it, a named file goes to the top of ``out``; the
+    result is always PNG (lossless: the keyed code the virtual face carries survives it).
+    Outputs never overwrite each other — ``a.jpg`` and ``a.png`` become ``a.jpg.png`` and
+    ``a.png.png``, and names still shared get ``-2``, ``-3``... in input order — nor an input:
+    a path named on the command line that lies in ``out`` is refused before any photo is read."""
+    from kfaar.faces import iter_images
+
+    out_abs = out.resolve()
+    pairs, inside = [], []
+    for p in paths:
+        root = Path(p)
+        if root.resolve().is_relative_to(out_abs):
+            raise click.UsageError(f"--out: {p} lies in the output folder {out}; write the results elsewhere")
+        for f in iter_images(root):
+            if f.resolve().is_relative_to(out_abs):
+                inside.append(f)
+                continue
+            rel = f.relative_to(root) if root.is_dir() else Path(f.name)
+            pairs.append((f, rel))
+
+    def suffixes(rels: list[Path]) -> dict[Path, set[str]]:  # output name -> the sources' suffixes
+        seen: dict[Path, set[str]] = {}
+        for (f, _), r in zip(pairs, rels):
+            seen.setdefault(r, set()).add(f.suffix)
+        return seen
+
+    rels = [rel.with_suffix(".png") for _, rel in pairs]
+    mixed = {r for r, sfx in suffixes(rels).items() if len(sfx) > 1}  # a.jpg and a.png: say which
+    rels = [rel.with_name(rel.name + ".png") if r in mixed else r for (_, rel), r in zip(pairs, rels)]
+    taken: set[Path] = set()
+    for i, r in enumerate(rels):  # still shared (one name in two folders): number the later ones
+        n = 1
+        while rels[i] in taken:
+            n += 1
+            rels[i] = r.with_name(f"{r.stem}-{n}{r.suffix}")
+        taken.add(rels[i])
+    return [(f, out / r) for (f, _), r in zip(pairs, rels)], inside
+
+
 @click.command("anonymize")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @_key_file
 @_passphrase_env
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Output folder.")
 def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None, out_dir: str) -> None:
-    """Replace every face in PATHS (photos or folders) with the key's virtual face."""
+    """Replace every face in PATHS (photos or folders) with the key's virtual face.
+
+    Results are PNG files in --out, a folder's photos under their path in it; a photo's
+    transparency is kept. Unreadable files are reported and skipped."""
     from PIL import Image
     from tqdm import tqdm
 
-    from kfaar.faces import iter_images
+    from kfaar.faces import load_alpha
     from kfaar.pipeline import Anonymizer
 
-    key = _load_key(key_file, passphrase_env)
     out = Path(out_dir)
+    targets, inside = _targets(paths, out)
+    key = _load_key(key_file, passphrase_env)
     out.mkdir(parents=True, exist_ok=True)
-    files = [f for p in paths for f in iter_images(p)]
     done, faces, bad = 0, 0, []
     with Anonymizer() as anon:
-        for f in tqdm(files, desc="anonymize", unit="photo"):
+        for f, target in tqdm(targets, desc="anonymize", unit="photo"):
             try:
                 r = anon.anonymize_result(str(f), key)
+                alpha = load_alpha(f)
             except Exception as err:  # noqa: BLE001 — a bad file is reported and skipped
                 bad.append((f, err))
                 continue
-            Image.fromarray(r.image).save(out / (Path(f).stem + ".png"))
+            image = Image.fromarray(r.image)
+            if alpha is not None:
+                image.putalpha(Image.fromarray(alpha))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            image.save(target)
             done += 1
             faces += r.n_faces
     click.echo(f"{done} photo(s), {faces} face(s) anonymized into {out}")
+    if inside:
+        click.echo(f"left out {len(inside)} photo(s) already in {out}", err=True)
     for f, err in bad:
         click.echo(f"skipped {f}: {err}", err=True)
 

@@ -22,7 +22,7 @@ from kfaar.faces.align import (
 from kfaar.faces.batch import BatchReport, iter_images, process_images
 from kfaar.faces.detect import DetectorOptions, Face, FaceDetector, main_face
 from kfaar.faces.encode import EMBEDDING_DIM, SFaceEncoder
-from kfaar.faces.image import load_image
+from kfaar.faces.image import load_alpha, load_image
 
 __all__ = [
     "CANONICAL_TEMPLATE",
@@ -37,6 +37,7 @@ __all__ = [
     "canonical_template",
     "face_mask",
     "iter_images",
+    "load_alpha",
     "load_image",
     "main_face",
     "paste_back",

@@ -38,6 +38,21 @@ def load_image(src: ImageSource) -> np.ndarray:
     )
 
 
+def load_alpha(path: str | os.PathLike) -> np.ndarray | None:
+    """The ``(H, W) uint8`` alpha channel of the image file at ``path``, oriented as
+    :func:`load_image` orients its pixels (EXIF applied), or None when it has no
+    transparency. ``load_image`` drops alpha (faces are found and replaced in RGB); this is
+    how a caller writing the result back keeps it."""
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("RGBA", "LA", "PA", "La", "RGBa") and "transparency" not in im.info:
+                return None
+            im.load()
+            return np.asarray(_oriented(im, str(path)).convert("RGBA").getchannel("A"), dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageReadError(f"{path}: cannot decode image ({e})") from e
+
+
 def _from_path(path: Path) -> np.ndarray:
     if not path.exists():
         raise ImageReadError(f"{path}: no such file")
@@ -53,11 +68,16 @@ def _from_path(path: Path) -> np.ndarray:
         raise ImageReadError(f"{path}: cannot decode image ({e})") from e
 
 
-def _from_pil(im: Image.Image, name: str) -> np.ndarray:
+def _oriented(im: Image.Image, name: str) -> Image.Image:
     try:
-        im = ImageOps.exif_transpose(im)
+        return ImageOps.exif_transpose(im)
     except Exception as e:  # a malformed EXIF block must not make a readable photo unreadable
         log.debug("%s: EXIF orientation ignored (%s)", name, e)
+        return im
+
+
+def _from_pil(im: Image.Image, name: str) -> np.ndarray:
+    im = _oriented(im, name)
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return _from_array(np.asarray(im), name)
     if im.mode != "RGB":

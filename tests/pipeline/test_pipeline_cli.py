@@ -1,0 +1,127 @@
+"""``kfaar anonymize / enroll / verify`` from the shell, on matplotlib's sample photo."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+pytest.importorskip("torch")
+
+from kfaar import Key  # noqa: E402
+from kfaar.cli import main  # noqa: E402
+
+ENV = {"KP": "pipeline cli test"}
+
+
+def _key_file(tmp_path, label: str):
+    path = tmp_path / f"{label}.key"
+    if path.exists():
+        return path
+    Key.from_bytes(hashlib.sha256(label.encode()).digest()).save(path, passphrase=ENV["KP"])
+    return path
+
+
+def _anonymize(*args):
+    return CliRunner().invoke(main, ["anonymize", *map(str, args), "--passphrase-env", "KP"], env=ENV)
+
+
+@pytest.fixture
+def photos(tmp_path, grace_hopper_path):
+    """in/a.jpg, in/a.png (same name, two formats), in/sub/a.jpg, in/broken.jpg, in/notes.txt"""
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    shutil.copy(grace_hopper_path, src / "a.jpg")
+    Image.open(grace_hopper_path).save(src / "a.png")
+    shutil.copy(grace_hopper_path, src / "sub" / "a.jpg")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    (src / "notes.txt").write_text("not a photo")
+    return src
+
+
+def test_folders_keep_their_layout_and_no_output_replaces_another(tmp_path, photos, grace_hopper):
+    out = tmp_path / "out"
+    r = _anonymize(photos, "--key", _key_file(tmp_path, "A"), "--out", out)
+    assert r.exit_code == 0, r.stdout + r.stderr
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["a.jpg.png", "a.png.png", "sub/a.png"]
+    assert "3 photo(s), 3 face(s)" in r.stdout
+    assert "skipped" in r.stderr and "broken.jpg" in r.stderr and "notes.txt" not in r.stderr
+    virtual = np.asarray(Image.open(out / "sub" / "a.png"))
+    assert virtual.shape == grace_hopper.shape and not np.array_equal(virtual, grace_hopper)
+    # the same JPEG under two names gives the same bytes
+    assert (out / "sub" / "a.png").read_bytes() == (out / "a.jpg.png").read_bytes()
+
+
+def test_files_named_twice_from_two_folders_both_survive(tmp_path, photos):
+    out = tmp_path / "out"
+    r = _anonymize(photos / "a.jpg", photos / "sub" / "a.jpg", "--key", _key_file(tmp_path, "A"), "--out", out)
+    assert r.exit_code == 0, r.stdout + r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a-2.png", "a.png"]
+
+
+def test_an_output_folder_inside_the_input_is_not_read_back(tmp_path, photos):
+    key = _key_file(tmp_path, "A")
+    out = photos / "anonymized"
+    assert _anonymize(photos, "--key", key, "--out", out).exit_code == 0
+    before = {p: p.read_bytes() for p in out.rglob("*.png")}
+    again = _anonymize(photos, "--key", key, "--out", out)
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert "left out 3 photo(s)" in again.stderr
+    assert {p: p.read_bytes() for p in out.rglob("*.png")} == before  # deterministic, nothing re-anonymized
+
+
+def test_an_output_folder_holding_a_named_input_is_refused_before_anything_is_written(tmp_path, grace_hopper_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.open(grace_hopper_path).save(src / "a.png")
+    original = (src / "a.png").read_bytes()
+    for named in (src, src / "a.png"):
+        r = _anonymize(named, "--key", _key_file(tmp_path, "A"), "--out", src)
+        assert r.exit_code == 2 and "lies in the output folder" in r.stderr
+    assert (src / "a.png").read_bytes() == original and sorted(p.name for p in src.iterdir()) == ["a.png"]
+
+
+def test_transparency_is_kept(tmp_path, grace_hopper):
+    rgba = np.dstack([grace_hopper, np.full(grace_hopper.shape[:2], 255, np.uint8)])
+    rgba[:60, :, 3] = 0  # a transparent band above the face
+    rgba[60:90, :, 3] = 128
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(rgba, "RGBA").save(src / "t.png")
+    out = tmp_path / "out"
+    r = _anonymize(src, "--key", _key_file(tmp_path, "A"), "--out", out)
+    assert r.exit_code == 0, r.stdout + r.stderr
+    result = Image.open(out / "t.png")
+    assert result.mode == "RGBA"
+    got = np.asarray(result)
+    np.testing.assert_array_equal(got[..., 3], rgba[..., 3])
+    assert not np.array_equal(got[200:, :, :3], grace_hopper[200:])  # the face below the band was replaced
+
+
+def test_enroll_then_verify_with_the_right_and_a_wrong_key(tmp_path, grace_hopper_path):
+    runner = CliRunner()
+    template = tmp_path / "me.npy"
+    r = runner.invoke(main, ["enroll", str(grace_hopper_path), "--out", str(template)])
+    assert r.exit_code == 0 and template.exists(), r.stdout + r.stderr
+    out = tmp_path / "out"
+    assert _anonymize(grace_hopper_path, "--key", _key_file(tmp_path, "A"), "--out", out).exit_code == 0
+    virtual = out / (grace_hopper_path.stem + ".png")
+    for label, code, verdict in (("A", 0, "MATCH"), ("B", 1, "NO MATCH")):
+        r = runner.invoke(main, ["verify", str(virtual), "--key", str(_key_file(tmp_path, label)),
+                                 "--passphrase-env", "KP", "--template", str(template)], env=ENV)
+        assert r.exit_code == code and r.stdout.startswith(verdict + " score="), (label, r.stdout, r.stderr)
+
+
+def test_output_names_stay_distinct_when_a_numbered_name_is_also_a_photo(tmp_path):
+    from kfaar.pipeline_cli import _targets
+
+    for name in ("x/a.jpg", "y/a.jpg", "z/a-2.jpg"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    targets, inside = _targets(tuple(str(tmp_path / n) for n in ("x/a.jpg", "y/a.jpg", "z/a-2.jpg")), tmp_path / "out")
+    assert [t.name for _, t in targets] == ["a.png", "a-2.png", "a-2-2.png"] and inside == []
