@@ -413,3 +413,83 @@ def test_train_eigen_device_cuda_without_a_gpu_says_so():
         pytest.skip("this machine has a CUDA device")
     result = CliRunner().invoke(train_eigen, ["--out", "x.safetensors", "--device", "cuda"])
     assert result.exit_code != 0 and "no CUDA device" in str(result.exception)
+
+
+def test_pose_warp_shifts_the_centre_line_and_leaves_the_rest_of_the_crop():
+    g = EigenGenerator(EigenConfig(n_components=24, n_identity=12, carrier=0, pose_warp=1.0))
+    (cx, cy), _ = g.cfg.mask_center, g.cfg.mask_radii
+    col, row = int(cx * 128), int(cy * 128)
+    face = torch.zeros(2, 3, 128, 128)
+    face[..., row - 4: row + 4, col - 2: col + 2] = 1.0  # a bar on the centre line
+    face[..., :, :6] = 0.5  # and something outside the ellipse
+    out = g.pose_warp(face, torch.tensor([0.0, 4.0]))
+    torch.testing.assert_close(out[0], face[0])  # no offset: the identity
+    xs = torch.arange(col - 16, col + 16, dtype=torch.float32)
+    before, after = face[1, 0, row, col - 16: col + 16], out[1, 0, row, col - 16: col + 16]
+    assert float((after * xs).sum() / after.sum()) == pytest.approx(float((before * xs).sum() / before.sum()) + 4, abs=0.3)
+    outside = (g.mask(128, "cpu")[0, 0] == 0).expand(3, 128, 128)
+    assert torch.equal(out[1][outside], face[1][outside])
+
+
+def _turned_faces(n_ids: int = 40, per_id: int = 4, seed: int = 1) -> FaceSet:
+    """Synthetic faces whose nose offset (in their landmarks) shows as a left-right asymmetric
+    pattern: what a turned head does to a face."""
+    rng = np.random.default_rng(seed)
+    faces = synthetic_faces(n_ids, per_id, seed=seed)
+    offset = rng.uniform(-6, 6, len(faces.labels))
+    ramp = np.linspace(-1, 1, 128)[None, :, None] * np.exp(-np.linspace(-2, 2, 128) ** 2)[:, None, None]
+    crops = (faces.crops + 6.0 * offset[:, None, None, None] * ramp[None]).clip(0, 255).astype(np.uint8)
+    template = np.array([[44, 59], [84, 59], [64, 82], [47, 105], [81, 105]], np.float32)
+    landmarks = np.repeat(template[None], len(offset), 0)
+    landmarks[:, 2, 0] += offset
+    return FaceSet(crops, faces.embeddings, faces.labels, landmarks)
+
+
+def test_fit_pose_warp_reads_the_nose_offset_and_survives_the_bundle_round_trip():
+    from kfaar.train.eigen import fit_pose_warp, nose_offsets
+
+    faces = _turned_faces()
+    bundle = fit_eigen(faces, SMALL, mapping_steps=20)
+    plain = bundle.generator
+    info = fit_pose_warp(bundle, faces, 1.5)
+    g = bundle.generator
+    assert g.cfg.pose_warp == 1.5 and bundle.info["pose_warp"] == info and info["heldout_r2"] > 0.9
+    x = torch.from_numpy(faces.crops[:8]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        read = g.nose_offset(g.face_box(x))
+        mirrored = g.nose_offset(g.face_box(x.flip(-1)))
+    truth = torch.from_numpy(nose_offsets(faces.landmarks[:8])).float()
+    assert float((read - truth).abs().max()) < 1.5 and float((mirrored + truth).abs().max()) < 1.5
+    w = torch.randn(8, 1, SMALL.style_dim)
+    with torch.no_grad():
+        v, v_plain = g(x, w), plain(x, w)
+    outside = (g.mask(128, "cpu") == 0).expand_as(x)
+    assert torch.equal(v[outside], x[outside]) and float((v - v_plain).abs().max()) > 0.05
+    with tempfile.TemporaryDirectory() as d:
+        sha = save_bundle(bundle, Path(d) / "w.safetensors")
+        loaded = load_bundle(Path(d) / "w.safetensors", sha256=sha)
+    assert loaded.generator.cfg == g.cfg
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.generator(x, w), v)
+
+
+def test_fit_pose_warp_needs_landmarks_and_a_positive_gain(fitted):
+    from kfaar.train.eigen import fit_pose_warp
+
+    bundle, faces = fitted
+    with pytest.raises(ValueError, match="landmarks"):
+        fit_pose_warp(bundle, faces, 1.0)
+    with pytest.raises(ValueError, match="gain"):
+        fit_pose_warp(bundle, _turned_faces(n_ids=4), 0.0)
+
+
+def test_packed_faces_keep_their_landmarks(tmp_path):
+    from kfaar.train.data import pack_faces, unpack_faces
+
+    faces = _turned_faces(n_ids=3, per_id=2)
+    pack_faces(faces, tmp_path / "f.npz")
+    back = unpack_faces(tmp_path / "f.npz")
+    np.testing.assert_array_equal(back.landmarks, faces.landmarks)
+    np.testing.assert_array_equal(back.labels, faces.labels)
+    pack_faces(FaceSet(faces.crops, faces.embeddings, faces.labels), tmp_path / "g.npz")
+    assert unpack_faces(tmp_path / "g.npz").landmarks is None

@@ -10,7 +10,8 @@ from a face model fitted on the train split instead, and only decides *which* fa
                                           lighting) and removes the identity modes; w = W+[:, 0]
                                           is the keyed identity the mapping kernel made from u'
     v' = mean + c' Φᵀ ─► upsample to S (bilinear, or with the refiner: bilinear 2x plus learned
-                     detail) ─► pad, shift to the input's mean colour under the mask
+                     detail) ─► pad ─► pose warp (optional: shifted sideways by the input's
+                     nose offset, read from c) ─► shift to the input's mean colour under the mask
                      ─► x outside the soft face mask, v' inside
     v  = carrier.write(...)               the keyed code, for KVFA's reader (models/carrier.py)
 
@@ -56,6 +57,12 @@ class EigenConfig(EditRegion):
     refine_channels: int = 0
     refine_layers: int = 4
     refine_inner: float = 0.85
+    # Pose warp (``EigenGenerator.pose_warp``): the rendered face is shifted sideways by this
+    # many times the input's nose offset from its eye-mouth midline (read linearly from the
+    # face coefficients), most on the face's centre line and not at all at the ellipse, so
+    # a turned head gets a turned face. 0: off. The identity split keeps little of the yaw:
+    # without it, FaceMesh's yaw of the virtual face is 0.22x the input's (150 dev crops).
+    pose_warp: float = 0.0
 
     @property
     def n_styles(self) -> int:
@@ -122,6 +129,9 @@ class EigenGenerator(MaskedEditor):
         self.register_buffer("mean", torch.zeros(d))  # (D,) mean face box in [-1, 1]
         self.register_buffer("basis", torch.zeros(d, k))  # (D, K) orthonormal PCA basis Φ
         self.register_buffer("edit", torch.eye(k))  # (K, K) E: keeps the within-person modes
+        self._warps: dict[tuple, tuple[torch.Tensor, ...]] = {}
+        if cfg.pose_warp:  # (D + 1,): nose offset (128-px crop pixels) = box . nose[:D] + nose[D]
+            self.register_buffer("nose", torch.zeros(d + 1))
         self.refiner = None
         if cfg.refine_channels:
             inner = replace(cfg, mask_radii=tuple(r * cfg.refine_inner for r in cfg.mask_radii))
@@ -158,11 +168,42 @@ class EigenGenerator(MaskedEditor):
         face = F.pad(face, (x0, r - x1, y0, r - y1))
         return face if size == r else F.interpolate(face, size=(size, size), mode="bilinear", align_corners=False)
 
+    def nose_offset(self, box: torch.Tensor) -> torch.Tensor:
+        """(B, D) face boxes -> (B,) the face's nose offset from its eye-mouth midline, in
+        128-px crop pixels (+: to the right in the image): a linear read-out of its face-model
+        coefficients fitted on YuNet's landmarks of the train crops (``train/eigen.py:
+        fit_pose_warp``), stored folded into pixel weights."""
+        # on the float pixels, as a product and a sum: int8 export quantizes the coefficient
+        # MatMul's activations and stores MatMul weights in 8 bits, and either error shifts the
+        # whole face (int8 error 0.49 grey levels without the warp; 0.89 with the read-out a MatMul)
+        return (box * self.nose[:-1]).sum(-1) + self.nose[-1]
+
+    def pose_warp(self, face: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        """Shift (B, 3, S, S) ``face`` sideways by ``offset`` (B,) 128-px pixels on the centre
+        line of the face ellipse, tapering as 1 - (x / half-width)^2 to nothing at the ellipse:
+        a turned head's features sit off the midline, the far cheek narrower."""
+        size = face.shape[-1]
+        key = (size, str(face.device))
+        if key not in self._warps:  # (S, S) taper and the identity sampling grid, per size
+            (cx, cy), (rx, ry) = self.cfg.mask_center, self.cfg.mask_radii
+            t = (torch.arange(size, dtype=torch.float32, device=face.device) + 0.5) / size
+            yn, xn = (t - cy)[:, None], (t - cx)[None, :]
+            half = rx * (1 - (yn / ry) ** 2).clamp_min(0).sqrt()
+            taper = torch.where(xn.abs() < half, 1 - (xn / half.clamp_min(1e-6)) ** 2, 0.0)
+            self._warps[key] = (taper, (t * 2 - 1).expand(size, size), (t * 2 - 1)[:, None].expand(size, size))
+        taper, gx, gy = self._warps[key]
+        shift = (offset * (2.0 / 128))[:, None, None] * taper  # offset px of a 128-px crop = offset S/128 px here = 2 offset/128 grid units
+        grid = torch.stack([gx - shift, gy.expand_as(shift)], dim=-1)
+        return F.grid_sample(face, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
     def synthesize(self, x: torch.Tensor, w_plus: torch.Tensor, code: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """As ``forward``, also returning the carrier's correction alpha (B, d) (None without carrier)."""
         m = self.mask(x.shape[-1], x.device)
-        face = self.render(self.coefficients(x) @ self.edit + w_plus[:, 0], x.shape[-1])
+        box = self.face_box(x)
+        face = self.render((box - self.mean) @ self.basis @ self.edit + w_plus[:, 0], x.shape[-1])
+        if self.cfg.pose_warp:
+            face = self.pose_warp(face, self.cfg.pose_warp * self.nose_offset(box))
         # The identity modes include skin tone; a face of another tone inside the same head
         # looks pasted on. Keep the input's mean colour over the mask (3 numbers per face).
         area = m.sum()

@@ -31,6 +31,7 @@ class FaceSet:
     crops: np.ndarray  # (N, 128, 128, 3) uint8 RGB, aligned
     embeddings: np.ndarray  # (N, 128) float32 unit SFace embeddings
     labels: np.ndarray  # (N,) int64 identity index
+    landmarks: np.ndarray | None = None  # (N, 5, 2) float32 YuNet landmarks in crop pixels, where known
 
 
 def identity_groups(labels: np.ndarray) -> list[np.ndarray]:
@@ -64,7 +65,8 @@ def load_faces(split: str, cache_dir: str | os.PathLike | None = None, limit: in
             labels = np.asarray(s.labels)
             if labels.dtype.kind not in "iu":
                 _, labels = np.unique(labels, return_inverse=True)
-            fs = FaceSet(np.asarray(s.crops), np.asarray(s.embeddings, np.float32), labels.astype(np.int64))
+            fs = FaceSet(np.asarray(s.crops), np.asarray(s.embeddings, np.float32), labels.astype(np.int64),
+                         np.asarray(s.crop_landmarks, np.float32))
             log.info("loaded %d %s faces from %s", len(fs.labels), split, cache)
             return _limit(fs, limit)
     except (ImportError, FileNotFoundError, AttributeError) as err:  # cache API not there yet
@@ -75,7 +77,8 @@ def load_faces(split: str, cache_dir: str | os.PathLike | None = None, limit: in
 def _limit(fs: FaceSet, limit: int | None) -> FaceSet:
     if limit is None or limit >= len(fs.labels):
         return fs
-    return FaceSet(fs.crops[:limit], fs.embeddings[:limit], fs.labels[:limit])
+    return FaceSet(fs.crops[:limit], fs.embeddings[:limit], fs.labels[:limit],
+                   None if fs.landmarks is None else fs.landmarks[:limit])
 
 
 def _fallback(split: str) -> FaceSet:
@@ -137,8 +140,9 @@ def pack_faces(fs: FaceSet, out: str | os.PathLike, quality: int = 92) -> int:
 
     blobs = [cv2.imencode(".jpg", c[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes() for c in fs.crops]
     offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
+    extra = {} if fs.landmarks is None else {"landmarks": fs.landmarks.astype(np.float32)}
     np.savez(out, jpeg=np.frombuffer(b"".join(blobs), np.uint8), offsets=offsets,
-             embeddings=fs.embeddings.astype(np.float32), labels=fs.labels.astype(np.int64))
+             embeddings=fs.embeddings.astype(np.float32), labels=fs.labels.astype(np.int64), **extra)
     return Path(out).stat().st_size
 
 
@@ -148,7 +152,7 @@ def unpack_faces(path: str | os.PathLike) -> FaceSet:
     d = np.load(path)
     buf, off = d["jpeg"], d["offsets"]
     crops = np.stack([cv2.imdecode(buf[a:b], cv2.IMREAD_COLOR)[:, :, ::-1] for a, b in zip(off[:-1], off[1:])])
-    return FaceSet(np.ascontiguousarray(crops), d["embeddings"], d["labels"])
+    return FaceSet(np.ascontiguousarray(crops), d["embeddings"], d["labels"], d["landmarks"] if "landmarks" in d else None)
 
 
 if __name__ == "__main__":  # python -m kfaar.train.data OUT.npz [LIMIT [JPEG_QUALITY]]
