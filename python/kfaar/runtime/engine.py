@@ -41,7 +41,7 @@ DEFAULT_MODEL = "kfaar-v2"
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
-    "kfaar-v2": "346580d6f2976d0590494d15c6c38dee80eab5cb0206bad5c7cbb28e222cef09",
+    "kfaar-v2": "e395ac0b350baaa47ec781f2db7fdb1920a6445881190962408b7dd150911f6d",
 }
 
 
