@@ -192,7 +192,8 @@ class EigenGenerator(MaskedEditor):
             taper = torch.where(xn.abs() < half, 1 - (xn / half.clamp_min(1e-6)) ** 2, 0.0)
             self._warps[key] = (taper, (t * 2 - 1).expand(size, size), (t * 2 - 1)[:, None].expand(size, size))
         taper, gx, gy = self._warps[key]
-        shift = (offset * (2.0 / 128))[:, None, None] * taper  # offset px of a 128-px crop = offset S/128 px here = 2 offset/128 grid units
+        # the offset is in 128-px crop pixels: offset * S/128 px at this size, 2/S grid units per px
+        shift = (offset * (2.0 / 128))[:, None, None] * taper
         grid = torch.stack([gx - shift, gy.expand_as(shift)], dim=-1)
         return F.grid_sample(face, grid, mode="bilinear", padding_mode="border", align_corners=False)
 

@@ -152,7 +152,8 @@ def unpack_faces(path: str | os.PathLike) -> FaceSet:
     d = np.load(path)
     buf, off = d["jpeg"], d["offsets"]
     crops = np.stack([cv2.imdecode(buf[a:b], cv2.IMREAD_COLOR)[:, :, ::-1] for a, b in zip(off[:-1], off[1:])])
-    return FaceSet(np.ascontiguousarray(crops), d["embeddings"], d["labels"], d["landmarks"] if "landmarks" in d else None)
+    landmarks = d["landmarks"] if "landmarks" in d else None
+    return FaceSet(np.ascontiguousarray(crops), d["embeddings"], d["labels"], landmarks)
 
 
 if __name__ == "__main__":  # python -m kfaar.train.data OUT.npz [LIMIT [JPEG_QUALITY]]

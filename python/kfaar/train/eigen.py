@@ -427,7 +427,7 @@ def fit_pose_warp(bundle: ModelBundle, train: FaceSet, gain: float, *, ridge: fl
 
     The identity split replaces most of what makes a turned face look turned (FaceMesh's yaw
     of the virtual face was 0.22x the input's on 150 dev crops). The input's nose offset from
-    its eye-mouth midline, a good sign of its yaw (correlation with FaceMesh's yaw 0.94 on
+    its eye-mouth midline, a good sign of its yaw (|correlation| with FaceMesh's yaw 0.94 on
     those crops), is read from its face coefficients by a ridge regression fitted here on the
     train crops and their mirror images (offset negated) against YuNet's landmarks — our own
     detector's, not a judge's — and the rendered face is shifted by ``gain`` x that offset.
