@@ -197,14 +197,20 @@ class EigenGenerator(MaskedEditor):
         grid = torch.stack([gx - shift, gy.expand_as(shift)], dim=-1)
         return F.grid_sample(face, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
-    def synthesize(self, x: torch.Tensor, w_plus: torch.Tensor, code: torch.Tensor | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """As ``forward``, also returning the carrier's correction alpha (B, d) (None without carrier)."""
-        m = self.mask(x.shape[-1], x.device)
+    def face(self, x: torch.Tensor, w_plus: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) crops, W+ -> (B, 3, S, S) the virtual face as rendered (pose-warped,
+        zero outside the box), before the colour shift, the paste into the crop and the code."""
         box = self.face_box(x)
         face = self.render((box - self.mean) @ self.basis @ self.edit + w_plus[:, 0], x.shape[-1])
         if self.cfg.pose_warp:
             face = self.pose_warp(face, self.cfg.pose_warp * self.nose_offset(box))
+        return face
+
+    def synthesize(self, x: torch.Tensor, w_plus: torch.Tensor, code: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """As ``forward``, also returning the carrier's correction alpha (B, d) (None without carrier)."""
+        m = self.mask(x.shape[-1], x.device)
+        face = self.face(x, w_plus)
         # The identity modes include skin tone; a face of another tone inside the same head
         # looks pasted on. Keep the input's mean colour over the mask (3 numbers per face).
         area = m.sum()

@@ -364,7 +364,7 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
             loss = loss + anchor * (pix + edge)
             row["anchor"] = pix.item()
         if adversarial > 0:  # realism of the rendered face box, judged before the carrier writes
-            fake = gen.cfg.crop_box(gen.render(gen.coefficients(x) @ gen.edit + w, x.shape[-1]))
+            fake = gen.cfg.crop_box(gen.face(x, w[:, None]))
             disc.requires_grad_(False)
             adv_loss = L.g_adv(disc(fake))
             loss = loss + adversarial * adv_loss
