@@ -19,6 +19,9 @@
 # out of the checkout for the call (the device needs only the bundle) and restored it after.
 # Local dry run: DEVICE=cpu SECS=20 OUT=/tmp/gpu-dry bash tools/gpu_session.sh
 # Second run of 2026-11-26: CHECKS=0 SECS=270 TUNES="gpu-m --refiner-lr 0 --anchor 0; gpu-m6 --refiner-lr 0 --anchor 0 --diversity 6; gpu-r --refiner-lr 5e-5 --anchor 20"
+# The shipped bundle now carries the pose warp (model card step 10), so these tunings train
+# with it in the loop: step 9's recipe at GPU scale is where the warp's cost to consistency
+# (600 CPU steps did not win it back) should be tuned away, e.g. TUNES="gpu-w --refiner-lr 5e-5 --anchor 20".
 set -u
 OUT=${OUT:-/tmp/gpu-session}
 DEVICE=${DEVICE:-cuda}
