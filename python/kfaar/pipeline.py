@@ -138,7 +138,7 @@ class Anonymizer(_Base):
         return self.anonymize_result(photo, key).image
 
     def anonymize_result(self, photo, key: Key) -> AnonymizeResult:
-        from kfaar.faces import align_face, paste_back
+        from kfaar.faces import align_face, paste_back, transform_points
 
         self._check_open()
         rgb = self._load(photo)
@@ -147,20 +147,30 @@ class Anonymizer(_Base):
             log.info("anonymize: no face found in the %dx%d photo; returned unchanged", rgb.shape[1], rgb.shape[0])
             return AnonymizeResult(rgb.copy(), 0, ())
         aligned = [align_face(rgb, f.landmarks, size=self._engine.crop_size) for f in faces]
-        virtual = self.anonymize_crops(np.stack([a.crop for a in aligned]), key)
+        landmarks = np.stack([transform_points(a.matrix, f.landmarks) for a, f in zip(aligned, faces)])
+        virtual = self.anonymize_crops(np.stack([a.crop for a in aligned]), key, landmarks)
         out = rgb
         for a, v in zip(aligned, virtual):
             out = paste_back(out, v, a.matrix, mask=self._paste_mask)
         log.info("anonymize: replaced %d face(s)", len(faces))
         return AnonymizeResult(out, len(faces), tuple(f.bbox for f in faces))
 
-    def anonymize_crops(self, crops: np.ndarray, key: Key) -> np.ndarray:
-        """Aligned crops (N, 128, 128, 3) uint8 -> their virtual crops, same shape (the level below anonymize)."""
+    def anonymize_crops(self, crops: np.ndarray, key: Key, landmarks: np.ndarray | None = None) -> np.ndarray:
+        """Aligned crops (N, 128, 128, 3) uint8 -> their virtual crops, same shape (the level below anonymize).
+
+        ``landmarks`` (N, 5, 2): the detector's five points in crop pixels, where known; the
+        pose warp then follows them instead of reading the head turn from the face."""
+        from kfaar.faces.align import nose_offset
+
         self._check_open()
         crops = _check_crops(crops, self._engine.crop_size)
+        if landmarks is not None and np.shape(landmarks) != (len(crops), 5, 2):
+            raise ValueError(f"landmarks: got shape {np.shape(landmarks)}, expected ({len(crops)}, 5, 2) crop pixels")
+        offsets = None if landmarks is None else nose_offset(landmarks)
         z = self._encoder.encode(crops)
         bs = self.options.batch_size
-        return np.concatenate([self._engine.generate(crops[i : i + bs], z[i : i + bs], key)
+        return np.concatenate([self._engine.generate(crops[i : i + bs], z[i : i + bs], key,
+                                                     None if offsets is None else offsets[i : i + bs])
                                for i in range(0, len(crops), bs)]) if len(crops) else crops.copy()
 
 

@@ -447,7 +447,8 @@ def _turned_faces(n_ids: int = 40, per_id: int = 4, seed: int = 1) -> FaceSet:
 
 
 def test_fit_pose_warp_reads_the_nose_offset_and_survives_the_bundle_round_trip():
-    from kfaar.train.eigen import fit_pose_warp, nose_offsets
+    from kfaar.faces.align import nose_offset
+    from kfaar.train.eigen import fit_pose_warp
 
     faces = _turned_faces()
     bundle = fit_eigen(faces, SMALL, mapping_steps=20)
@@ -459,7 +460,7 @@ def test_fit_pose_warp_reads_the_nose_offset_and_survives_the_bundle_round_trip(
     with torch.no_grad():
         read = g.nose_offset(g.face_box(x))
         mirrored = g.nose_offset(g.face_box(x.flip(-1)))
-    truth = torch.from_numpy(nose_offsets(faces.landmarks[:8])).float()
+    truth = torch.from_numpy(nose_offset(faces.landmarks[:8]))
     assert float((read - truth).abs().max()) < 1.5 and float((mirrored + truth).abs().max()) < 1.5
     w = torch.randn(8, 1, SMALL.style_dim)
     with torch.no_grad():
@@ -494,3 +495,22 @@ def test_packed_faces_keep_their_landmarks(tmp_path):
     np.testing.assert_array_equal(back.labels, faces.labels)
     pack_faces(FaceSet(faces.crops, faces.embeddings, faces.labels), tmp_path / "g.npz")
     assert unpack_faces(tmp_path / "g.npz").landmarks is None
+
+
+def test_given_nose_offsets_replace_the_read_out_and_nan_keeps_it():
+    from kfaar.train.eigen import fit_pose_warp
+
+    faces = _turned_faces(n_ids=16, per_id=3)
+    bundle = fit_eigen(faces, SMALL, mapping_steps=10)
+    fit_pose_warp(bundle, faces, 1.0)
+    g = bundle.generator
+    x = torch.from_numpy(faces.crops[:4]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    w = torch.randn(4, 1, SMALL.style_dim)
+    with torch.no_grad():
+        read = g.nose_offset(g.face_box(x))
+        plain = g(x, w)
+        torch.testing.assert_close(g(x, w, None, torch.full((4,), float("nan"))), plain)
+        torch.testing.assert_close(g(x, w, None, read), plain)  # the read-out's own values: the same face
+        moved = g(x, w, None, torch.tensor([float("nan"), 0.0, 0.0, 0.0]) + read + torch.tensor([0, 3.0, -3.0, 0]))
+    assert torch.equal(moved[0], plain[0]) and torch.equal(moved[3], plain[3])
+    assert float((moved[1] - plain[1]).abs().max()) > 0.05 and float((moved[2] - plain[2]).abs().max()) > 0.05

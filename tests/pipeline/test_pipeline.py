@@ -62,6 +62,19 @@ def test_path_pil_and_array_inputs_agree(anon, grace_hopper_path, grace_hopper, 
     assert np.array_equal(anon.anonymize(Image.open(grace_hopper_path), _key("A")), virtual)
 
 
+def test_anonymize_crops_takes_the_detectors_landmarks_and_checks_them(anon, grace_hopper):
+    from kfaar.faces import FaceDetector, align_face, transform_points
+
+    with FaceDetector() as det:
+        face = det.detect(grace_hopper)[0]
+    a = align_face(grace_hopper, face.landmarks)
+    landmarks = transform_points(a.matrix, face.landmarks)[None]
+    with_landmarks = anon.anonymize_crops(a.crop[None], _key("A"), landmarks)
+    assert with_landmarks.shape == (1, 128, 128, 3) and with_landmarks.dtype == np.uint8
+    with pytest.raises(ValueError, match="landmarks: got shape"):
+        anon.anonymize_crops(a.crop[None], _key("A"), landmarks[0])
+
+
 def test_photo_without_faces_is_returned_unchanged(anon, caplog):
     blank = np.full((90, 120, 3), 127, np.uint8)
     with caplog.at_level("INFO", logger="kfaar.pipeline"):

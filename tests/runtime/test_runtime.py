@@ -131,6 +131,8 @@ def test_bad_input_is_named(exported, faces):
         eng.read(faces.crops.astype(np.float32))
     with pytest.raises(ValueError, match="z: got shape"):
         eng.generate(faces.crops, faces.z[:2], KEY)
+    with pytest.raises(ValueError, match="offsets: got shape"):
+        eng.generate(faces.crops, faces.z, KEY, np.zeros(2))
     with pytest.raises(TypeError, match="key: expected kfaar.Key"):
         eng.recover(faces.crops, b"not a key")
     with pytest.raises(ValueError, match="precision"):
@@ -473,5 +475,9 @@ def test_shipped_onnx_set_matches_the_shipped_bundle():
     te, oe = KfaarEngine(load_bundle()), default_engine(threads=1)
     v = te.generate(f.crops, f.z, KEY)
     assert np.abs(oe.generate(f.crops, f.z, KEY).astype(int) - v).max() <= 1
+    offsets = np.linspace(-6, 6, len(f.crops)).astype(np.float32)  # the detector's nose offsets, when given
+    offsets[::3] = np.nan
+    given = te.generate(f.crops, f.z, KEY, offsets)
+    assert np.abs(oe.generate(f.crops, f.z, KEY, offsets).astype(int) - given).max() <= 1
     np.testing.assert_allclose(oe.recover(v, KEY), te.recover(v, KEY), atol=1e-4)
     assert oe.threshold == pytest.approx(te.bundle.threshold)

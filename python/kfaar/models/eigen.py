@@ -197,20 +197,33 @@ class EigenGenerator(MaskedEditor):
         grid = torch.stack([gx - shift, gy.expand_as(shift)], dim=-1)
         return F.grid_sample(face, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
-    def face(self, x: torch.Tensor, w_plus: torch.Tensor) -> torch.Tensor:
+    def face(self, x: torch.Tensor, w_plus: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 3, S, S) crops, W+ -> (B, 3, S, S) the virtual face as rendered (pose-warped,
-        zero outside the box), before the colour shift, the paste into the crop and the code."""
+        zero outside the box), before the colour shift, the paste into the crop and the code.
+
+        ``offset`` (B,): the input's nose offset where it is known (the detector's landmarks in
+        crop pixels: ``kfaar.faces.align.nose_offset``); NaN entries, or None, are read from
+        the face box. Ignored without a pose warp."""
         box = self.face_box(x)
         face = self.render((box - self.mean) @ self.basis @ self.edit + w_plus[:, 0], x.shape[-1])
         if self.cfg.pose_warp:
-            face = self.pose_warp(face, self.cfg.pose_warp * self.nose_offset(box))
+            read = self.nose_offset(box)
+            if offset is not None:
+                read = torch.where(torch.isnan(offset), read, offset)
+            face = self.pose_warp(face, self.cfg.pose_warp * read)
         return face
 
-    def synthesize(self, x: torch.Tensor, w_plus: torch.Tensor, code: torch.Tensor | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, w_plus: torch.Tensor, code: torch.Tensor | None = None,
+                offset: torch.Tensor | None = None) -> torch.Tensor:
+        """As ``MaskedEditor.forward``; ``offset`` (B,) the inputs' nose offsets for the pose warp
+        where known (NaN or None: read from the face)."""
+        return self.synthesize(x, w_plus, code, offset)[0]
+
+    def synthesize(self, x: torch.Tensor, w_plus: torch.Tensor, code: torch.Tensor | None = None,
+                   offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """As ``forward``, also returning the carrier's correction alpha (B, d) (None without carrier)."""
         m = self.mask(x.shape[-1], x.device)
-        face = self.face(x, w_plus)
+        face = self.face(x, w_plus, offset)
         # The identity modes include skin tone; a face of another tone inside the same head
         # looks pasted on. Keep the input's mean colour over the mask (3 numbers per face).
         area = m.sum()

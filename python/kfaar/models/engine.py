@@ -14,7 +14,7 @@ import torch
 from kfaar.keys import Key
 from kfaar.models.bundle import ModelBundle
 from kfaar.models.generator import face_mask
-from kfaar.runtime.codes import CodesMixin, IdentityCodes
+from kfaar.runtime.codes import CodesMixin, IdentityCodes, check_offsets
 
 
 def _u8_to_tensor(crops: np.ndarray) -> torch.Tensor:
@@ -44,12 +44,18 @@ class KfaarEngine(CodesMixin):
 
     # -------------------------------------------------------------- networks
     @torch.inference_mode()
-    def generate(self, crops: np.ndarray, z: np.ndarray, key: Key) -> np.ndarray:
-        """crops (N, S, S, 3) uint8 aligned, z (N, 128) their SFace embeddings -> virtual crops, same shape."""
+    def generate(self, crops: np.ndarray, z: np.ndarray, key: Key, offsets: np.ndarray | None = None) -> np.ndarray:
+        """crops (N, S, S, 3) uint8 aligned, z (N, 128) their SFace embeddings -> virtual crops, same shape.
+        ``offsets``: as ``OrtEngine.generate`` (the faces' nose offsets for the pose warp, NaN: read)."""
+        offsets = check_offsets(offsets, len(crops))
         if len(crops) == 0:
             return np.asarray(crops).copy()
         u = self.keyed_code(z, key)
-        v = self.bundle.generator(_u8_to_tensor(crops), torch.from_numpy(self.w_plus(u)), torch.from_numpy(u))
+        gen = self.bundle.generator
+        args = [_u8_to_tensor(crops), torch.from_numpy(self.w_plus(u)), torch.from_numpy(u)]
+        if getattr(gen.cfg, "pose_warp", 0):
+            args.append(torch.from_numpy(offsets))
+        v = gen(*args)
         return _tensor_to_u8(v)
 
     @torch.inference_mode()

@@ -77,6 +77,16 @@ class IdentityCodes:
         return cosine_scores(self.to_code(np.atleast_2d(probes)), self.to_code(np.atleast_2d(templates)))
 
 
+def check_offsets(offsets: np.ndarray | None, n: int) -> np.ndarray:
+    """The generators' ``offsets`` argument -> (n,) float32, NaN where not given."""
+    if offsets is None:
+        return np.full(n, np.nan, np.float32)
+    o = np.asarray(offsets, np.float32)
+    if o.shape != (n,):
+        raise ValueError(f"offsets: got shape {o.shape}, expected ({n},) (one nose offset per crop, NaN: unknown)")
+    return np.ascontiguousarray(o)
+
+
 class CodesMixin:
     """The code-space methods both engines expose, delegated to their ``self.codes`` (IdentityCodes)."""
 

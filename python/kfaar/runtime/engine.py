@@ -28,7 +28,7 @@ import numpy as np
 
 from kfaar.errors import ModelIntegrityError
 from kfaar.keys import Key
-from kfaar.runtime.codes import PASTE_MASK, CodesMixin, IdentityCodes
+from kfaar.runtime.codes import PASTE_MASK, CodesMixin, IdentityCodes, check_offsets
 from kfaar.runtime.manifest import PRECISIONS, ModelSet, load_model_set
 from kfaar.runtime.quantize import fold_weight_only
 
@@ -41,7 +41,7 @@ DEFAULT_MODEL = "kfaar-v2"
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
-    "kfaar-v2": "e395ac0b350baaa47ec781f2db7fdb1920a6445881190962408b7dd150911f6d",
+    "kfaar-v2": "0acc8c1705cdd59fc6303eb0df939039f78670b07fd734a5c297206a3609a3a4",
 }
 
 
@@ -200,16 +200,21 @@ class OrtEngine(CodesMixin):
         return c
 
     # -------------------------------------------------------------- networks
-    def generate(self, crops: np.ndarray, z: np.ndarray, key: Key) -> np.ndarray:
-        """crops (N, S, S, 3) uint8 aligned, z (N, 128) their SFace embeddings -> virtual crops, same shape."""
+    def generate(self, crops: np.ndarray, z: np.ndarray, key: Key, offsets: np.ndarray | None = None) -> np.ndarray:
+        """crops (N, S, S, 3) uint8 aligned, z (N, 128) their SFace embeddings -> virtual crops, same shape.
+
+        ``offsets`` (N,): the faces' nose offsets in crop pixels where the detector's landmarks
+        give them (``kfaar.faces.align.nose_offset``), NaN or None where not: the pose warp
+        then reads them from the face. Models without a pose warp ignore them."""
         crops = self._check_crops(crops)
         z = np.asarray(z, np.float32)
         if z.shape != (len(crops), 128):
             raise ValueError(f"z: got shape {z.shape}, expected ({len(crops)}, 128) (one SFace embedding per crop)")
+        offsets = check_offsets(offsets, len(crops))
         if len(crops) == 0:
             return crops.copy()
         u = self.keyed_code(z, key)
-        feeds = {"crop": _u8_to_input(crops), "w_plus": self.w_plus(u), "code": u}
+        feeds = {"crop": _u8_to_input(crops), "w_plus": self.w_plus(u), "code": u, "offset": offsets}
         return _output_to_u8(self._run("generator", feeds))
 
     def read(self, crops: np.ndarray) -> np.ndarray:

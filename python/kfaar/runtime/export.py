@@ -1,6 +1,6 @@
 """Export a :class:`~kfaar.models.bundle.ModelBundle` to the ONNX model set the runtime loads.
 
-    bundle ─► generator.onnx (crop, w_plus[, code] -> virtual)   dynamic batch, opset 18
+    bundle ─► generator.onnx (crop, w_plus[, code][, offset] -> virtual)   dynamic batch, opset 18
            ─► reader.onnx    (crop -> code)              dynamic batch, opset 18 (the KVFA read-out)
            ─► pilot_match.onnx (small crop -> match)     the code carrier's pilots, for realign
            ─► params.safetensors (identity space, mapping weights, paste mask: numpy side)
@@ -298,13 +298,16 @@ def _session(path: Path):
 
 def _codes(bundle: ModelBundle, faces: ReferenceFaces, seed: int) -> dict[str, np.ndarray]:
     """Every generator input for ``faces`` under a seeded key per face, computed the runtime's way
-    (IdentityCodes on the arrays written to params.safetensors): {"crop", "w_plus", "code"}."""
+    (IdentityCodes on the arrays written to params.safetensors): {"crop", "w_plus", "code",
+    "offset"} — offsets for a pose warp: every other face NaN (read from the face), the others
+    seeded in +-8 px, so both paths are checked."""
     from kfaar.runtime.codes import IdentityCodes
 
     codes = IdentityCodes(_params(bundle, faces.crops.shape[1]), len(bundle.mapping.layers))
     rng = np.random.default_rng(seed)
     u = np.concatenate([codes.keyed_code(faces.z[i : i + 1], Key.from_bytes(rng.bytes(32))) for i in range(len(faces.z))])
-    return {"crop": _to_input(faces.crops).numpy(), "w_plus": codes.w_plus(u), "code": u}
+    offset = np.where(np.arange(len(u)) % 2 == 0, np.nan, rng.uniform(-8, 8, len(u))).astype(np.float32)
+    return {"crop": _to_input(faces.crops).numpy(), "w_plus": codes.w_plus(u), "code": u, "offset": offset}
 
 
 class _ReadCode(nn.Module):
@@ -387,10 +390,14 @@ def reader_module(bundle: ModelBundle) -> nn.Module:
 
 
 def _generator_args(bundle: ModelBundle, feeds: dict[str, np.ndarray]) -> tuple[list[str], tuple[torch.Tensor, ...]]:
-    """The generator's inputs by name: (crop, w_plus) and, if its forward takes one, the keyed code."""
+    """The generator's inputs by name: (crop, w_plus) and, if its forward takes them, the keyed
+    code and (with a pose warp) the inputs' nose offsets."""
     names = ["crop", "w_plus"]
-    if "code" in inspect.signature(bundle.generator.forward).parameters:
+    params = inspect.signature(bundle.generator.forward).parameters
+    if "code" in params:
         names.append("code")
+    if "offset" in params and getattr(bundle.generator.cfg, "pose_warp", 0):
+        names.append("offset")
     return names, tuple(torch.from_numpy(feeds[n]) for n in names)
 
 

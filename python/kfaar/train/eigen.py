@@ -413,14 +413,6 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     return info
 
 
-def nose_offsets(landmarks: np.ndarray) -> np.ndarray:
-    """(N, 5, 2) YuNet landmarks (eyes, nose tip, mouth corners) in crop pixels -> (N,) the
-    nose tip's offset from the midpoint of the eye and mouth centres: a turned head's sign."""
-    lm = np.asarray(landmarks, np.float64)
-    eyes, mouth = (lm[:, 0] + lm[:, 1]) / 2, (lm[:, 3] + lm[:, 4]) / 2
-    return lm[:, 2, 0] - (eyes[:, 0] + mouth[:, 0]) / 2
-
-
 def fit_pose_warp(bundle: ModelBundle, train: FaceSet, gain: float, *, ridge: float = 1.0, holdout: float = 0.1,
                   seed: int = 20261126) -> dict:
     """Give the generator its pose warp (models/eigen.py ``EigenGenerator.pose_warp``).
@@ -433,6 +425,8 @@ def fit_pose_warp(bundle: ModelBundle, train: FaceSet, gain: float, *, ridge: fl
     detector's, not a judge's — and the rendered face is shifted by ``gain`` x that offset.
     ``holdout`` of the identities measure the read-out (R^2) before it is refitted on all."""
     from dataclasses import replace
+
+    from kfaar.faces.align import nose_offset
 
     gen = bundle.generator
     if not isinstance(gen, EigenGenerator):
@@ -449,7 +443,7 @@ def fit_pose_warp(bundle: ModelBundle, train: FaceSet, gain: float, *, ridge: fl
     with torch.no_grad():
         c = torch.cat([(_boxes(gen, train.crops) - gen.mean) @ gen.basis,
                        (_boxes(gen, train.crops[:, :, ::-1]) - gen.mean) @ gen.basis]).double().numpy()
-    d = nose_offsets(train.landmarks)
+    d = nose_offset(train.landmarks).astype(np.float64)
     y = np.concatenate([d, -d])
     x = np.c_[c, np.ones(len(c))]
     labels = np.asarray(train.labels)
