@@ -123,6 +123,16 @@ def _compare(fns: dict, repeats: int, warmup: int = 2) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def _generator_feeds(engine, crops: np.ndarray, u: np.ndarray) -> dict[str, np.ndarray]:
+    """Every generator input by name for aligned ``crops`` and their keyed codes ``u``, as the
+    aligned-crop API feeds them (no landmarks: the pose warp reads the offsets from the face)."""
+    from kfaar.runtime.codes import check_offsets
+    from kfaar.runtime.export import _to_input
+
+    return {"crop": _to_input(crops).numpy(), "w_plus": engine.w_plus(u), "code": u,
+            "offset": check_offsets(None, len(crops))}
+
+
 def _throughput(bundle, engines: dict, enc, crops: np.ndarray, key, batch: int, repeats: int) -> list[dict]:
     """faces/s per stage, batch and backend; batch 1 runs every crop in its own call."""
     import torch
@@ -139,7 +149,7 @@ def _throughput(bundle, engines: dict, enc, crops: np.ndarray, key, batch: int, 
     all_engines = {"torch": KfaarEngine(bundle), **engines}
     ort = engines["fp32"]
     u = ort.keyed_code(enc.encode(crops), key)
-    feeds = {"crop": _to_input(crops).numpy(), "w_plus": ort.w_plus(u), "code": u}
+    feeds = _generator_feeds(ort, crops, u)
     _, gargs = _generator_args(bundle, feeds)
     virtual = ort.generate(crops, enc.encode(crops), key)
     fr = _to_input(virtual).numpy()
@@ -413,7 +423,7 @@ def pipeline(model: str | None, bundle: str | None, threads: int, batch: int, re
         with SFaceEncoder(threads=threads, batch_size=batch) as enc:
             rows = _throughput(b, engines, enc, crops, key, batch, repeats)
             u = engines["fp32"].keyed_code(faces.z[:1], key)
-            feeds = {"crop": _to_input(crops[:1]).numpy(), "w_plus": engines["fp32"].w_plus(u), "code": u}
+            feeds = _generator_feeds(engines["fp32"], crops[:1], u)
         photo = _full_photo(threads, key, repeats)
         quality = _int8_quality(model, threads, n_ids)
         fresh = _fresh(model, bfile, threads, crops_file, repeats)
