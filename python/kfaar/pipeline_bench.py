@@ -123,16 +123,6 @@ def _compare(fns: dict, repeats: int, warmup: int = 2) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def _generator_feeds(engine, crops: np.ndarray, u: np.ndarray) -> dict[str, np.ndarray]:
-    """Every generator input by name for aligned ``crops`` and their keyed codes ``u``, as the
-    aligned-crop API feeds them (no landmarks: the pose warp reads the offsets from the face)."""
-    from kfaar.runtime.codes import check_offsets
-    from kfaar.runtime.export import _to_input
-
-    return {"crop": _to_input(crops).numpy(), "w_plus": engine.w_plus(u), "code": u,
-            "offset": check_offsets(None, len(crops))}
-
-
 def _throughput(bundle, engines: dict, enc, crops: np.ndarray, key, batch: int, repeats: int) -> list[dict]:
     """faces/s per stage, batch and backend; batch 1 runs every crop in its own call."""
     import torch
@@ -149,7 +139,7 @@ def _throughput(bundle, engines: dict, enc, crops: np.ndarray, key, batch: int, 
     all_engines = {"torch": KfaarEngine(bundle), **engines}
     ort = engines["fp32"]
     u = ort.keyed_code(enc.encode(crops), key)
-    feeds = _generator_feeds(ort, crops, u)
+    feeds = ort.generator_feeds(crops, u)  # no landmarks, as aligned crops come: the warp reads them
     _, gargs = _generator_args(bundle, feeds)
     virtual = ort.generate(crops, enc.encode(crops), key)
     fr = _to_input(virtual).numpy()
@@ -408,7 +398,7 @@ def pipeline(model: str | None, bundle: str | None, threads: int, batch: int, re
     from kfaar.faces import SFaceEncoder
     from kfaar.keys import Key
     from kfaar.runtime.engine import OrtEngine, OrtEngineOptions
-    from kfaar.runtime.export import _to_input, reference_faces
+    from kfaar.runtime.export import reference_faces
 
     torch.set_num_threads(threads)
     key = Key.from_bytes(KEY_SEED)
@@ -423,7 +413,7 @@ def pipeline(model: str | None, bundle: str | None, threads: int, batch: int, re
         with SFaceEncoder(threads=threads, batch_size=batch) as enc:
             rows = _throughput(b, engines, enc, crops, key, batch, repeats)
             u = engines["fp32"].keyed_code(faces.z[:1], key)
-            feeds = _generator_feeds(engines["fp32"], crops[:1], u)
+            feeds = engines["fp32"].generator_feeds(crops[:1], u)
         photo = _full_photo(threads, key, repeats)
         quality = _int8_quality(model, threads, n_ids)
         fresh = _fresh(model, bfile, threads, crops_file, repeats)

@@ -483,22 +483,21 @@ def test_shipped_onnx_set_matches_the_shipped_bundle():
     assert oe.threshold == pytest.approx(te.bundle.threshold)
 
 
-def test_pipeline_bench_feeds_every_input_of_the_shipped_generator():
-    """`kfaar bench pipeline` builds the generator's feeds itself; a new graph input (the pose
-    warp's offsets) once made it fail with a KeyError."""
+def test_generator_feeds_cover_every_input_of_the_shipped_generator():
+    """`kfaar bench pipeline` feeds the generator graph itself (through the engine's
+    generator_feeds); a new graph input (the pose warp's offsets) once made it fail with a KeyError."""
     from kfaar.runtime.engine import SHIPPED, WEIGHTS_DIR
 
     if SHIPPED["kfaar-v2"] == "PENDING" or not (WEIGHTS_DIR / "kfaar-v2").is_dir():
         pytest.skip("the shipped ONNX set is not exported yet")
     pytest.importorskip("torch")
     from kfaar.models.bundle import load_bundle
-    from kfaar.pipeline_bench import _generator_feeds
     from kfaar.runtime.engine import default_engine
     from kfaar.runtime.export import _generator_args, reference_faces
 
     f = reference_faces("dev", 2)
     eng = default_engine(threads=1)
-    feeds = _generator_feeds(eng, f.crops, eng.keyed_code(f.z, KEY))
+    feeds = eng.generator_feeds(f.crops, eng.keyed_code(f.z, KEY))
     names, _ = _generator_args(load_bundle(), feeds)
     declared = {i.name for i in eng._sessions["generator"].get_inputs()}
     assert declared <= set(feeds) and set(names) == declared

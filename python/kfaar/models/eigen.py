@@ -168,6 +168,10 @@ class EigenGenerator(MaskedEditor):
         face = F.pad(face, (x0, r - x1, y0, r - y1))
         return face if size == r else F.interpolate(face, size=(size, size), mode="bilinear", align_corners=False)
 
+    @property
+    def takes_offset(self) -> bool:
+        return bool(self.cfg.pose_warp)
+
     def nose_offset(self, box: torch.Tensor) -> torch.Tensor:
         """(B, D) face boxes -> (B,) the face's nose offset from its eye-mouth midline, in
         128-px crop pixels (+: to the right in the image): a linear read-out of its face-model

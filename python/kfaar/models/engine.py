@@ -53,7 +53,7 @@ class KfaarEngine(CodesMixin):
         u = self.keyed_code(z, key)
         gen = self.bundle.generator
         args = [_u8_to_tensor(crops), torch.from_numpy(self.w_plus(u)), torch.from_numpy(u)]
-        if getattr(gen.cfg, "pose_warp", 0):
+        if gen.takes_offset:
             args.append(torch.from_numpy(offsets))
         v = gen(*args)
         return _tensor_to_u8(v)

@@ -93,6 +93,8 @@ class MaskedEditor(nn.Module):
     """What every generator shares: the soft face-interior mask it edits inside, and the code
     carrier that writes the keyed code u' into the result for KVFA to read back."""
 
+    takes_offset = False  # whether forward uses the inputs' nose offsets (the eigen pose warp)
+
     def _init_carrier(self, cfg: EditRegion) -> None:
         self._masks: dict[tuple, torch.Tensor] = {}
         self.code_carrier = None

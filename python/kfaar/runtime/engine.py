@@ -213,9 +213,14 @@ class OrtEngine(CodesMixin):
         offsets = check_offsets(offsets, len(crops))
         if len(crops) == 0:
             return crops.copy()
-        u = self.keyed_code(z, key)
-        feeds = {"crop": _u8_to_input(crops), "w_plus": self.w_plus(u), "code": u, "offset": offsets}
-        return _output_to_u8(self._run("generator", feeds))
+        return _output_to_u8(self._run("generator", self.generator_feeds(crops, self.keyed_code(z, key), offsets)))
+
+    def generator_feeds(self, crops: np.ndarray, u: np.ndarray, offsets: np.ndarray | None = None
+                        ) -> dict[str, np.ndarray]:
+        """Every input a generator graph may declare, by name, for uint8 ``crops`` and their keyed
+        codes ``u`` (``offsets``: as ``generate``; None: all read from the faces)."""
+        return {"crop": _u8_to_input(crops), "w_plus": self.w_plus(u), "code": u,
+                "offset": check_offsets(offsets, len(crops))}
 
     def read(self, crops: np.ndarray) -> np.ndarray:
         """Virtual crops (N, S, S, 3) uint8 -> (N, 128) unit estimates of the keyed code direction."""

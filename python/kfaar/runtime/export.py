@@ -393,10 +393,9 @@ def _generator_args(bundle: ModelBundle, feeds: dict[str, np.ndarray]) -> tuple[
     """The generator's inputs by name: (crop, w_plus) and, if its forward takes them, the keyed
     code and (with a pose warp) the inputs' nose offsets."""
     names = ["crop", "w_plus"]
-    params = inspect.signature(bundle.generator.forward).parameters
-    if "code" in params:
+    if "code" in inspect.signature(bundle.generator.forward).parameters:
         names.append("code")
-    if "offset" in params and getattr(bundle.generator.cfg, "pose_warp", 0):
+    if bundle.generator.takes_offset:
         names.append("offset")
     return names, tuple(torch.from_numpy(feeds[n]) for n in names)
 
