@@ -52,6 +52,10 @@ def test_shipped_model_is_pinned_and_verified(monkeypatch, bundle_file, tmp_path
     (tmp_path / "w.safetensors").write_bytes(path.read_bytes())
     with pytest.raises(ModelIntegrityError, match="kfaar-v2|pinned"):
         load_bundle()
+    # named by its path, the shipped file is held to its pin all the same
+    with pytest.raises(ModelIntegrityError, match="does not match the pinned"):
+        load_bundle(tmp_path / "w.safetensors")
+    assert load_bundle(tmp_path / "w.safetensors", sha).threshold == 0.25  # unless the caller pins it
 
 
 def test_unknown_name_lists_the_valid_ones():

@@ -87,6 +87,9 @@ def _resolve(model: str | os.PathLike | bytes | None, sha256: str | None) -> tup
     if not path.exists():
         raise ModelIntegrityError(
             f"model: {str(model)!r} is neither a file nor a shipped model name (valid names: {sorted(SHIPPED)})")
+    if sha256 is None:  # a shipped file named by its path is held to its pin all the same
+        sha256 = next((pin for fname, pin in SHIPPED.values()
+                       if path.resolve() == (WEIGHTS_DIR / fname).resolve()), None)
     return path.read_bytes(), str(path), sha256
 
 
