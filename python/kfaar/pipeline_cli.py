@@ -85,7 +85,7 @@ def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None,
     from PIL import Image
     from tqdm import tqdm
 
-    from kfaar.faces import load_alpha
+    from kfaar.faces import load_image_alpha
     from kfaar.pipeline import Anonymizer
 
     out = Path(out_dir)
@@ -96,8 +96,8 @@ def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None,
     with Anonymizer() as anon:
         for f, target in tqdm(targets, desc="anonymize", unit="photo"):
             try:
-                r = anon.anonymize_result(str(f), key)
-                alpha = load_alpha(f)
+                rgb, alpha = load_image_alpha(f)
+                r = anon.anonymize_result(rgb, key)
             except Exception as err:  # noqa: BLE001 — a bad file is reported and skipped
                 bad.append((f, err))
                 continue

@@ -99,3 +99,24 @@ def test_exif_orientation_is_applied(tmp_path, grace_hopper):
     assert raw.shape == (75, 64, 3) and out.shape == (64, 75, 3)
     expect = np.rot90(load_image(tmp_path / "plain.jpg"), k=-1)  # orientation 6 = rotate 90 clockwise
     assert np.abs(out.astype(int) - expect.astype(int)).mean() < 2.0
+
+
+def test_image_and_alpha_from_one_decoding_agree_with_the_two_readers(tmp_path):
+    from kfaar.faces import load_alpha, load_image_alpha
+
+    rgba = np.zeros((20, 30, 4), np.uint8)
+    rgba[..., 0] = np.arange(30, dtype=np.uint8)[None] * 8
+    rgba[..., 3] = np.arange(20, dtype=np.uint8)[:, None] * 12
+    im = Image.fromarray(rgba, "RGBA")
+    exif = im.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees to display
+    im.save(tmp_path / "a.png", exif=exif)
+    rgb, alpha = load_image_alpha(tmp_path / "a.png")
+    np.testing.assert_array_equal(rgb, load_image(tmp_path / "a.png"))
+    np.testing.assert_array_equal(alpha, load_alpha(tmp_path / "a.png"))
+    assert rgb.shape == (30, 20, 3) and alpha.shape == (30, 20)  # both turned by the EXIF orientation
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "b.png")
+    assert load_image_alpha(tmp_path / "b.png")[1] is None
+    for bad, match in ((tmp_path / "nope.png", "no such file"), (tmp_path, "is a directory")):
+        with pytest.raises(ImageReadError, match=match):
+            load_image_alpha(bad)

@@ -22,7 +22,7 @@ from kfaar.faces.align import (
 from kfaar.faces.batch import BatchReport, iter_images, process_images
 from kfaar.faces.detect import DetectorOptions, Face, FaceDetector, main_face
 from kfaar.faces.encode import EMBEDDING_DIM, SFaceEncoder
-from kfaar.faces.image import load_alpha, load_image
+from kfaar.faces.image import load_alpha, load_image, load_image_alpha
 
 __all__ = [
     "CANONICAL_TEMPLATE",
@@ -38,6 +38,7 @@ __all__ = [
     "face_mask",
     "iter_images",
     "load_alpha",
+    "load_image_alpha",
     "load_image",
     "main_face",
     "paste_back",

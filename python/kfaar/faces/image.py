@@ -43,17 +43,26 @@ def load_alpha(path: str | os.PathLike) -> np.ndarray | None:
     :func:`load_image` orients its pixels (EXIF applied), or None when it has no
     transparency. ``load_image`` drops alpha (faces are found and replaced in RGB); this is
     how a caller writing the result back keeps it."""
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("RGBA", "LA", "PA", "La", "RGBa") and "transparency" not in im.info:
-                return None
-            im.load()
-            return np.asarray(_oriented(im, str(path)).convert("RGBA").getchannel("A"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ImageReadError(f"{path}: cannot decode image ({e})") from e
+    return _decode(Path(path), _alpha)
+
+
+def load_image_alpha(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(load_image(path), load_alpha(path))`` from one decoding of the file."""
+    return _decode(Path(path), lambda im, name: (_from_pil(im, name), _alpha(im, name)))
+
+
+def _alpha(im: Image.Image, name: str) -> np.ndarray | None:
+    if im.mode not in ("RGBA", "LA", "PA", "La", "RGBa") and "transparency" not in im.info:
+        return None
+    return np.asarray(_oriented(im, name).convert("RGBA").getchannel("A"), dtype=np.uint8).copy()
 
 
 def _from_path(path: Path) -> np.ndarray:
+    return _decode(path, _from_pil)
+
+
+def _decode(path: Path, read):
+    """``read(image, name)`` of the decoded file at ``path``; every failure an ImageReadError naming it."""
     if not path.exists():
         raise ImageReadError(f"{path}: no such file")
     if path.is_dir():
@@ -61,7 +70,7 @@ def _from_path(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            return _from_pil(im, str(path))
+            return read(im, str(path))
     except ImageReadError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
