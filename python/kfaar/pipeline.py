@@ -134,8 +134,17 @@ class Anonymizer(_Base):
     def anonymize(self, photo, key: Key) -> np.ndarray:
         """photo: (H, W, 3) uint8 RGB array, PIL image or path -> (H, W, 3) uint8 with faces replaced.
 
-        A photo without faces comes back unchanged (a copy), and the log says so."""
-        return self.anonymize_result(photo, key).image
+        Any other array ``kfaar.faces.load_image`` reads — grey (H, W) or (H, W, 1), RGBA
+        (H, W, 4); uint16, float in [0, 1] or bool — comes back in its own shape and dtype:
+        the replaced faces' pixels converted to it, every other pixel and the alpha channel
+        exactly the input's. A photo without faces comes back unchanged (a copy), and the log
+        says so."""
+        result = self.anonymize_result(photo, key)
+        if isinstance(photo, np.ndarray) and (photo.dtype != np.uint8 or photo.shape[2:] != (3,)):
+            from kfaar.faces.image import like_input
+
+            return like_input(photo, self._load(photo), result.image)
+        return result.image
 
     def anonymize_result(self, photo, key: Key) -> AnonymizeResult:
         from kfaar.faces import align_face, paste_back, transform_points

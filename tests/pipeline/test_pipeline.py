@@ -47,6 +47,30 @@ def test_output_has_the_input_shape_and_dtype_and_changes_the_face(virtual, grac
     assert not changed[:40].any() and not changed[-40:].any()  # background rows untouched
 
 
+@pytest.mark.parametrize("layout", ["float32", "float64", "uint16", "grey", "grey1", "rgba", "rgba16"])
+def test_other_array_layouts_come_back_in_their_own_shape_and_dtype(anon, grace_hopper, layout):
+    from kfaar.faces import load_image
+
+    g = grace_hopper
+    luma = np.rint(g @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+    alpha = np.linspace(0, 255, g.shape[1]).astype(np.uint8)[None, :].repeat(g.shape[0], 0)
+    src = {"float32": g.astype(np.float32) / 255, "float64": g / 255.0, "uint16": g.astype(np.uint16) * 257 + 3,
+           "grey": luma, "grey1": luma[..., None], "rgba": np.dstack([g, alpha]),
+           "rgba16": np.dstack([g, alpha]).astype(np.uint16) * 257}[layout]
+    out = anon.anonymize(src, _key("A"))
+    assert out.shape == src.shape and out.dtype == src.dtype
+    rgb = load_image(src)
+    virtual = anon.anonymize(rgb, _key("A"))
+    changed = np.any(virtual != rgb, axis=2)
+    assert 0.01 < changed.mean() < 0.5
+    np.testing.assert_array_equal(out[~changed], src[~changed])  # every untouched pixel exactly the input's
+    if layout.startswith("rgba"):
+        np.testing.assert_array_equal(out[..., 3], src[..., 3])
+    # the replaced pixels are the virtual face, in the input's representation
+    assert np.abs(load_image(out)[changed].astype(int) - (virtual if not layout.startswith("grey") else
+                  np.rint(virtual @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[..., None])[changed]).max() <= 1
+
+
 def test_same_photo_and_key_give_identical_bytes(anon, grace_hopper, virtual):
     assert np.array_equal(anon.anonymize(grace_hopper, _key("A")), virtual)
 

@@ -51,6 +51,37 @@ def load_image_alpha(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | 
     return _decode(Path(path), lambda im, name: (_from_pil(im, name), _alpha(im, name)))
 
 
+def like_input(src: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """An edit made on ``before = load_image(src)`` (giving ``after``, both (H, W, 3) uint8 RGB),
+    back in ``src``'s own shape and dtype: the pixels the edit changed converted to it (grey
+    by ITU-R 601 luma, as Pillow's "L"; uint16 x 257; float / 255; bool: luma >= 128), every
+    other pixel, and an alpha channel, exactly ``src``'s."""
+    changed = np.any(before != after, axis=2)
+    out = np.array(src, copy=True)
+    if not changed.any():
+        return out
+    rgb = after[changed].astype(np.float64)  # (n, 3)
+    grey = out.ndim == 2 or out.shape[2] == 1
+    v = rgb @ np.array([0.299, 0.587, 0.114]) if grey else rgb
+    dt = out.dtype
+    if dt == np.bool_:
+        v = v >= 128
+    elif np.issubdtype(dt, np.floating):
+        v = v / 255.0
+    elif dt == np.uint16 or (np.issubdtype(dt, np.integer) and dt != np.uint8 and src.size and src.max() > 255):
+        v = np.rint(v) * 257  # load_image read it as 16-bit data
+    else:
+        v = np.rint(v)
+    v = v.astype(dt)
+    if out.ndim == 2:
+        out[changed] = v
+    elif grey:
+        out[changed, 0] = v
+    else:
+        out[changed, :3] = v  # RGBA: alpha stays
+    return out
+
+
 def _alpha(im: Image.Image, name: str) -> np.ndarray | None:
     if im.mode not in ("RGBA", "LA", "PA", "La", "RGBa") and "transparency" not in im.info:
         return None
