@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +231,19 @@ def test_train_eigen_init_continues_tuning_an_existing_bundle(tmp_path, monkeypa
     r2 = load_bundle(again_r)
     assert r2.info["refined_from"]["refiner"] == r.info["refiner"] and r2.info["refiner"]["steps"] == 2
     assert r2.info["refiner"]["heldout_l1_bilinear"] == r.info["refiner"]["heldout_l1_bilinear"]
+
+    # --seam-res N: the seamless paste is switched on (and recorded) before the tuning
+    seamed = tmp_path / "seamed.safetensors"
+    result = CliRunner().invoke(train_eigen, ["--init", str(out), "--out", str(seamed), "--fidelity-steps", "1",
+                                              "--seam-res", "32", "--seam-screen", "0.5", "--faces", "32"])
+    assert result.exit_code == 0, result.output
+    s = load_bundle(seamed)
+    assert (s.generator.cfg.seam_res, s.generator.cfg.seam_screen) == (32, 0.5)
+    assert s.info["seam"] == {"res": 32, "screen": 0.5} and s.info["fidelity"]["steps"] == 1
+    assert s.info["seamed_from"] == {"sha256": sha256_bytes(out.read_bytes()), "seam": None}
+    result = CliRunner().invoke(train_eigen, ["--init", str(out), "--out", str(tmp_path / "bad.safetensors"),
+                                              "--seam-res", "32", "--seam-screen", "0"])
+    assert result.exit_code != 0 and "--seam-res" in result.output
 
     # --mirror belongs to a new fit
     result = CliRunner().invoke(train_eigen, ["--init", str(out), "--out", str(tmp_path / "m.safetensors"), "--mirror"])
@@ -514,3 +528,69 @@ def test_given_nose_offsets_replace_the_read_out_and_nan_keeps_it():
         moved = g(x, w, None, torch.tensor([float("nan"), 0.0, 0.0, 0.0]) + read + torch.tensor([0, 3.0, -3.0, 0]))
     assert torch.equal(moved[0], plain[0]) and torch.equal(moved[3], plain[3])
     assert float((moved[1] - plain[1]).abs().max()) > 0.05 and float((moved[2] - plain[2]).abs().max()) > 0.05
+
+
+def test_seam_operator_meets_the_mismatch_at_the_edge_and_fades_inside():
+    from kfaar.models.eigen import seam_operator
+    from kfaar.models.generator import face_mask
+
+    cfg = replace(SMALL, seam_res=32, seam_screen=0.2)
+    op, cells = seam_operator(cfg)
+    m = face_mask(cfg, 32)[0, 0].flatten()
+    assert op.shape == (32 * 32, len(cells)) and torch.equal(cells, torch.nonzero((m > 0) & (m < 1))[:, 0])
+    h = op.sum(1)  # the correction of a uniform mismatch of 1
+    assert float(h[(m > 0) & (m < 0.3)].min()) > 0.6  # met where the mask fades out
+    assert float(h[m == 1].min()) < 0.05  # and gone deep inside
+    assert float(h.min()) >= 0 and float(h.max()) <= 1.0 + 1e-5
+    weaker = seam_operator(replace(cfg, seam_screen=2.0))[0].sum(1)
+    assert float(weaker[m == 1].mean()) < float(h[m == 1].mean())  # more screening: fades sooner
+
+
+def test_seamless_paste_removes_the_outline_and_keeps_the_interior(fitted):
+    from kfaar.train.eigen import set_seam
+
+    bundle, faces = fitted
+    plain = bundle.generator
+    seamed = ModelBundle(generator=plain, mapping=bundle.mapping, space=bundle.space, threshold=0.0, info={})
+    set_seam(seamed, 32, 0.2)
+    g = seamed.generator
+    assert g.cfg.seam_res == 32 and seamed.info["seam"] == {"res": 32, "screen": 0.2}
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), g.state_dict().values()))
+    x = torch.from_numpy(faces.crops[:6]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x = x + torch.linspace(-0.3, 0.3, 128)  # a lighting gradient the face model does not render
+    w = torch.randn(6, 1, SMALL.style_dim)
+    with torch.no_grad():
+        a, b = plain(x, w), g(x, w)
+    m = g.mask(128, "cpu").expand_as(x)
+    assert torch.equal(b[m == 0], x[m == 0])
+    edge = (m > 0) & (m < 0.5)
+    assert float((b - x)[edge].abs().mean()) < 0.6 * float((a - x)[edge].abs().mean())
+    inner = g.mask(128, "cpu").new_zeros(128, 128, dtype=torch.bool)
+    inner[70:86, 56:72] = True  # the centre of the face ellipse
+    assert float((b - a)[..., inner].abs().mean()) < 0.2 * float((a - x)[edge].abs().mean())
+    with torch.no_grad():
+        assert float((g(x, torch.randn(6, 1, SMALL.style_dim)) - b).abs().mean()) > 1e-3
+
+
+def test_seam_survives_the_bundle_round_trip_and_can_be_taken_away(fitted, tmp_path):
+    from kfaar.train.eigen import set_seam
+
+    bundle, faces = fitted
+    seamed = ModelBundle(generator=bundle.generator, mapping=bundle.mapping, space=bundle.space, threshold=0.0,
+                         info={})
+    set_seam(seamed, 32, 0.5)
+    sha = save_bundle(seamed, tmp_path / "s.safetensors")
+    loaded = load_bundle(tmp_path / "s.safetensors", sha256=sha)
+    assert loaded.generator.cfg.seam_res == 32 and loaded.generator.cfg.seam_screen == 0.5
+    x = torch.from_numpy(faces.crops[:3]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    w = torch.randn(3, 1, SMALL.style_dim)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.generator(x, w), seamed.generator(x, w))
+        set_seam(seamed, 0)
+        torch.testing.assert_close(seamed.generator(x, w), bundle.generator(x, w))
+    for res, screen in ((-1, 0.2), (32, 0.0)):
+        with pytest.raises(ValueError, match="seam grid"):
+            set_seam(seamed, res, screen)
+    with pytest.raises(ValueError, match="multiple of the seam grid"):
+        set_seam(seamed, 48)
+        seamed.generator(torch.zeros(1, 3, 128, 128), torch.zeros(1, 1, SMALL.style_dim))

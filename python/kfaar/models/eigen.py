@@ -12,6 +12,7 @@ from a face model fitted on the train split instead, and only decides *which* fa
     v' = mean + c' Φᵀ ─► upsample to S (bilinear, or with the refiner: bilinear 2x plus learned
                      detail) ─► pad ─► pose warp (optional: shifted sideways by the input's
                      nose offset, read from c) ─► shift to the input's mean colour under the mask
+                     ─► seamless paste (optional: the mismatch at the mask's edge spread inward)
                      ─► x outside the soft face mask, v' inside
     v  = carrier.write(...)               the keyed code, for KVFA's reader (models/carrier.py)
 
@@ -63,6 +64,14 @@ class EigenConfig(EditRegion):
     # a turned head gets a turned face. 0: off. The identity split keeps little of the yaw:
     # without it, FaceMesh's yaw of the virtual face is 0.22x the input's (150 dev crops).
     pose_warp: float = 0.0
+    # Seamless paste (``seam_operator``): what still differs between the rendered face and the
+    # photo where the feathered mask fades (the ellipse's edge: colour, shading, a jaw shadow
+    # the face model draws) is spread inward by a screened Poisson correction computed on a
+    # ``seam_res``-px grid, fading over about 1 / sqrt(seam_screen) grid pixels, so the face
+    # has no visible outline; its interior, and so the identity, stays the rendered face's.
+    # 0: off (the face is only shifted to the photo's mean colour under the mask).
+    seam_res: int = 0
+    seam_screen: float = 0.2
 
     @property
     def n_styles(self) -> int:
@@ -91,6 +100,32 @@ class EigenConfig(EditRegion):
     def n_pixels(self) -> int:
         y0, y1, x0, x1 = self.box
         return 3 * (y1 - y0) * (x1 - x0)
+
+
+def seam_operator(cfg: EigenConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seamless paste's correction as a fixed linear map on the ``seam_res`` grid.
+
+    On that grid the correction h minimises  sum |grad h|^2 + 10 sum (1 - m)^2 (h - d)^2 +
+    seam_screen sum h^2  for the mismatch d (photo minus face, averaged over each cell's part
+    of the mask's support) on the cells where the mask fades (0 < m < 1): h meets d there, is
+    harmonic elsewhere and dies out over about 1 / sqrt(seam_screen) cells. Returns the map
+    M (res^2, r) and those r cells' flat indices: h = d[..., cells] M^T on the flattened grid."""
+    res = cfg.seam_res
+    m = face_mask(cfg, res)[0, 0].double().flatten()
+    cell = torch.arange(res * res).view(res, res)
+    a = torch.cat([cell[:, :-1].flatten(), cell[:-1, :].flatten()])  # 4-neighbour pairs (a, b)
+    b = torch.cat([cell[:, 1:].flatten(), cell[1:, :].flatten()])
+    lap = torch.zeros(res * res, res * res, dtype=torch.float64)
+    ones = torch.ones(len(a), dtype=torch.float64)
+    lap.index_put_((a, b), -ones, accumulate=True)
+    lap.index_put_((b, a), -ones, accumulate=True)
+    lap -= torch.diag(lap.sum(1))
+    cells = torch.nonzero((m > 0) & (m < 1))[:, 0]
+    data = torch.zeros(res * res, len(cells), dtype=torch.float64)
+    data[cells, torch.arange(len(cells))] = 10 * (1 - m[cells]) ** 2
+    eye = torch.eye(res * res, dtype=torch.float64)
+    op = torch.linalg.solve(lap + torch.diag(data.sum(1)) + cfg.seam_screen * eye, data)
+    return op.float(), cells
 
 
 class DetailRefiner(nn.Module):
@@ -132,6 +167,12 @@ class EigenGenerator(MaskedEditor):
         self._warps: dict[tuple, tuple[torch.Tensor, ...]] = {}
         if cfg.pose_warp:  # (D + 1,): nose offset (128-px crop pixels) = box . nose[:D] + nose[D]
             self.register_buffer("nose", torch.zeros(d + 1))
+        if cfg.seam_res:  # (res^2, r) the seamless paste's correction, derived from the config alone
+            if not cfg.seam_screen > 0:
+                raise ValueError(f"seam_screen must be > 0, got {cfg.seam_screen}")
+            op, cells = seam_operator(cfg)
+            self.register_buffer("seam", op, persistent=False)
+            self.register_buffer("seam_cells", cells, persistent=False)
         self.refiner = None
         if cfg.refine_channels:
             inner = replace(cfg, mask_radii=tuple(r * cfg.refine_inner for r in cfg.mask_radii))
@@ -201,6 +242,18 @@ class EigenGenerator(MaskedEditor):
         grid = torch.stack([gx - shift, gy.expand_as(shift)], dim=-1)
         return F.grid_sample(face, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
+    def seam_correction(self, mismatch: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) photo minus rendered face, (1, 1, S, S) mask -> (B, 3, S, S) the
+        seamless paste's correction (``seam_operator``), upsampled bilinearly from its grid."""
+        res, size = self.cfg.seam_res, mismatch.shape[-1]
+        if size % res:
+            raise ValueError(f"crop size {size} is not a multiple of the seam grid {res}")
+        support = (m > 0).to(mismatch.dtype)
+        f = size // res
+        d = F.avg_pool2d(mismatch * support, f) / F.avg_pool2d(support, f).clamp_min(1e-6)
+        h = (d.flatten(2).index_select(2, self.seam_cells) @ self.seam.T).unflatten(2, (res, res))
+        return F.interpolate(h, size=(size, size), mode="bilinear", align_corners=False)
+
     def face(self, x: torch.Tensor, w_plus: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 3, S, S) crops, W+ -> (B, 3, S, S) the virtual face as rendered (pose-warped,
         zero outside the box), before the colour shift, the paste into the crop and the code.
@@ -232,4 +285,6 @@ class EigenGenerator(MaskedEditor):
         # looks pasted on. Keep the input's mean colour over the mask (3 numbers per face).
         area = m.sum()
         face = face + ((x - face) * m).sum((2, 3), keepdim=True) / area
+        if self.cfg.seam_res:  # and no outline where the mask fades
+            face = face + self.seam_correction(x - face, m)
         return self._carry(x * (1 - m) + face * m, code, m)

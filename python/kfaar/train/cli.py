@@ -79,6 +79,11 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 @click.option("--pose-warp", type=float, default=None,
               help="Fit the pose warp (the face shifted sideways with the input's nose offset, read from its "
                    "face coefficients) with this gain, before the tuning (1.25 shipped; seconds).")
+@click.option("--seam-res", type=int, default=None,
+              help="Paste the face seamlessly: spread the mismatch at the mask's edge inward on a grid of this "
+                   "many pixels (32), before the tuning; 0 takes it away. Default: the bundle's own (new: off).")
+@click.option("--seam-screen", type=float, default=0.2, show_default=True,
+              help="How soon the seamless paste's correction fades inward (about 1/sqrt of it, in grid pixels).")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Continue tuning this eigen bundle instead of fitting a new one (--n-identity and --mirror are then its own).")
 @click.option("--batch", type=int, default=16, show_default=True,
@@ -100,7 +105,7 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 @click.option("--faces", "n_faces", type=int, default=512, show_default=True, help="Train faces for the threshold.")
 @click.option("--limit", type=int, default=None, help="Use only the first LIMIT train faces.")
 def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: int, diversity: float, consistency: float,
-                refine_steps: int, pose_warp: float | None, init_path: str | None, batch: int, lr: float,
+                refine_steps: int, pose_warp: float | None, seam_res: int | None, seam_screen: float, init_path: str | None, batch: int, lr: float,
                 refiner_lr: float, anchor: float,
                 adversarial: float, max_seconds: float | None, device: str, faces_cache: str | None, seed: int,
                 n_faces: int, limit: int | None) -> None:
@@ -116,7 +121,7 @@ def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: in
     from kfaar.models.bundle import load_bundle, save_bundle, sha256_bytes
     from kfaar.models.eigen import EigenConfig, EigenGenerator
     from kfaar.train.data import load_faces
-    from kfaar.train.eigen import fit_eigen, fit_pose_warp, fit_refiner, tune_fidelity
+    from kfaar.train.eigen import fit_eigen, fit_pose_warp, fit_refiner, set_seam, tune_fidelity
     from kfaar.train.export import operating_point
 
     _require_device(device)
@@ -133,7 +138,9 @@ def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: in
             bundle.info["refined_from"] = {"sha256": parent, "refiner": bundle.info.pop("refiner", None)}
         if pose_warp is not None:  # likewise the pose warp's
             bundle.info["warped_from"] = {"sha256": parent, "pose_warp": bundle.info.pop("pose_warp", None)}
-        if not (fidelity_steps or refine_steps or pose_warp is not None):  # only the operating threshold is re-derived
+        if seam_res is not None:
+            bundle.info["seamed_from"] = {"sha256": parent, "seam": bundle.info.pop("seam", None)}
+        if not (fidelity_steps or refine_steps or pose_warp is not None or seam_res is not None):  # only the operating threshold is re-derived
             bundle.info["threshold_from"] = {"sha256": parent, "operating_point_train":
                                              bundle.info.get("operating_point_train")}
     faces = load_faces("train", cache_dir=faces_cache, limit=limit)
@@ -146,6 +153,11 @@ def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: in
             fit_pose_warp(bundle, faces, pose_warp, seed=seed)
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="--pose-warp") from None
+    if seam_res is not None:
+        try:
+            set_seam(bundle, seam_res, seam_screen)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--seam-res") from None
     if fidelity_steps:
         tune_fidelity(bundle, faces, steps=fidelity_steps, batch=batch, lr=lr, diversity=diversity,
                       consistency=consistency, refiner_lr=refiner_lr, anchor=anchor, adversarial=adversarial,

@@ -413,6 +413,32 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     return info
 
 
+def _reconfigured(gen: EigenGenerator, new_state: set[str] = frozenset(), **changes) -> EigenGenerator:
+    """``gen`` with its config changed by ``changes``, every tensor it had carried over
+    (``new_state``: the ones the change adds, left for the caller to fill)."""
+    from dataclasses import replace
+
+    out = EigenGenerator(replace(gen.cfg, **changes))
+    missing, unexpected = out.load_state_dict(gen.state_dict(), strict=False)
+    if unexpected or set(missing) - set(new_state):
+        raise RuntimeError(f"generator state does not carry over: missing {missing}, unexpected {unexpected}")
+    return out.eval()
+
+
+def set_seam(bundle: ModelBundle, res: int, screen: float = 0.2) -> None:
+    """Give the generator the seamless paste (models/eigen.py ``seam_operator``) on a ``res``-px
+    grid with screening ``screen`` (0: take it away). Nothing is fitted: the correction follows
+    from the mask; tune the mapping with it in place (``tune_fidelity``), as the recognisers
+    lose the outline the paste used to draw."""
+    gen = bundle.generator
+    if not isinstance(gen, EigenGenerator):
+        raise TypeError("set_seam needs an eigen bundle")
+    if res < 0 or (res and not screen > 0):
+        raise ValueError(f"the seam grid needs res >= 0 and screen > 0, got {res} and {screen}")
+    bundle.generator = _reconfigured(gen, seam_res=int(res), seam_screen=float(screen))
+    bundle.info["seam"] = {"res": int(res), "screen": float(screen)}
+
+
 def fit_pose_warp(bundle: ModelBundle, train: FaceSet, gain: float, *, ridge: float = 1.0, holdout: float = 0.1,
                   seed: int = 20261126) -> dict:
     """Give the generator its pose warp (models/eigen.py ``EigenGenerator.pose_warp``).
@@ -424,8 +450,6 @@ def fit_pose_warp(bundle: ModelBundle, train: FaceSet, gain: float, *, ridge: fl
     train crops and their mirror images (offset negated) against YuNet's landmarks — our own
     detector's, not a judge's — and the rendered face is shifted by ``gain`` x that offset.
     ``holdout`` of the identities measure the read-out (R^2) before it is refitted on all."""
-    from dataclasses import replace
-
     from kfaar.faces.align import nose_offset
 
     gen = bundle.generator
@@ -436,10 +460,7 @@ def fit_pose_warp(bundle: ModelBundle, train: FaceSet, gain: float, *, ridge: fl
                          "(the faces cache has them: kfaar data prepare)")
     if not gain > 0:
         raise ValueError(f"gain must be > 0, got {gain}")
-    warped = EigenGenerator(replace(gen.cfg, pose_warp=float(gain)))
-    missing, unexpected = warped.load_state_dict(gen.state_dict(), strict=False)
-    if unexpected or set(missing) - {"nose"}:
-        raise RuntimeError(f"generator state does not carry over: missing {missing}, unexpected {unexpected}")
+    warped = _reconfigured(gen, new_state={"nose"}, pose_warp=float(gain))
     with torch.no_grad():
         c = torch.cat([(_boxes(gen, train.crops) - gen.mean) @ gen.basis,
                        (_boxes(gen, train.crops[:, :, ::-1]) - gen.mean) @ gen.basis]).double().numpy()
