@@ -244,6 +244,9 @@ def test_train_eigen_init_continues_tuning_an_existing_bundle(tmp_path, monkeypa
     result = CliRunner().invoke(train_eigen, ["--init", str(out), "--out", str(tmp_path / "bad.safetensors"),
                                               "--seam-res", "32", "--seam-screen", "0"])
     assert result.exit_code != 0 and "--seam-res" in result.output
+    result = CliRunner().invoke(train_eigen, ["--init", str(out), "--out", str(tmp_path / "bad.safetensors"),
+                                              "--seam-screen", "0.5"])
+    assert result.exit_code != 0 and "goes with --seam-res" in result.output
 
     # --mirror belongs to a new fit
     result = CliRunner().invoke(train_eigen, ["--init", str(out), "--out", str(tmp_path / "m.safetensors"), "--mirror"])

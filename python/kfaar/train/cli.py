@@ -85,8 +85,9 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 @click.option("--seam-res", type=int, default=None,
               help="Paste the face seamlessly: spread the mismatch at the mask's edge inward on a grid of this "
                    "many pixels (32), before the tuning; 0 takes it away. Default: the bundle's own (new: off).")
-@click.option("--seam-screen", type=float, default=0.2, show_default=True,
-              help="How soon the seamless paste's correction fades inward (about 1/sqrt of it, in grid pixels).")
+@click.option("--seam-screen", type=float, default=None,
+              help="Screening of the seamless paste's correction: it fades inward over about 1/sqrt(this) grid "
+                   "pixels. [default: 0.2; with --seam-res]")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Continue tuning this eigen bundle instead of fitting a new one (--n-identity and --mirror are then its own).")
 @click.option("--batch", type=int, default=16, show_default=True,
@@ -108,8 +109,8 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 @click.option("--faces", "n_faces", type=int, default=512, show_default=True, help="Train faces for the threshold.")
 @click.option("--limit", type=int, default=None, help="Use only the first LIMIT train faces.")
 def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: int, diversity: float, consistency: float,
-                refine_steps: int, pose_warp: float | None, warp_offsets: str, seam_res: int | None, seam_screen: float, init_path: str | None, batch: int, lr: float,
-                refiner_lr: float, anchor: float,
+                refine_steps: int, pose_warp: float | None, warp_offsets: str, seam_res: int | None,
+                seam_screen: float | None, init_path: str | None, batch: int, lr: float, refiner_lr: float, anchor: float,
                 adversarial: float, max_seconds: float | None, device: str, faces_cache: str | None, seed: int,
                 n_faces: int, limit: int | None) -> None:
     """Fit the eigenface generator and its mapping on the train split, tune the mapping for
@@ -128,6 +129,8 @@ def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: in
     from kfaar.train.export import operating_point
 
     _require_device(device)
+    if seam_screen is not None and seam_res is None:
+        raise click.BadParameter("goes with --seam-res", param_hint="--seam-screen")
     if init_path and mirror:
         raise click.BadParameter("--mirror shapes a new face model; the --init bundle keeps its own", param_hint="--mirror")
     if init_path:
@@ -143,7 +146,8 @@ def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: in
             bundle.info["warped_from"] = {"sha256": parent, "pose_warp": bundle.info.pop("pose_warp", None)}
         if seam_res is not None:
             bundle.info["seamed_from"] = {"sha256": parent, "seam": bundle.info.pop("seam", None)}
-        if not (fidelity_steps or refine_steps or pose_warp is not None or seam_res is not None):  # only the operating threshold is re-derived
+        if not (fidelity_steps or refine_steps or pose_warp is not None or seam_res is not None):
+            # only the operating threshold is re-derived
             bundle.info["threshold_from"] = {"sha256": parent, "operating_point_train":
                                              bundle.info.get("operating_point_train")}
     faces = load_faces("train", cache_dir=faces_cache, limit=limit)
@@ -158,7 +162,7 @@ def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: in
             raise click.BadParameter(str(err), param_hint="--pose-warp") from None
     if seam_res is not None:
         try:
-            set_seam(bundle, seam_res, seam_screen)
+            set_seam(bundle, seam_res, 0.2 if seam_screen is None else seam_screen)
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="--seam-res") from None
     if fidelity_steps:

@@ -259,8 +259,8 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     on the rendered face box (before the code carrier, so it cannot learn to hide the code)
     against real train face boxes. ``landmark_offsets``: the pose warp is fed the train crops'
     landmark nose offsets, as the full-photo pipeline feeds the detector's (default: the warp
-    reads them from the face, as step 10 was tuned). ``max_seconds`` stops early (the steps run are recorded:
-    pass them as ``steps`` to repeat the run); ``device`` "cuda" keeps the crops and every
+    reads them from the face, as step 10 was tuned). ``max_seconds`` stops early (the steps
+    run are recorded: pass them as ``steps`` to repeat the run); ``device`` "cuda" keeps the crops and every
     network on the GPU — the GPU recipe (docs/MODEL_CARD.md). The bundle comes back on the CPU."""
     import time
 
