@@ -120,3 +120,24 @@ def test_image_and_alpha_from_one_decoding_agree_with_the_two_readers(tmp_path):
     for bad, match in ((tmp_path / "nope.png", "no such file"), (tmp_path, "is a directory")):
         with pytest.raises(ImageReadError, match=match):
             load_image_alpha(bad)
+
+
+def test_like_input_writes_only_the_changed_pixels_and_never_wraps_around():
+    from kfaar.faces.image import like_input
+
+    src = np.full((4, 5), 100, np.int8)
+    before = load_image(src)
+    after = before.copy()
+    after[1, 2] = 250
+    out = like_input(src, before, after)
+    assert out.dtype == np.int8 and out[1, 2] == 127  # clipped to the type, not wrapped to -6
+    out[1, 2] = 100
+    np.testing.assert_array_equal(out, src)
+    f = np.random.default_rng(0).random((4, 5, 4)).astype(np.float32)
+    before = load_image(f)
+    after = before.copy()
+    after[0, 0] = (255, 0, 51)
+    out = like_input(f, before, after)
+    np.testing.assert_allclose(out[0, 0], (1.0, 0.0, 0.2, f[0, 0, 3]), rtol=1e-6)
+    out[0, 0] = f[0, 0]
+    np.testing.assert_array_equal(out, f)

@@ -72,6 +72,8 @@ def like_input(src: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.nda
         v = np.rint(v) * 257  # load_image read it as 16-bit data
     else:
         v = np.rint(v)
+    if np.issubdtype(dt, np.integer):  # e.g. int8: no wrap-around
+        v = np.clip(v, np.iinfo(dt).min, np.iinfo(dt).max)
     v = v.astype(dt)
     if out.ndim == 2:
         out[changed] = v
