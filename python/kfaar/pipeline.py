@@ -139,12 +139,12 @@ class Anonymizer(_Base):
         the replaced faces' pixels converted to it, every other pixel and the alpha channel
         exactly the input's. A photo without faces comes back unchanged (a copy), and the log
         says so."""
-        result = self.anonymize_result(photo, key)
         if isinstance(photo, np.ndarray) and (photo.dtype != np.uint8 or photo.shape[2:] != (3,)):
             from kfaar.faces.image import like_input
 
-            return like_input(photo, self._load(photo), result.image)
-        return result.image
+            rgb = self._load(photo)
+            return like_input(photo, rgb, self.anonymize_result(rgb, key).image)
+        return self.anonymize_result(photo, key).image
 
     def anonymize_result(self, photo, key: Key) -> AnonymizeResult:
         from kfaar.faces import align_face, paste_back, transform_points
