@@ -22,8 +22,8 @@
 # The shipped bundle now carries the pose warp (model card step 10), so these tunings train
 # with it in the loop: step 9's recipe at GPU scale is where the warp's cost to consistency
 # (600 CPU steps did not win it back) should be tuned away, e.g. TUNES="gpu-w --refiner-lr 5e-5 --anchor 20".
-# The seamless paste (model card, "Why the misses") costs SFace diversity that 600 CPU steps
-# only partly won back; at GPU scale: TUNES="gpu-w ...; gpu-s --seam-res 32 --seam-screen 0.5 ...".
+# The seamless paste (model card, "Why the misses") costs diversity that 600 CPU steps only
+# partly won back (full eval: dlib 89.5% vs 91.5%); at GPU scale: TUNES="gpu-w ...; gpu-s --seam-res 32 --seam-screen 0.5 ...".
 # Add --warp-offsets landmarks to either: the warp is then fed the train crops' landmark offsets,
 # as the full-photo pipeline feeds the detector's (600 CPU steps of it: within noise).
 set -u
