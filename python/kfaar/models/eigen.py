@@ -190,7 +190,11 @@ class EigenGenerator(MaskedEditor):
 
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B, K) face-model coefficients c."""
-        return (self.face_box(x) - self.mean) @ self.basis
+        return self.box_coefficients(self.face_box(x))
+
+    def box_coefficients(self, box: torch.Tensor) -> torch.Tensor:
+        """(B, D) face boxes (``face_box``) -> (B, K) face-model coefficients c."""
+        return (box - self.mean) @ self.basis
 
     def box_face(self, c: torch.Tensor) -> torch.Tensor:
         """(B, K) coefficients -> (B, 3, h, w) the face box at the model's resolution."""
@@ -262,7 +266,7 @@ class EigenGenerator(MaskedEditor):
         crop pixels: ``kfaar.faces.align.nose_offset``); NaN entries, or None, are read from
         the face box. Ignored without a pose warp."""
         box = self.face_box(x)
-        face = self.render((box - self.mean) @ self.basis @ self.edit + w_plus[:, 0], x.shape[-1])
+        face = self.render(self.box_coefficients(box) @ self.edit + w_plus[:, 0], x.shape[-1])
         if self.cfg.pose_warp:
             read = self.nose_offset(box)
             if offset is not None:

@@ -162,7 +162,7 @@ def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: in
             raise click.BadParameter(str(err), param_hint="--pose-warp") from None
     if seam_res is not None:
         try:
-            set_seam(bundle, seam_res, 0.2 if seam_screen is None else seam_screen)
+            set_seam(bundle, seam_res, **({} if seam_screen is None else {"screen": seam_screen}))
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="--seam-res") from None
     if fidelity_steps:

@@ -438,7 +438,7 @@ def _reconfigured(gen: EigenGenerator, new_state: set[str] = frozenset(), **chan
     return out.eval()
 
 
-def set_seam(bundle: ModelBundle, res: int, screen: float = 0.2) -> None:
+def set_seam(bundle: ModelBundle, res: int, screen: float = EigenConfig.seam_screen) -> None:
     """Give the generator the seamless paste (models/eigen.py ``seam_operator``) on a ``res``-px
     grid with screening ``screen`` (0: take it away). Nothing is fitted: the correction follows
     from the mask; tune the mapping with it in place (``tune_fidelity``), as the recognisers
@@ -475,8 +475,8 @@ def fit_pose_warp(bundle: ModelBundle, train: FaceSet, gain: float, *, ridge: fl
         raise ValueError(f"gain must be > 0, got {gain}")
     warped = _reconfigured(gen, new_state={"nose"}, pose_warp=float(gain))
     with torch.no_grad():
-        c = torch.cat([(_boxes(gen, train.crops) - gen.mean) @ gen.basis,
-                       (_boxes(gen, train.crops[:, :, ::-1]) - gen.mean) @ gen.basis]).double().numpy()
+        c = torch.cat([gen.box_coefficients(_boxes(gen, train.crops)),
+                       gen.box_coefficients(_boxes(gen, train.crops[:, :, ::-1]))]).double().numpy()
     d = nose_offset(train.landmarks).astype(np.float64)
     y = np.concatenate([d, -d])
     x = np.c_[c, np.ones(len(c))]
@@ -494,7 +494,7 @@ def fit_pose_warp(bundle: ModelBundle, train: FaceSet, gain: float, *, ridge: fl
     pixels = gen.basis.double().numpy() @ r[:-1]  # folded into pixel weights: offset = box . pixels + bias
     bias = r[-1] - float(gen.mean.double().numpy() @ pixels)
     warped.nose.copy_(torch.from_numpy(np.append(pixels, bias)).float())
-    bundle.generator = warped.eval()
+    bundle.generator = warped
     info = {"gain": float(gain), "ridge": ridge, "train_faces": int(len(d)), "offset_std_px": float(d.std()),
             "heldout_r2": r2}
     bundle.info["pose_warp"] = info
