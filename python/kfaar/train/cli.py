@@ -65,6 +65,9 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, help="Bundle (.safetensors).")
 @click.option("--n-identity", type=int, default=192, show_default=True,
               help="Discriminant directions of the face model the key replaces (of 256).")
+@click.option("--mask-radii", type=(float, float), default=None,
+              help="Half-width and half-height of the face ellipse the key replaces, as fractions of the crop "
+                   "(a new face model only). [default: 0.38 0.45]")
 @click.option("--mirror/--no-mirror", default=False, show_default=True,
               help="Fit the face model and the identity split with every train face also flipped left-right.")
 @click.option("--fidelity-steps", type=int, default=1000, show_default=True,
@@ -108,7 +111,7 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 @click.option("--seed", type=int, default=20261126, show_default=True)
 @click.option("--faces", "n_faces", type=int, default=512, show_default=True, help="Train faces for the threshold.")
 @click.option("--limit", type=int, default=None, help="Use only the first LIMIT train faces.")
-def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: int, diversity: float, consistency: float,
+def train_eigen(out_path: str, n_identity: int, mask_radii: tuple[float, float] | None, mirror: bool, fidelity_steps: int, diversity: float, consistency: float,
                 refine_steps: int, pose_warp: float | None, warp_offsets: str, seam_res: int | None,
                 seam_screen: float | None, init_path: str | None, batch: int, lr: float, refiner_lr: float, anchor: float,
                 adversarial: float, max_seconds: float | None, device: str, faces_cache: str | None, seed: int,
@@ -133,6 +136,10 @@ def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: in
         raise click.BadParameter("goes with --seam-res", param_hint="--seam-screen")
     if init_path and mirror:
         raise click.BadParameter("--mirror shapes a new face model; the --init bundle keeps its own", param_hint="--mirror")
+    if init_path and mask_radii is not None:
+        raise click.BadParameter("shapes a new face model; the --init bundle keeps its own", param_hint="--mask-radii")
+    if mask_radii is not None and not all(0 < r <= 0.5 for r in mask_radii):
+        raise click.BadParameter(f"each radius must be in (0, 0.5], got {mask_radii}", param_hint="--mask-radii")
     if init_path:
         bundle = load_bundle(init_path)
         if not isinstance(bundle.generator, EigenGenerator):
@@ -152,7 +159,8 @@ def train_eigen(out_path: str, n_identity: int, mirror: bool, fidelity_steps: in
                                              bundle.info.get("operating_point_train")}
     faces = load_faces("train", cache_dir=faces_cache, limit=limit)
     if not init_path:
-        bundle = fit_eigen(faces, EigenConfig(n_identity=n_identity), seed=seed, mirror=mirror)
+        shape = {} if mask_radii is None else {"mask_radii": tuple(mask_radii)}
+        bundle = fit_eigen(faces, EigenConfig(n_identity=n_identity, **shape), seed=seed, mirror=mirror)
     if refine_steps:
         fit_refiner(bundle, faces, steps=refine_steps, seed=seed)
     if pose_warp is not None:
