@@ -52,11 +52,9 @@ class KfaarEngine(CodesMixin):
             return np.asarray(crops).copy()
         u = self.keyed_code(z, key)
         gen = self.bundle.generator
-        args = [_u8_to_tensor(crops), torch.from_numpy(self.w_plus(u)), torch.from_numpy(u)]
-        if gen.takes_offset:
-            args.append(torch.from_numpy(offsets))
-        v = gen(*args)
-        return _tensor_to_u8(v)
+        inputs = {"crop": _u8_to_tensor(crops), "w_plus": torch.from_numpy(self.w_plus(u)), "code": torch.from_numpy(u),
+                  "offset": torch.from_numpy(offsets)}
+        return _tensor_to_u8(gen(*(inputs[n] for n in gen.input_names)))
 
     @torch.inference_mode()
     def read(self, crops: np.ndarray) -> np.ndarray:

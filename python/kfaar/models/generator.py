@@ -95,6 +95,12 @@ class MaskedEditor(nn.Module):
 
     takes_offset = False  # whether forward uses the inputs' nose offsets (the eigen pose warp)
 
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """``forward``'s inputs in order, as the exported graph names them: the crop, W+, the
+        keyed code and, for a generator with a pose warp, the inputs' nose offsets."""
+        return ("crop", "w_plus", "code", "offset") if self.takes_offset else ("crop", "w_plus", "code")
+
     def _init_carrier(self, cfg: EditRegion) -> None:
         self._masks: dict[tuple, torch.Tensor] = {}
         self.code_carrier = None

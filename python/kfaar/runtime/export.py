@@ -25,7 +25,6 @@ the parity check says so. Whatever the path, parity on real crops decides.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import logging
 import os
@@ -390,13 +389,8 @@ def reader_module(bundle: ModelBundle) -> nn.Module:
 
 
 def _generator_args(bundle: ModelBundle, feeds: dict[str, np.ndarray]) -> tuple[list[str], tuple[torch.Tensor, ...]]:
-    """The generator's inputs by name: (crop, w_plus) and, if its forward takes them, the keyed
-    code and (with a pose warp) the inputs' nose offsets."""
-    names = ["crop", "w_plus"]
-    if "code" in inspect.signature(bundle.generator.forward).parameters:
-        names.append("code")
-    if bundle.generator.takes_offset:
-        names.append("offset")
+    """The generator's inputs by name (``MaskedEditor.input_names``) and their tensors from ``feeds``."""
+    names = list(bundle.generator.input_names)
     return names, tuple(torch.from_numpy(feeds[n]) for n in names)
 
 
