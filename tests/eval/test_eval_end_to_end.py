@@ -98,6 +98,10 @@ def test_keyed_method_authenticates_with_its_key_only(small_eval):
     assert m["authentication"]["tar_at_far_0.01"]["tar"] >= 0.8  # SFace on genuine LFW pairs
     assert m["wrong_key_acceptance"]["value"] == 0.0
     assert m["diversity"]["dlib"]["n"] == 0  # noise: no face for dlib to compare
+    # re-encoded as JPEG, the scrambled photo unscrambles to the face plus scattered noise
+    after = m["authentication"]["after_jpeg"]
+    assert after["quality"] == 75 and after["tar_at_far_0.01"]["tar"] >= 0.8
+    assert after["tar_at_far_0.01"]["n_genuine"] == m["authentication"]["tar_at_far_0.01"]["n_genuine"]
 
 
 

@@ -202,7 +202,20 @@ def test_kvfa_right_key_accepts_and_wrong_key_rejects():
     assert roc.auc > 0.999
     assert wrong_acc["value"] <= 0.02  # at the FAR-1% threshold, random vectors pass about as often as impostors
     assert auth["operating"]["source"] == "far_0.01"
+    assert "after_jpeg" not in auth  # not measured: no row
     assert M.share([]).n == 0
+
+    # recovered again after JPEG: a third of them fail (rejections), the rest as before
+    after = recovered.copy()
+    after[::3] = np.nan
+    rows.recovered_jpeg = after
+    auth2, _, _ = kvfa(Method("toy", lambda p, k: p, threshold=None), rows, {}, labels, pairs, (1e-2, 1e-3))
+    j = auth2["after_jpeg"]
+    assert j["quality"] == 75 and j["recovered"]["value"] == pytest.approx(2 / 3, abs=0.01)
+    assert 0.6 <= j["tar_at_far_0.01"]["tar"] <= 0.7  # a failed recovery is a rejection
+    assert j["operating"]["threshold"] == auth2["operating"]["threshold"]  # the method's own operating point
+    assert j["operating"]["tar"] < auth2["operating"]["tar"]
+    assert {k: v for k, v in auth2.items() if k != "after_jpeg"} == auth
 
 
 class _CountingStore:
@@ -235,6 +248,34 @@ def test_a_method_that_fails_or_misbehaves_is_counted_not_fatal(fake_data):
     assert 0 < rows.failures < len(es.photos)
     assert np.sum(rows.a >= 0) == len(es.photos) - rows.failures  # failed photos have no image
     assert all(p.max() < 255 for p in photos)  # the in-place edits hit copies
+
+
+def test_recovery_is_also_run_on_the_virtual_saved_as_jpeg(fake_data):
+    """KVFA after JPEG: per photo, recover() sees the key-A virtual as it reads back from a
+    JPEG of KVFA_JPEG_QUALITY, with key A; the lossless virtual is recovered as before."""
+    from kfaar.eval.properties import KVFA_JPEG_QUALITY
+    from kfaar.eval.runner import _run_method, jpeg_roundtrip
+
+    es = load_eval_set(fake_data, "dev", limit=2)
+    rng = np.random.default_rng(0)
+    photos = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in es.photos]
+    seen = []
+
+    def recover(virtual, key):
+        seen.append((virtual.copy(), key))
+        return virtual.reshape(-1)[:8].astype(np.float32)
+
+    bar = SimpleNamespace(update=lambda n: None)
+    rows = _run_method(Method("keyed", lambda p, k: p[::-1].copy(), recover=recover), es, photos, _CountingStore(),
+                       set(), bar)
+    assert len(seen) == 3 * len(photos)
+    for n, photo in enumerate(photos):
+        (lossless, ka), (_, wrong), (jpeg, kj) = seen[3 * n: 3 * n + 3]
+        virtual = photo[::-1]
+        assert np.array_equal(lossless, virtual) and kj is ka and wrong is not ka
+        assert np.array_equal(jpeg, jpeg_roundtrip(virtual, KVFA_JPEG_QUALITY)) and not np.array_equal(jpeg, virtual)
+        np.testing.assert_array_equal(rows.recovered_jpeg[n], jpeg.reshape(-1)[:8])
+    assert rows.recovered.shape == rows.recovered_jpeg.shape == (len(photos), 8)
 
 
 def test_markdown_table_reads_nested_keys_and_flags_small_n():

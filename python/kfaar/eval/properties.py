@@ -19,6 +19,9 @@ from kfaar.eval.protocol import EvalSet
 SFACE_THRESHOLD = 0.363  # cosine >= this: same person (OpenCV's SFace operating point)
 DLIB_THRESHOLD = 0.6  # L2 < this: same person (dlib's documented operating point)
 JUDGES = ("dlib", "sface")
+# KVFA is measured again on the key-A virtual saved as a JPEG of this quality (libjpeg's
+# 4:2:0 default; PIL's default quality and about what photo-sharing services re-encode at)
+KVFA_JPEG_QUALITY = 75
 
 
 @dataclass
@@ -29,6 +32,7 @@ class MethodRows:
     b: np.ndarray  # (N,) photos with b_key under key B, -1 elsewhere
     recovered: np.ndarray | None = None  # (N, D) recover(virtual_a, key A), nan rows where None
     recovered_wrong: np.ndarray | None = None  # (N, D) recover(virtual_a, wrong key)
+    recovered_jpeg: np.ndarray | None = None  # (N, D) recover(virtual_a as JPEG KVFA_JPEG_QUALITY, key A)
     templates: np.ndarray | None = None  # (N, D) method.enroll(original)
     grid: list = field(default_factory=list)
     seconds: float = 0.0  # in method.anonymize
@@ -206,14 +210,21 @@ def kvfa(method: Method, rows: MethodRows, orig: dict, labels: np.ndarray, pairs
     fill = np.zeros(tmpl.shape[1], np.float32)
     fill[0] = 1.0
     t_in = np.where(okt[:, None], tmpl, fill)
-    rt = np.asarray(score(np.where(okr[:, None], r, fill), t_in), np.float64)
-    wt = np.asarray(score(np.where(okw[:, None], w, fill), t_in), np.float64)
+
+    def scores(e: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        return np.asarray(score(np.where(ok[:, None], e, fill), t_in), np.float64)
+
+    def genuine_impostor(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ok = np.isfinite(e).all(1)
+        st = scores(e, ok)
+        # a failed recovery (no face found in the virtual photo) is a rejection, not a skipped pair
+        floor = float(np.min(st[ok][:, okt])) - 1.0 if ok.any() and okt.any() else -1.0
+        genuine = np.where(ok[i], st[i, j], floor)[okt[j]]
+        return genuine, st[(labels[:, None] != labels[None, :]) & ok[:, None] & okt[None, :]]
+
     i, j = pairs[:, 0], pairs[:, 1]
-    # a failed recovery (no face found in the virtual photo) is a rejection, not a skipped pair
-    floor = float(np.min(rt[okr][:, okt])) - 1.0 if okr.any() and okt.any() else -1.0
-    genuine = np.where(okr[i], rt[i, j], floor)[okt[j]]
-    imp_mask = (labels[:, None] != labels[None, :]) & okr[:, None] & okt[None, :]
-    impostor = rt[imp_mask]
+    genuine, impostor = genuine_impostor(r)
+    wt = scores(w, okw)
     roc = M.roc_curve(genuine, impostor)
     auth = {"auc": M.json_float(roc.auc), "recovered": M.share(okr).to_json()}
     for far in fars:
@@ -222,14 +233,25 @@ def kvfa(method: Method, rows: MethodRows, orig: dict, labels: np.ndarray, pairs
         thr, source = float(method.threshold), "method"
     else:
         thr, source = M.tar_at_far(genuine, impostor, fars[0]).threshold, f"far_{fars[0]:g}"
-    auth["operating"] = {
-        "threshold": thr,
-        "source": source,
-        "tar": M.json_float(float(np.mean(genuine >= thr)) if genuine.size else float("nan")),
-        "far": M.json_float(float(np.mean(impostor >= thr)) if impostor.size else float("nan")),
-    }
+    auth["operating"] = _operating(genuine, impostor, thr)
+    auth["operating"]["source"] = source
+    if rows.recovered_jpeg is not None:  # the same, on the virtuals re-encoded as JPEG
+        gj, ij = genuine_impostor(rows.recovered_jpeg)
+        auth["after_jpeg"] = {"quality": KVFA_JPEG_QUALITY,
+                              "recovered": M.share(np.isfinite(rows.recovered_jpeg).all(1)).to_json(),
+                              **{f"tar_at_far_{far:g}": M.tar_at_far(gj, ij, far).to_json() for far in fars},
+                              "operating": _operating(gj, ij, thr)}
     # wrong key: the person's photo recovered with a key that is not theirs, vs their template
     accepted = okw[i] & (wt[i, j] >= thr)  # a failed recovery is a rejection here too
     wrong = M.share(accepted[okt[j]]).to_json()
     wrong.update({"threshold": thr, "far_at_threshold": auth["operating"]["far"]})
     return auth, wrong, roc
+
+
+def _operating(genuine: np.ndarray, impostor: np.ndarray, thr: float) -> dict:
+    """TAR / FAR at a fixed threshold (accept if score >= threshold)."""
+    return {
+        "threshold": thr,
+        "tar": M.json_float(float(np.mean(genuine >= thr)) if genuine.size else float("nan")),
+        "far": M.json_float(float(np.mean(impostor >= thr)) if impostor.size else float("nan")),
+    }

@@ -25,6 +25,7 @@ from kfaar.eval.methods import Method
 from kfaar.eval.properties import (
     DLIB_THRESHOLD,
     JUDGES,
+    KVFA_JPEG_QUALITY,
     SFACE_THRESHOLD,
     Features,
     MethodResult,
@@ -36,6 +37,7 @@ from kfaar.eval.protocol import EvalSet, identity_keys
 __all__ = [
     "DLIB_THRESHOLD",
     "JUDGES",
+    "KVFA_JPEG_QUALITY",
     "SFACE_THRESHOLD",
     "EvalOptions",
     "EvalResult",
@@ -178,7 +180,7 @@ def _run_method(method: Method, es: EvalSet, photos: list[np.ndarray], store: _I
                 grid_ids: set[int], bar) -> MethodRows:
     n = len(es.photos)
     rows = MethodRows(a=np.full(n, -1, np.int64), b=np.full(n, -1, np.int64))
-    rec, rec_wrong, tmpl = [], [], []
+    rec, rec_wrong, rec_jpeg, tmpl = [], [], [], []
     keys = {k: identity_keys(es.names[k], es.seed) for k in {p.identity for p in es.photos}}
     for i, (photo, meta) in enumerate(zip(photos, es.photos)):
         k = keys[meta.identity]
@@ -201,17 +203,26 @@ def _run_method(method: Method, es: EvalSet, photos: list[np.ndarray], store: _I
             t = time.perf_counter()
             rec.append(_safe(method.recover, va.copy(), k.a) if va is not None else None)
             rec_wrong.append(_safe(method.recover, va.copy(), k.wrong) if va is not None else None)
+            rec_jpeg.append(_safe(method.recover, jpeg_roundtrip(va, KVFA_JPEG_QUALITY), k.a) if va is not None else None)
             tmpl.append(_safe(method.enroll, photo.copy()) if method.enroll is not None else None)
             rows.recover_seconds += time.perf_counter() - t
         if i in grid_ids and va is not None and vb is not None:
             rows.grid.append((photo, va, vb))
         bar.update(1)
     if method.recover is not None:
-        rows.recovered, rows.recovered_wrong = _stack(rec), _stack(rec_wrong)
+        rows.recovered, rows.recovered_wrong, rows.recovered_jpeg = _stack(rec), _stack(rec_wrong), _stack(rec_jpeg)
         rows.templates = _stack(tmpl) if method.enroll is not None else None
     if rows.failures:
         log.warning("%s failed on %d of %d photos", method.name, rows.failures, n)
     return rows
+
+
+def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
+    """An RGB photo as it reads back after being saved as a JPEG of ``quality`` (libjpeg, 4:2:0)."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"JPEG encoding failed for a {rgb.dtype} array of shape {rgb.shape}")
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def _safe(fn, *args) -> np.ndarray | None:
