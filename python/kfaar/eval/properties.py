@@ -36,7 +36,7 @@ class MethodRows:
     templates: np.ndarray | None = None  # (N, D) method.enroll(original)
     grid: list = field(default_factory=list)
     seconds: float = 0.0  # in method.anonymize
-    recover_seconds: float = 0.0  # in method.recover (twice per photo) and method.enroll
+    recover_seconds: float = 0.0  # in method.recover (three times per photo) and method.enroll
     failures: int = 0
 
 

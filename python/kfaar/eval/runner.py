@@ -203,7 +203,8 @@ def _run_method(method: Method, es: EvalSet, photos: list[np.ndarray], store: _I
             t = time.perf_counter()
             rec.append(_safe(method.recover, va.copy(), k.a) if va is not None else None)
             rec_wrong.append(_safe(method.recover, va.copy(), k.wrong) if va is not None else None)
-            rec_jpeg.append(_safe(method.recover, jpeg_roundtrip(va, KVFA_JPEG_QUALITY), k.a) if va is not None else None)
+            rec_jpeg.append(_safe(method.recover, jpeg_roundtrip(va, KVFA_JPEG_QUALITY), k.a)
+                            if va is not None else None)
             tmpl.append(_safe(method.enroll, photo.copy()) if method.enroll is not None else None)
             rows.recover_seconds += time.perf_counter() - t
         if i in grid_ids and va is not None and vb is not None:

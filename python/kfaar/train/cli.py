@@ -67,7 +67,7 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
               help="Discriminant directions of the face model the key replaces (of 256).")
 @click.option("--mask-radii", type=(float, float), default=None,
               help="Half-width and half-height of the face ellipse the key replaces, as fractions of the crop "
-                   "(a new face model only). [default: 0.38 0.45]")
+                   "(a new face model only). Default: EigenConfig's, the shipped model's.")
 @click.option("--mirror/--no-mirror", default=False, show_default=True,
               help="Fit the face model and the identity split with every train face also flipped left-right.")
 @click.option("--fidelity-steps", type=int, default=1000, show_default=True,
@@ -111,11 +111,11 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 @click.option("--seed", type=int, default=20261126, show_default=True)
 @click.option("--faces", "n_faces", type=int, default=512, show_default=True, help="Train faces for the threshold.")
 @click.option("--limit", type=int, default=None, help="Use only the first LIMIT train faces.")
-def train_eigen(out_path: str, n_identity: int, mask_radii: tuple[float, float] | None, mirror: bool, fidelity_steps: int, diversity: float, consistency: float,
-                refine_steps: int, pose_warp: float | None, warp_offsets: str, seam_res: int | None,
-                seam_screen: float | None, init_path: str | None, batch: int, lr: float, refiner_lr: float, anchor: float,
-                adversarial: float, max_seconds: float | None, device: str, faces_cache: str | None, seed: int,
-                n_faces: int, limit: int | None) -> None:
+def train_eigen(out_path: str, n_identity: int, mask_radii: tuple[float, float] | None, mirror: bool,
+                fidelity_steps: int, diversity: float, consistency: float, refine_steps: int, pose_warp: float | None,
+                warp_offsets: str, seam_res: int | None, seam_screen: float | None, init_path: str | None, batch: int,
+                lr: float, refiner_lr: float, anchor: float, adversarial: float, max_seconds: float | None, device: str,
+                faces_cache: str | None, seed: int, n_faces: int, limit: int | None) -> None:
     """Fit the eigenface generator and its mapping on the train split, tune the mapping for
     SFace fidelity (about 10 minutes on 2 CPU cores in all) and write a bundle with its
     operating threshold; prints its SHA-256. With --init, only the refiner and the tuning run,
