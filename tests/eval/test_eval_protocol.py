@@ -254,7 +254,8 @@ def test_recovery_is_also_run_on_the_virtual_saved_as_jpeg(fake_data):
     """KVFA after JPEG: per photo, recover() sees the key-A virtual as it reads back from a
     JPEG of KVFA_JPEG_QUALITY, with key A; the lossless virtual is recovered as before."""
     from kfaar.eval.properties import KVFA_JPEG_QUALITY
-    from kfaar.eval.runner import _run_method, jpeg_roundtrip
+    from kfaar.eval.runner import _run_method
+    from kfaar.faces.image import jpeg_roundtrip
 
     es = load_eval_set(fake_data, "dev", limit=2)
     rng = np.random.default_rng(0)

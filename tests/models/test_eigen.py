@@ -248,9 +248,57 @@ def test_train_eigen_init_continues_tuning_an_existing_bundle(tmp_path, monkeypa
                                               "--seam-screen", "0.5"])
     assert result.exit_code != 0 and "goes with --seam-res" in result.output
 
+    # --reader-faces N: the carrier's learned read is fitted (and recorded), then the threshold
+    read = tmp_path / "read.safetensors"
+    result = CliRunner().invoke(train_eigen, ["--init", str(out), "--out", str(read), "--fidelity-steps", "0",
+                                              "--reader-faces", "64", "--faces", "32"])
+    assert result.exit_code == 0, result.output
+    rd = load_bundle(read)
+    assert rd.generator.cfg.carrier_read == "learned" and rd.info["reader"]["faces"] == 64
+    assert rd.info["read_from"] == {"sha256": sha256_bytes(out.read_bytes()), "reader": None}
+    assert rd.info["fidelity"] == after.info["fidelity"] and "threshold_from" not in rd.info
+    result = CliRunner().invoke(train_eigen, ["--init", str(out), "--out", str(tmp_path / "bad.safetensors"),
+                                              "--fidelity-steps", "0", "--reader-faces", "10"])
+    assert result.exit_code == 2 and "--reader-faces" in result.output
+
     # --mirror belongs to a new fit
     result = CliRunner().invoke(train_eigen, ["--init", str(out), "--out", str(tmp_path / "m.safetensors"), "--mirror"])
     assert result.exit_code != 0 and "--mirror" in result.output
+
+
+def test_fit_reader_learns_a_read_that_survives_jpeg_and_leaves_the_output_alone(tmp_path):
+    """The learned code read (carrier_read="learned") reads u' from re-encoded virtual crops
+    better than the exact read on held-out faces, is stored in the bundle and round-trips;
+    the generator's output is unchanged, and an exact-read bundle keeps no extra tensor."""
+    from kfaar.faces.image import jpeg_roundtrip
+    from kfaar.keys import Key
+    from kfaar.models.engine import KfaarEngine
+    from kfaar.train.eigen import fit_reader
+
+    faces = synthetic_faces()
+    bundle = fit_eigen(faces, replace(SMALL, carrier=0.5), mapping_steps=20)
+    assert bundle.generator.code_carrier.reader is None
+    assert not any("reader" in k for k in bundle.generator.state_dict())
+    key = Key.from_bytes(bytes(range(32)))
+    before = KfaarEngine(bundle).generate(faces.crops[:8], faces.embeddings[:8], key)
+
+    info = fit_reader(bundle, faces, faces=240, qualities=(50, 75), seed=1)
+    assert bundle.generator.cfg.carrier_read == "learned" and bundle.info["reader"] == info
+    assert info["heldout_cos_learned_jpeg75"] > info["heldout_cos_exact_jpeg75"]
+    assert info["heldout_cos_learned"] > 0.9
+    eng = KfaarEngine(bundle)
+    np.testing.assert_array_equal(eng.generate(faces.crops[:8], faces.embeddings[:8], key), before)
+    read = eng.read(np.stack([jpeg_roundtrip(v, 75) for v in before]))
+    u = eng.keyed_code(faces.embeddings[:8], key)
+    assert np.median(np.sum(read * u, 1) / np.linalg.norm(u, axis=1)) > 0.8
+
+    save_bundle(bundle, tmp_path / "read.safetensors")
+    again = load_bundle(tmp_path / "read.safetensors", sha256=None)
+    assert again.generator.cfg.carrier_read == "learned"
+    assert torch.equal(again.generator.code_carrier.reader, bundle.generator.code_carrier.reader)
+
+    with pytest.raises(ValueError, match="qualities"):
+        fit_reader(bundle, faces, qualities=(0,))
 
 
 def test_train_eigen_mask_radii_shape_a_new_face_model(tmp_path, monkeypatch):

@@ -33,6 +33,7 @@ from kfaar.eval.properties import (
     method_properties,
 )
 from kfaar.eval.protocol import EvalSet, identity_keys
+from kfaar.faces.image import jpeg_roundtrip
 
 __all__ = [
     "DLIB_THRESHOLD",
@@ -216,14 +217,6 @@ def _run_method(method: Method, es: EvalSet, photos: list[np.ndarray], store: _I
     if rows.failures:
         log.warning("%s failed on %d of %d photos", method.name, rows.failures, n)
     return rows
-
-
-def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
-    """An RGB photo as it reads back after being saved as a JPEG of ``quality`` (libjpeg, 4:2:0)."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError(f"JPEG encoding failed for a {rgb.dtype} array of shape {rgb.shape}")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def _safe(fn, *args) -> np.ndarray | None:

@@ -84,6 +84,17 @@ def like_input(src: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.nda
     return out
 
 
+def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB photo as it reads back after being saved as a JPEG of
+    ``quality`` (OpenCV's libjpeg, 4:2:0 chroma): what sharing a photo does to it."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"JPEG encoding failed for a {rgb.dtype} array of shape {rgb.shape}")
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
 def _alpha(im: Image.Image, name: str) -> np.ndarray | None:
     if im.mode not in ("RGBA", "LA", "PA", "La", "RGBa") and "transparency" not in im.info:
         return None

@@ -17,6 +17,11 @@ bilinearly upsampled to the crop and masked, so the written texture is smooth (c
 S/r px) and survives a few pixels of misalignment. ``amplitude`` is the norm of t = A·û'
 in pooled units. The generator sees u' too and is trained with a penalty on |α|, so it
 learns to paint faces that already carry their code; the write step then changes little.
+
+The read above is exact for the crop as written; a *learned* read (``learned_read``: a
+(128 x 3r²) map ``reader`` over the same pooled cells, fitted by ``train/eigen.py:
+fit_reader`` on virtual crops as written and re-encoded as JPEG) recovers more of u' from
+clipped and re-encoded photos. The write, and so every virtual face, is the same either way.
 """
 
 from __future__ import annotations
@@ -37,12 +42,14 @@ def _dct_rows(r: int, k: int) -> torch.Tensor:
 
 class CodeCarrier(nn.Module):
     def __init__(self, interior: torch.Tensor, dim: int = 128, res: int = 16, drop_low: int = 3,
-                 amplitude: float = 4.0, seed: int = 20261126, pilots: int = 32):
+                 amplitude: float = 4.0, seed: int = 20261126, pilots: int = 32, learned_read: bool = False):
         """interior: (r, r) float mask of the cells inside the face (1) and outside (0).
 
         ``pilots`` extra rows carry a fixed, known vector: at recovery the alignment whose
         pilot read best matches it is the one the code was written in (re-detected landmarks
-        on a virtual face can be several pixels off)."""
+        on a virtual face can be several pixels off). ``learned_read``: the code is read by
+        its own (dim, 3·r·r) map ``reader`` (fitted by train/reader.py; it starts as the
+        basis rows, the exact read) instead of the basis rows themselves."""
         super().__init__()
         # only cells fully inside the mask: near the feathered edge a pooled target needs large
         # pattern values (the mask scales them down), which shows as a coloured ring
@@ -70,6 +77,10 @@ class CodeCarrier(nn.Module):
         pilot = torch.randn(pilots, generator=torch.Generator().manual_seed(seed + 2), dtype=torch.float64)
         self.register_buffer("pilot", (amplitude * pilot / pilot.norm()).float())  # (pilots,)
         self.res, self.amplitude, self.dim = res, amplitude, dim
+        if learned_read:
+            self.register_buffer("reader", self.basis[:dim].clone())
+        else:
+            self.reader = None
         self._m_inv: dict[int, torch.Tensor] = {}
 
     def pooled(self, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -82,6 +93,8 @@ class CodeCarrier(nn.Module):
 
     def read(self, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B, dim) code coefficients (direction of u' when written by ``write``)."""
+        if self.reader is not None:
+            return self.pooled(v, mask) @ self.reader.T
         return self.read_all(v, mask)[:, : self.dim]
 
     def pilot_match(self, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

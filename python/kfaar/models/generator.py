@@ -43,6 +43,10 @@ class EditRegion:
     carrier_res: int = 24
     carrier_drop_low: int = 3
     carrier_seed: int = 20261126
+    # The carrier's code read: "exact" (the basis rows the code is written with: lossless
+    # crops read back exactly) or "learned" (a linear map of the same pooled cells fitted on
+    # virtual crops as re-encoded photos deliver them: train/reader.py)
+    carrier_read: str = "exact"
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ class MaskedEditor(nn.Module):
         if cfg.carrier > 0:
             interior = F.adaptive_avg_pool2d(face_mask(cfg, 128), cfg.carrier_res)[0, 0]
             self.code_carrier = CodeCarrier(interior, 128, cfg.carrier_res, cfg.carrier_drop_low, cfg.carrier,
-                                            cfg.carrier_seed)
+                                            cfg.carrier_seed, learned_read=cfg.carrier_read == "learned")
 
     def mask(self, size: int, device) -> torch.Tensor:
         key = (size, str(device))

@@ -91,6 +91,9 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 @click.option("--seam-screen", type=float, default=None,
               help="Screening of the seamless paste's correction: it fades inward over about 1/sqrt(this) grid "
                    "pixels. [default: 0.2; with --seam-res]")
+@click.option("--reader-faces", type=int, default=0, show_default=True,
+              help="Fit the code carrier's learned read on this many train faces' virtual crops, as written and "
+                   "re-encoded as JPEG (3,000: ~40 s), after the tuning. 0: keep the bundle's read.")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Continue tuning this eigen bundle instead of fitting a new one (--n-identity and --mirror are then its own).")
 @click.option("--batch", type=int, default=16, show_default=True,
@@ -113,7 +116,8 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 @click.option("--limit", type=int, default=None, help="Use only the first LIMIT train faces.")
 def train_eigen(out_path: str, n_identity: int, mask_radii: tuple[float, float] | None, mirror: bool,
                 fidelity_steps: int, diversity: float, consistency: float, refine_steps: int, pose_warp: float | None,
-                warp_offsets: str, seam_res: int | None, seam_screen: float | None, init_path: str | None, batch: int,
+                warp_offsets: str, seam_res: int | None, seam_screen: float | None, reader_faces: int,
+                init_path: str | None, batch: int,
                 lr: float, refiner_lr: float, anchor: float, adversarial: float, max_seconds: float | None, device: str,
                 faces_cache: str | None, seed: int, n_faces: int, limit: int | None) -> None:
     """Fit the eigenface generator and its mapping on the train split, tune the mapping for
@@ -128,7 +132,7 @@ def train_eigen(out_path: str, n_identity: int, mask_radii: tuple[float, float] 
     from kfaar.models.bundle import load_bundle, save_bundle, sha256_bytes
     from kfaar.models.eigen import EigenConfig, EigenGenerator
     from kfaar.train.data import load_faces
-    from kfaar.train.eigen import fit_eigen, fit_pose_warp, fit_refiner, set_seam, tune_fidelity
+    from kfaar.train.eigen import fit_eigen, fit_pose_warp, fit_reader, fit_refiner, set_seam, tune_fidelity
     from kfaar.train.export import operating_point
 
     _require_device(device)
@@ -153,7 +157,9 @@ def train_eigen(out_path: str, n_identity: int, mask_radii: tuple[float, float] 
             bundle.info["warped_from"] = {"sha256": parent, "pose_warp": bundle.info.pop("pose_warp", None)}
         if seam_res is not None:
             bundle.info["seamed_from"] = {"sha256": parent, "seam": bundle.info.pop("seam", None)}
-        if not (fidelity_steps or refine_steps or pose_warp is not None or seam_res is not None):
+        if reader_faces:
+            bundle.info["read_from"] = {"sha256": parent, "reader": bundle.info.pop("reader", None)}
+        if not (fidelity_steps or refine_steps or pose_warp is not None or seam_res is not None or reader_faces):
             # only the operating threshold is re-derived
             bundle.info["threshold_from"] = {"sha256": parent, "operating_point_train":
                                              bundle.info.get("operating_point_train")}
@@ -178,6 +184,11 @@ def train_eigen(out_path: str, n_identity: int, mask_radii: tuple[float, float] 
                       consistency=consistency, refiner_lr=refiner_lr, anchor=anchor, adversarial=adversarial,
                       landmark_offsets=warp_offsets == "landmarks", max_seconds=max_seconds, device=device,
                       seed=seed)
+    if reader_faces:
+        try:
+            fit_reader(bundle, faces, faces=reader_faces, seed=seed)
+        except (TypeError, ValueError) as err:
+            raise click.BadParameter(str(err), param_hint="--reader-faces") from None
     op = operating_point(bundle, faces, n_faces)
     bundle.threshold = op["threshold"]
     bundle.info["operating_point_train"] = op

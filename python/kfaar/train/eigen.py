@@ -452,6 +452,92 @@ def set_seam(bundle: ModelBundle, res: int, screen: float = EigenConfig.seam_scr
     bundle.info["seam"] = {"res": int(res), "screen": float(screen)}
 
 
+def fit_reader(bundle: ModelBundle, train: FaceSet, *, faces: int = 3000, qualities: tuple[int, ...] = (50, 65, 75, 85, 95),
+               shift: float = 0.5, ridge: float = 1e-4, holdout: float = 0.1, seed: int = 20261126) -> dict:
+    """Give the code carrier a learned read (``carrier_read="learned"``, models/carrier.py).
+
+    The exact read (the basis rows the code is written with) is exact only for the uint8
+    crop as written: clipping to [0, 255] loses part of the code where the face is bright or
+    dark, and a shared photo is re-encoded, and JPEG quantizes chroma, where the code lives,
+    hardest. Here virtual crops of ``faces`` train faces (a seeded key per 64) are rendered,
+    each kept as it is and saved as a JPEG of a quality drawn from ``qualities``, both moved
+    by up to ``shift`` px (what re-alignment leaves), and a ridge regression (``ridge`` x the
+    normal matrix's mean diagonal) from the carrier's pooled cells to the unit code u' is fitted.
+    ``holdout`` of the identities measure it (cosine to u', exact vs learned, as written and
+    as JPEG q75) before it is refitted on all. The generator's output is unchanged."""
+    import cv2
+
+    from kfaar.faces.image import jpeg_roundtrip
+    from kfaar.keys import Key
+    from kfaar.models.engine import KfaarEngine
+
+    gen = bundle.generator
+    if not isinstance(gen, EigenGenerator) or gen.code_carrier is None:
+        raise TypeError("fit_reader needs an eigen bundle with a code carrier")
+    if faces < 64 or not qualities or not all(1 <= q <= 100 for q in qualities) or shift < 0 or ridge <= 0:
+        raise ValueError(f"fit_reader: faces >= 64, qualities in 1..100, shift >= 0 and ridge > 0; got "
+                         f"{faces}, {qualities}, {shift}, {ridge}")
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(train.labels), min(faces, len(train.labels)), replace=False))
+    eng, carrier = KfaarEngine(bundle), gen.code_carrier
+    mask = gen.mask(eng.crop_size, "cpu")
+
+    def pooled(crops: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        with torch.no_grad():
+            return carrier.pooled(x, mask).double().numpy()
+
+    def moved(v: np.ndarray) -> np.ndarray:
+        m = np.float64([[1, 0, rng.uniform(-shift, shift)], [0, 1, rng.uniform(-shift, shift)]])
+        return cv2.warpAffine(v, m, v.shape[1::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    feats, targets, probe = [], [], []
+    for i in range(0, len(idx), 64):
+        j = idx[i: i + 64]
+        key = Key.from_bytes(rng.bytes(32))
+        z = np.ascontiguousarray(train.embeddings[j])
+        v, u = eng.generate(train.crops[j], z, key), eng.keyed_code(z, key)
+        u = u / np.linalg.norm(u, axis=1, keepdims=True)
+        feats += [pooled(np.stack([moved(a) for a in v])),
+                  pooled(np.stack([moved(jpeg_roundtrip(a, int(rng.choice(qualities)))) for a in v]))]
+        targets += [u, u]
+        probe.append((pooled(v), pooled(np.stack([jpeg_roundtrip(a, 75) for a in v]))))
+    x, y = np.concatenate(feats), np.concatenate(targets)
+    ids = np.unique(train.labels[idx])
+    held = set(rng.choice(ids, max(1, int(holdout * len(ids))), replace=False).tolist())
+    held_face = np.array([lab in held for lab in train.labels[idx]])
+    # rows of x are in chunks of 64 faces, each chunk twice (as written, as JPEG)
+    row_face = np.concatenate([np.tile(np.arange(i, min(i + 64, len(idx))), 2) for i in range(0, len(idx), 64)])
+
+    def solve(rows: np.ndarray) -> np.ndarray:
+        a = x[rows]
+        lam = ridge * float(np.mean(a * a)) * len(a)  # relative to the normal matrix's mean diagonal
+        return np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ y[rows]).T  # (dim, 3 r r)
+
+    def cos(read: np.ndarray, f: np.ndarray, u: np.ndarray) -> float:
+        r = f @ read.T
+        return float(np.median(np.sum(r * u, 1) / np.linalg.norm(r, axis=1)))
+
+    learned = solve(~held_face[row_face])
+    exact = carrier.basis[: carrier.dim].double().numpy()
+    plain = np.concatenate([p[0] for p in probe])[held_face]
+    jpeg75 = np.concatenate([p[1] for p in probe])[held_face]
+    u_held = np.concatenate(targets[::2])[held_face]
+    info = {"faces": int(len(idx)), "qualities": [int(q) for q in qualities], "shift": float(shift),
+            "ridge": float(ridge), "heldout_faces": int(held_face.sum()),
+            "heldout_cos_exact": cos(exact, plain, u_held), "heldout_cos_learned": cos(learned, plain, u_held),
+            "heldout_cos_exact_jpeg75": cos(exact, jpeg75, u_held),
+            "heldout_cos_learned_jpeg75": cos(learned, jpeg75, u_held)}
+    log.info("reader: held-out median cosine to u' exact %.3f -> learned %.3f; after JPEG q75 %.3f -> %.3f",
+             info["heldout_cos_exact"], info["heldout_cos_learned"], info["heldout_cos_exact_jpeg75"],
+             info["heldout_cos_learned_jpeg75"])
+    out = _reconfigured(gen, new_state={"code_carrier.reader"}, carrier_read="learned")
+    out.code_carrier.reader.copy_(torch.from_numpy(solve(np.ones(len(x), bool))).float())
+    bundle.generator = out
+    bundle.info["reader"] = info
+    return info
+
+
 def fit_pose_warp(bundle: ModelBundle, train: FaceSet, gain: float, *, ridge: float = 1.0, holdout: float = 0.1,
                   seed: int = 20261126) -> dict:
     """Give the generator its pose warp (models/eigen.py ``EigenGenerator.pose_warp``).
