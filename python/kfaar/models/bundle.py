@@ -28,7 +28,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "kfaar-v2"
 # name -> (file under WEIGHTS_DIR, SHA-256). A mismatch refuses to load.
 SHIPPED = {
-    "kfaar-v2": ("kfaar-v2.safetensors", "f0c3f7fa31bb5fa37da05f1aa5d2cf0c81e4eecd0f4492e2276f528c01e681e5"),
+    "kfaar-v2": ("kfaar-v2.safetensors", "8e546e60d046085f4e4ca29c1e2848e5c457b089c2e6ecd7cbd9917f3c635811"),
 }
 FORMAT = "kfaar-bundle/2"
 

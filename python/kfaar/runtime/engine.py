@@ -41,7 +41,7 @@ DEFAULT_MODEL = "kfaar-v2"
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
-    "kfaar-v2": "0acc8c1705cdd59fc6303eb0df939039f78670b07fd734a5c297206a3609a3a4",
+    "kfaar-v2": "48f2fc5d0e9288f8dd852c5564bfc12f114de4c163b9428df29aa30360139e7d",
 }
 
 
