@@ -26,6 +26,9 @@
 # partly won back (full eval: dlib 89.5% vs 91.5%); at GPU scale: TUNES="gpu-w ...; gpu-s --seam-res 32 --seam-screen 0.5 ...".
 # Add --warp-offsets landmarks to either: the warp is then fed the train crops' landmark offsets,
 # as the full-photo pipeline feeds the detector's (600 CPU steps of it: within noise).
+# The shipped bundle's code read is learned on its own faces (model card step 11): a tuned
+# bundle brought back here needs it refitted (45 s on the CPU) before its threshold counts:
+#   kfaar train-eigen --init OUT.safetensors --fidelity-steps 0 --reader-faces 3000 --out NEXT.safetensors
 set -u
 OUT=${OUT:-/tmp/gpu-session}
 DEVICE=${DEVICE:-cuda}

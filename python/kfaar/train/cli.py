@@ -93,7 +93,8 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
                    "pixels. [default: 0.2; with --seam-res]")
 @click.option("--reader-faces", type=int, default=0, show_default=True,
               help="Fit the code carrier's learned read on this many train faces' virtual crops, as written and "
-                   "re-encoded as JPEG (3,000: ~40 s), after the tuning. 0: keep the bundle's read.")
+                   "re-encoded as JPEG (3,000: ~40 s), after the tuning (which it is fitted to: refit after any "
+                   "later tuning). 0: keep the bundle's read.")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Continue tuning this eigen bundle instead of fitting a new one (--n-identity and --mirror are then its own).")
 @click.option("--batch", type=int, default=16, show_default=True,

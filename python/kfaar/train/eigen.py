@@ -452,8 +452,8 @@ def set_seam(bundle: ModelBundle, res: int, screen: float = EigenConfig.seam_scr
     bundle.info["seam"] = {"res": int(res), "screen": float(screen)}
 
 
-def fit_reader(bundle: ModelBundle, train: FaceSet, *, faces: int = 3000, qualities: tuple[int, ...] = (50, 65, 75, 85, 95),
-               shift: float = 0.5, ridge: float = 1e-4, holdout: float = 0.1, seed: int = 20261126) -> dict:
+def fit_reader(bundle: ModelBundle, train: FaceSet, *, faces: int = 3000,
+               qualities: tuple[int, ...] = (50, 65, 75, 85, 95), shift: float = 0.5, ridge: float = 1e-4, holdout: float = 0.1, seed: int = 20261126) -> dict:
     """Give the code carrier a learned read (``carrier_read="learned"``, models/carrier.py).
 
     The exact read (the basis rows the code is written with) is exact only for the uint8
@@ -464,7 +464,8 @@ def fit_reader(bundle: ModelBundle, train: FaceSet, *, faces: int = 3000, qualit
     by up to ``shift`` px (what re-alignment leaves), and a ridge regression (``ridge`` x the
     normal matrix's mean diagonal) from the carrier's pooled cells to the unit code u' is fitted.
     ``holdout`` of the identities measure it (cosine to u', exact vs learned, as written and
-    as JPEG q75) before it is refitted on all. The generator's output is unchanged."""
+    as JPEG q75) before it is refitted on all. The generator's output is unchanged; the read
+    is fitted to this generator's faces, so refit it after tuning the generator again."""
     import cv2
 
     from kfaar.faces.image import jpeg_roundtrip
