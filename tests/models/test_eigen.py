@@ -260,6 +260,10 @@ def test_train_eigen_init_continues_tuning_an_existing_bundle(tmp_path, monkeypa
     result = CliRunner().invoke(train_eigen, ["--init", str(out), "--out", str(tmp_path / "bad.safetensors"),
                                               "--fidelity-steps", "0", "--reader-faces", "10"])
     assert result.exit_code == 2 and "--reader-faces" in result.output
+    # tuning a learned-read bundle again says its read is now stale
+    result = CliRunner().invoke(train_eigen, ["--init", str(read), "--out", str(tmp_path / "t.safetensors"),
+                                              "--fidelity-steps", "1", "--faces", "32"])
+    assert result.exit_code == 0 and "refit it" in result.output
 
     # --mirror belongs to a new fit
     result = CliRunner().invoke(train_eigen, ["--init", str(out), "--out", str(tmp_path / "m.safetensors"), "--mirror"])

@@ -185,6 +185,9 @@ def train_eigen(out_path: str, n_identity: int, mask_radii: tuple[float, float] 
                       consistency=consistency, refiner_lr=refiner_lr, anchor=anchor, adversarial=adversarial,
                       landmark_offsets=warp_offsets == "landmarks", max_seconds=max_seconds, device=device,
                       seed=seed)
+    if fidelity_steps and not reader_faces and getattr(bundle.generator.cfg, "carrier_read", "exact") == "learned":
+        click.echo("warning: this bundle's learned code read was fitted to its faces before this tuning; refit it "
+                   "(--init OUT --fidelity-steps 0 --reader-faces 3000) before relying on the threshold", err=True)
     if reader_faces:
         try:
             fit_reader(bundle, faces, faces=reader_faces, seed=seed)
