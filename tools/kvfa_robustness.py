@@ -13,7 +13,6 @@ Prints one line per edit: TAR (same photo, other photo) and wrong-key acceptance
 from __future__ import annotations
 
 import argparse
-import io
 import time
 
 import numpy as np
@@ -22,13 +21,8 @@ from PIL import Image
 import kfaar
 from kfaar.eval.protocol import default_data_dir, load_eval_set
 from kfaar.faces import load_image
+from kfaar.faces.image import jpeg_roundtrip
 from kfaar.keys import Key
-
-
-def jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, "JPEG", quality=quality)
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
 
 def rescale(rgb: np.ndarray, s: float) -> np.ndarray:
@@ -38,13 +32,13 @@ def rescale(rgb: np.ndarray, s: float) -> np.ndarray:
 
 EDITS = {
     "png (lossless)": lambda a: a,
-    "jpeg q95": lambda a: jpeg(a, 95),
-    "jpeg q85": lambda a: jpeg(a, 85),
-    "jpeg q75": lambda a: jpeg(a, 75),
-    "jpeg q50": lambda a: jpeg(a, 50),
+    "jpeg q95": lambda a: jpeg_roundtrip(a, 95),
+    "jpeg q85": lambda a: jpeg_roundtrip(a, 85),
+    "jpeg q75": lambda a: jpeg_roundtrip(a, 75),
+    "jpeg q50": lambda a: jpeg_roundtrip(a, 50),
     "scale 0.75": lambda a: rescale(a, 0.75),
     "scale 0.5": lambda a: rescale(a, 0.5),
-    "scale 0.75 + jpeg q85": lambda a: jpeg(rescale(a, 0.75), 85),
+    "scale 0.75 + jpeg q85": lambda a: jpeg_roundtrip(rescale(a, 0.75), 85),
 }
 
 

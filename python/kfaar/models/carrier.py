@@ -48,7 +48,7 @@ class CodeCarrier(nn.Module):
         ``pilots`` extra rows carry a fixed, known vector: at recovery the alignment whose
         pilot read best matches it is the one the code was written in (re-detected landmarks
         on a virtual face can be several pixels off). ``learned_read``: the code is read by
-        its own (dim, 3·r·r) map ``reader`` (fitted by train/reader.py; it starts as the
+        its own (dim, 3·r·r) map ``reader`` (fitted by train/eigen.py fit_reader; it starts as the
         basis rows, the exact read) instead of the basis rows themselves."""
         super().__init__()
         # only cells fully inside the mask: near the feathered edge a pooled target needs large

@@ -45,7 +45,7 @@ class EditRegion:
     carrier_seed: int = 20261126
     # The carrier's code read: "exact" (the basis rows the code is written with: lossless
     # crops read back exactly) or "learned" (a linear map of the same pooled cells fitted on
-    # virtual crops as re-encoded photos deliver them: train/reader.py)
+    # virtual crops as re-encoded photos deliver them: train/eigen.py fit_reader)
     carrier_read: str = "exact"
 
 

@@ -470,7 +470,7 @@ def fit_reader(bundle: ModelBundle, train: FaceSet, *, faces: int = 3000,
 
     from kfaar.faces.image import jpeg_roundtrip
     from kfaar.keys import Key
-    from kfaar.models.engine import KfaarEngine
+    from kfaar.models.engine import KfaarEngine, _u8_to_tensor
 
     gen = bundle.generator
     if not isinstance(gen, EigenGenerator) or gen.code_carrier is None:
@@ -484,15 +484,14 @@ def fit_reader(bundle: ModelBundle, train: FaceSet, *, faces: int = 3000,
     mask = gen.mask(eng.crop_size, "cpu")
 
     def pooled(crops: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1
         with torch.no_grad():
-            return carrier.pooled(x, mask).double().numpy()
+            return carrier.pooled(_u8_to_tensor(crops), mask).double().numpy()
 
     def moved(v: np.ndarray) -> np.ndarray:
         m = np.float64([[1, 0, rng.uniform(-shift, shift)], [0, 1, rng.uniform(-shift, shift)]])
         return cv2.warpAffine(v, m, v.shape[1::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    feats, targets, probe = [], [], []
+    feats, targets, probe, row_face = [], [], [], []  # row_face: each row's position in idx
     for i in range(0, len(idx), 64):
         j = idx[i: i + 64]
         key = Key.from_bytes(rng.bytes(32))
@@ -502,13 +501,13 @@ def fit_reader(bundle: ModelBundle, train: FaceSet, *, faces: int = 3000,
         feats += [pooled(np.stack([moved(a) for a in v])),
                   pooled(np.stack([moved(jpeg_roundtrip(a, int(rng.choice(qualities)))) for a in v]))]
         targets += [u, u]
+        row_face += [np.arange(i, i + len(j))] * 2
         probe.append((pooled(v), pooled(np.stack([jpeg_roundtrip(a, 75) for a in v]))))
     x, y = np.concatenate(feats), np.concatenate(targets)
     ids = np.unique(train.labels[idx])
     held = set(rng.choice(ids, max(1, int(holdout * len(ids))), replace=False).tolist())
     held_face = np.array([lab in held for lab in train.labels[idx]])
-    # rows of x are in chunks of 64 faces, each chunk twice (as written, as JPEG)
-    row_face = np.concatenate([np.tile(np.arange(i, min(i + 64, len(idx))), 2) for i in range(0, len(idx), 64)])
+    row_face = np.concatenate(row_face)
 
     def solve(rows: np.ndarray) -> np.ndarray:
         a = x[rows]
