@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -31,6 +33,18 @@ def test_round_trip_keeps_every_tensor_and_the_threshold(bundle_file):
     for name, mod in b.modules().items():
         for (k, v), v2 in zip(mod.state_dict().items(), loaded.modules()[name].state_dict().values()):
             torch.testing.assert_close(v, v2, msg=f"{name}.{k}")
+
+
+def test_the_same_bundle_saves_to_the_same_bytes(bundle_file, tmp_path):
+    # safetensors writes its metadata in a per-call hash order; save_bundle sorts it so a pin names the content
+    path, sha, b = bundle_file
+    shas = {save_bundle(b, tmp_path / f"{i}.safetensors") for i in range(8)}
+    assert shas == {sha}
+    data = (tmp_path / "0.safetensors").read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    assert n % 8 == 0
+    meta = json.loads(data[8:8 + n])["__metadata__"]
+    assert list(meta) == sorted(meta)
 
 
 def test_checksum_mismatch_refuses_to_load(bundle_file, tmp_path):

@@ -67,9 +67,24 @@ def save_bundle(bundle: ModelBundle, path: str | os.PathLike) -> str:
         "threshold": repr(float(bundle.threshold)),
         "info": json.dumps(bundle.info),
     }
-    data = save(tensors, metadata=meta)
+    data = _sorted_metadata(save(tensors, metadata=meta))
     Path(path).write_bytes(data)
     return sha256_bytes(data)
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """The same safetensors file with its ``__metadata__`` keys in sorted order.
+
+    safetensors writes the metadata from a Rust HashMap, in an order that differs per call
+    (safetensors/safetensors#584, open), so one bundle saved twice hashed differently; a pin
+    must name the content. The tensors' entries, their offsets and the data are untouched.
+    """
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)  # safetensors aligns the data to 8 bytes
+    return len(text).to_bytes(8, "little") + text + data[8 + n:]
 
 
 def _resolve(model: str | os.PathLike | bytes | None, sha256: str | None) -> tuple[bytes, str, str | None]:
