@@ -29,6 +29,9 @@
 # The shipped bundle's code read is learned on its own faces (model card step 11): a tuned
 # bundle brought back here needs it refitted (45 s on the CPU) before its threshold counts:
 #   kfaar train-eigen --init OUT.safetensors --fidelity-steps 0 --reader-faces 3000 --out NEXT.safetensors
+# Third run of 2026-11-26 (the step-11 bundle; the pack repacked with its landmarks for --warp-offsets landmarks):
+#   CHECKS=0 STYLED=0 SECS=400 TUNES="gpu-w --warp-offsets landmarks --refiner-lr 5e-5 --anchor 20; gpu-w6 ... --diversity 6;
+#   gpu-g2 ... --pose-warp 2; gpu-s ... --seam-res 32 --seam-screen 0.5; gpu-x ... all three" (model card, "GPU recipe")
 set -u
 OUT=${OUT:-/tmp/gpu-session}
 DEVICE=${DEVICE:-cuda}
@@ -57,8 +60,10 @@ tune() {  # name, extra train-eigen options
 TUNES=${TUNES:-"gpu-a; gpu-b --adversarial 0.05; gpu-c --diversity 6"}
 IFS=';' read -ra runs <<<"$TUNES"
 for r in "${runs[@]}"; do tune $r & done
-(OMP_NUM_THREADS=2 PYTHONPATH=$SRC timeout $((SECS + 30)) python3 -m kfaar.cli train --config configs/gpu.yaml \
-  --out /tmp/styled --device "$DEVICE" >"$L/styled.txt" 2>&1; stamp "styled rc $? (124: stopped at its time limit)") &
+if [ "${STYLED:-1}" = 1 ]; then  # STYLED=0: no styled-decoder run (it does not train in 8 minutes: model card)
+  (OMP_NUM_THREADS=2 PYTHONPATH=$SRC timeout $((SECS + 30)) python3 -m kfaar.cli train --config configs/gpu.yaml \
+    --out /tmp/styled --device "$DEVICE" >"$L/styled.txt" 2>&1; stamp "styled rc $? (124: stopped at its time limit)") &
+fi
 
 if [ "${CHECKS:-1}" = 1 ]; then  # CHECKS=0: tunings (and the styled recipe) only
   stamp build
