@@ -28,7 +28,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "kfaar-v2"
 # name -> (file under WEIGHTS_DIR, SHA-256). A mismatch refuses to load.
 SHIPPED = {
-    "kfaar-v2": ("kfaar-v2.safetensors", "8e546e60d046085f4e4ca29c1e2848e5c457b089c2e6ecd7cbd9917f3c635811"),
+    "kfaar-v2": ("kfaar-v2.safetensors", "40a7ea5b5916e33d55722834cd0ad1364488b603c9a38b8dd875a714660b8b8a"),
 }
 FORMAT = "kfaar-bundle/2"
 
