@@ -1,0 +1,96 @@
+"""Where dlib sees one person in two keys' virtual faces: the face interior or the shared rest.
+
+For the first aligned crop of each of LIMIT dev identities (the faces cache), two keys'
+virtual crops are made through ``Anonymizer.anonymize_crops`` (the detector's landmarks
+feeding the pose warp, as in the pipeline) and judged by dlib (the independent judge of
+``kfaar eval``; match if L2 < 0.6) in pairs:
+
+- as is: the same photo under keys A and B (``kfaar eval``'s diversity, on crops);
+- interior only: the same pair with everything outside the paste mask set to grey;
+- other exteriors: the two virtual interiors pasted onto two other people's crops;
+- original vs virtual, interior only: the input's own face against key A's;
+- other person, other key, interior only: two unrelated virtual faces;
+- two real people, interior only: two dev identities' own faces (the reference spread).
+
+    python tools/dlib_diversity_probe.py --limit 150      # ~2 min on 2 cores, judges venv needed
+
+Prints one line per pairing: faces found, share judged different people, median L2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from kfaar import Anonymizer
+from kfaar.eval.judges import JudgeRunner, ensure_judges
+from kfaar.eval.properties import DLIB_THRESHOLD
+from kfaar.keys import Key
+from kfaar.runtime.engine import load_engine
+from kfaar.train.data import load_faces
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--limit", type=int, default=150, help="dev identities (default 150)")
+    args = ap.parse_args()
+
+    faces = load_faces("dev")
+    if faces.landmarks is None:
+        raise SystemExit("the dev faces cache has no landmarks: rerun `kfaar data prepare --split dev`")
+    _, first = np.unique(faces.labels, return_index=True)
+    idx = np.sort(first)[: args.limit]
+    crops, landmarks = faces.crops[idx], faces.landmarks[idx]
+    anonymizer = Anonymizer()
+    mask = load_engine().paste_mask[None, :, :, None]
+    key_a, key_b = Key.from_bytes(bytes([1] * 32)), Key.from_bytes(bytes([2] * 32))
+    va = anonymizer.anonymize_crops(crops, key_a, landmarks)
+    vb = anonymizer.anonymize_crops(crops, key_b, landmarks)
+
+    def onto(face: np.ndarray, rest: np.ndarray) -> np.ndarray:
+        return (mask * face + (1 - mask) * rest).round().astype(np.uint8)
+
+    grey = np.full_like(crops, 128)
+    other, other2 = np.roll(np.arange(len(crops)), 1), np.roll(np.arange(len(crops)), 2)
+    pairings = {
+        "as is": (va, vb),
+        "interior only": (onto(va, grey), onto(vb, grey)),
+        "other exteriors": (onto(va, crops[other]), onto(vb, crops[other2])),
+        "original vs virtual, interior only": (onto(crops, grey), onto(va, grey)),
+        "other person, other key, interior": (onto(va, grey), onto(vb[other], grey)),
+        "two real people, interior only": (onto(crops, grey), onto(crops[other], grey)),
+    }
+    work = Path(tempfile.mkdtemp(prefix="kfaar-dlib-probe-"))
+    try:
+        paths = []
+        for p, (x, y) in enumerate(pairings.values()):
+            for side, images in (("a", x), ("b", y)):
+                for i, im in enumerate(images):  # 256 px: dlib's detector wants more than 128
+                    path = work / f"{p}_{side}_{i}.png"
+                    Image.fromarray(im).resize((256, 256), Image.BICUBIC).save(path)
+                    paths.append(str(path))
+        runner = JudgeRunner(ensure_judges(auto_setup=False), work, jobs=2)
+        try:
+            runner.submit(paths)
+            emb = runner.collect().dlib_emb
+        finally:
+            runner.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    n = len(crops)
+    print(f"{n} dev identities, dlib match if L2 < {DLIB_THRESHOLD}")
+    for p, name in enumerate(pairings):
+        ea, eb = emb[2 * p * n:(2 * p + 1) * n], emb[(2 * p + 1) * n:(2 * p + 2) * n]
+        d = np.linalg.norm(ea - eb, axis=1)
+        d = d[~np.isnan(d)]
+        print(f"{name:36s} found {len(d):4d}/{n}  judged different {100 * np.mean(d >= DLIB_THRESHOLD):5.1f}%"
+              f"  median L2 {np.median(d):.3f}")
+
+
+if __name__ == "__main__":
+    main()
