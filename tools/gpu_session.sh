@@ -19,19 +19,15 @@
 # out of the checkout for the call (the device needs only the bundle) and restored it after.
 # Local dry run: DEVICE=cpu SECS=20 OUT=/tmp/gpu-dry bash tools/gpu_session.sh
 # Second run of 2026-11-26: CHECKS=0 SECS=270 TUNES="gpu-m --refiner-lr 0 --anchor 0; gpu-m6 --refiner-lr 0 --anchor 0 --diversity 6; gpu-r --refiner-lr 5e-5 --anchor 20"
-# The shipped bundle now carries the pose warp (model card step 10), so these tunings train
-# with it in the loop: step 9's recipe at GPU scale is where the warp's cost to consistency
-# (600 CPU steps did not win it back) should be tuned away, e.g. TUNES="gpu-w --refiner-lr 5e-5 --anchor 20".
-# The seamless paste (model card, "Why the misses") costs diversity that 600 CPU steps only
-# partly won back (full eval: dlib 89.5% vs 91.5%); at GPU scale: TUNES="gpu-w ...; gpu-s --seam-res 32 --seam-screen 0.5 ...".
-# Add --warp-offsets landmarks to either: the warp is then fed the train crops' landmark offsets,
-# as the full-photo pipeline feeds the detector's (600 CPU steps of it: within noise).
 # The shipped bundle's code read is learned on its own faces (model card step 11): a tuned
 # bundle brought back here needs it refitted (45 s on the CPU) before its threshold counts:
 #   kfaar train-eigen --init OUT.safetensors --fidelity-steps 0 --reader-faces 3000 --out NEXT.safetensors
 # Third run of 2026-11-26 (the step-11 bundle; the pack repacked with its landmarks for --warp-offsets landmarks):
 #   CHECKS=0 STYLED=0 SECS=400 TUNES="gpu-w --warp-offsets landmarks --refiner-lr 5e-5 --anchor 20; gpu-w6 ... --diversity 6;
-#   gpu-g2 ... --pose-warp 2; gpu-s ... --seam-res 32 --seam-screen 0.5; gpu-x ... all three" (model card, "GPU recipe")
+#   gpu-g2 ... --pose-warp 2; gpu-s ... --seam-res 32 --seam-screen 0.5; gpu-x ... all three", then a fourth
+#   (SECS=220: gpu-d10 --diversity 10, gpu-r1, gpu-c2). gpu-s shipped as step 12 (model card, "GPU recipe, second
+#   session"). Measured there: more steps or weight of these losses do not move dlib's diversity (91.0-91.5%) and
+#   a larger warp gain costs consistency; tune with --warp-offsets landmarks (the shipped bundle's seam is its own).
 set -u
 OUT=${OUT:-/tmp/gpu-session}
 DEVICE=${DEVICE:-cuda}
