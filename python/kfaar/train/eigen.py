@@ -453,7 +453,8 @@ def set_seam(bundle: ModelBundle, res: int, screen: float = EigenConfig.seam_scr
 
 
 def fit_reader(bundle: ModelBundle, train: FaceSet, *, faces: int = 3000,
-               qualities: tuple[int, ...] = (50, 65, 75, 85, 95), shift: float = 0.5, ridge: float = 1e-4, holdout: float = 0.1, seed: int = 20261126) -> dict:
+               qualities: tuple[int, ...] = (50, 65, 75, 85, 95), shift: float = 0.5, ridge: float = 1e-4,
+               holdout: float = 0.1, seed: int = 20261126) -> dict:
     """Give the code carrier a learned read (``carrier_read="learned"``, models/carrier.py).
 
     The exact read (the basis rows the code is written with) is exact only for the uint8
