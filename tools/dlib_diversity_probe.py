@@ -32,7 +32,7 @@ from kfaar.eval.judges import JudgeRunner, ensure_judges
 from kfaar.eval.properties import DLIB_THRESHOLD
 from kfaar.keys import Key
 from kfaar.runtime.engine import load_engine
-from kfaar.train.data import load_faces
+from kfaar.train.data import first_photos, load_faces
 
 
 def main() -> None:
@@ -43,8 +43,7 @@ def main() -> None:
     faces = load_faces("dev")
     if faces.landmarks is None:
         raise SystemExit("the dev faces cache has no landmarks: rerun `kfaar data prepare --split dev`")
-    _, first = np.unique(faces.labels, return_index=True)
-    idx = np.sort(first)[: args.limit]
+    idx = first_photos(faces.labels, args.limit)
     crops, landmarks = faces.crops[idx], faces.landmarks[idx]
     anonymizer = Anonymizer()
     mask = load_engine().paste_mask[None, :, :, None]

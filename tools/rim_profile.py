@@ -26,7 +26,7 @@ from kfaar.faces.align import nose_offset
 from kfaar.keys import Key
 from kfaar.models.bundle import load_bundle
 from kfaar.models.engine import KfaarEngine, _u8_to_tensor
-from kfaar.train.data import load_faces
+from kfaar.train.data import first_photos, load_faces
 from kfaar.train.eigen import rim_bias, rim_weight
 
 
@@ -40,8 +40,7 @@ def main() -> None:
     faces = load_faces("dev")
     if faces.landmarks is None:
         raise SystemExit("the dev faces cache has no landmarks: rerun `kfaar data prepare --split dev`")
-    _, first = np.unique(faces.labels, return_index=True)
-    idx = np.sort(first)[: args.limit]
+    idx = first_photos(faces.labels, args.limit)
     bundle = load_bundle(args.model)
     gen, engine = bundle.generator, KfaarEngine(bundle)
     if not hasattr(gen, "seam_correction"):

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from kfaar.train.config import LossWeights, Stage, TrainConfig  # noqa: E402
-from kfaar.train.data import FaceSet  # noqa: E402
+from kfaar.train.data import FaceSet, first_photos  # noqa: E402
 from kfaar.train.loop import Trainer  # noqa: E402
 
 
@@ -66,3 +66,9 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, faces):
     for (name, pa), pc in zip(a.model.state_dict().items(), c.model.state_dict().values()):
         torch.testing.assert_close(pa, pc, msg=f"{name} differs after resume")
     assert (tmp_path / "a" / "samples" / "step_000003.png").exists()
+
+
+def test_first_photos_takes_each_identitys_first_in_photo_order():
+    labels = np.array([5, 2, 5, 9, 2, 0])
+    np.testing.assert_array_equal(first_photos(labels), [0, 1, 3, 5])
+    np.testing.assert_array_equal(first_photos(labels, 2), [0, 1])

@@ -43,6 +43,13 @@ def identity_groups(labels: np.ndarray) -> list[np.ndarray]:
     return [g for g in np.split(order, bounds) if len(g) >= 2]
 
 
+def first_photos(labels: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """Index of each identity's first photo, in the order the photos come (the first ``limit``
+    of them): one face per person, as the tools' probes take them."""
+    _, first = np.unique(np.asarray(labels), return_index=True)
+    return np.sort(first)[:limit]
+
+
 def data_root() -> Path:
     return Path(os.environ.get("KFAAR_DATA", Path(__file__).resolve().parents[3].parent / "shared" / "data"))
 
