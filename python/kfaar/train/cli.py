@@ -110,6 +110,9 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
               help="Weight of the anonymity hinge in the tuning (SFace cosine of the face to its own person).")
 @click.option("--anon-margin", type=float, default=0.2, show_default=True,
               help="The anonymity hinge's margin: cosines above it are pushed down.")
+@click.option("--unlink", type=float, default=0.0, show_default=True,
+              help="Weight of the linkability hinge: a face no closer to its own person than to the batch's "
+                   "others (SFace).")
 @click.option("--rim", type=float, default=0.0, show_default=True,
               help="Weight of the outline prior: the batch's common difference from the input on the mask's "
                    "outer ring (the dark outline all faces shared).")
@@ -127,7 +130,7 @@ def train_eigen(out_path: str, n_identity: int, mask_radii: tuple[float, float] 
                 warp_offsets: str, seam_res: int | None, seam_screen: float | None, reader_faces: int,
                 init_path: str | None, batch: int,
                 lr: float, refiner_lr: float, anchor: float, adversarial: float, anon: float,
-                anon_margin: float, rim: float, max_seconds: float | None, device: str,
+                anon_margin: float, unlink: float, rim: float, max_seconds: float | None, device: str,
                 faces_cache: str | None, seed: int, n_faces: int, limit: int | None) -> None:
     """Fit the eigenface generator and its mapping on the train split, tune the mapping for
     SFace fidelity (about 10 minutes on 2 CPU cores in all) and write a bundle with its
@@ -191,7 +194,8 @@ def train_eigen(out_path: str, n_identity: int, mask_radii: tuple[float, float] 
     if fidelity_steps:
         tune_fidelity(bundle, faces, steps=fidelity_steps, batch=batch, lr=lr, diversity=diversity,
                       consistency=consistency, refiner_lr=refiner_lr, anchor=anchor, adversarial=adversarial,
-                      anon=anon, anon_margin=anon_margin, rim=rim, landmark_offsets=warp_offsets == "landmarks",
+                      anon=anon, anon_margin=anon_margin, unlink=unlink, rim=rim,
+                      landmark_offsets=warp_offsets == "landmarks",
                       max_seconds=max_seconds, device=device, seed=seed)
     if fidelity_steps and not reader_faces and getattr(bundle.generator.cfg, "carrier_read", "exact") == "learned":
         click.echo("warning: this bundle's learned code read was fitted to its faces before this tuning; refit it "

@@ -266,11 +266,21 @@ def drop_common_rim(gen: EigenGenerator, mapping: MappingNetwork, u: torch.Tenso
     return float(delta.norm())
 
 
+def linkability_hinge(e: torch.Tensor, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``e`` (k * n, d) unit SFace embeddings of the virtual faces of n photos under k keys
+    (key-major), ``z`` (n, d) the photos' own unit embeddings, ``labels`` (n,) their people:
+    the mean over faces of max(0, cos(e, own z) - mean cos(e, z of the batch's other people))."""
+    n = len(z)
+    other = (labels[None, :] != labels[:, None]).repeat(len(e) // n, 1).to(e.dtype)  # (k * n, n)
+    rest = (e @ z.T * other).sum(1) / other.sum(1).clamp_min(1)
+    return torch.relu((e * z.repeat(len(e) // n, 1)).sum(1) - rest).mean()
+
+
 def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, batch: int = 16, lr: float = 1e-2,
                   prior: float = 0.1, anon: float = 1.0, anon_margin: float = 0.2, diversity: float = 0.0,
                   diversity_margin: float = 0.2, consistency: float = 0.0, consistency_margin: float = 0.5,
                   refiner_lr: float = 0.0, anchor: float = 0.0, adversarial: float = 0.0, rim: float = 0.0,
-                  landmark_offsets: bool = False, max_seconds: float | None = None, device: str = "cpu",
+                  unlink: float = 0.0, landmark_offsets: bool = False, max_seconds: float | None = None, device: str = "cpu",
                   key_pool: int = 256, seed: int = 20261126, progress: bool = True) -> dict:
     """Fine-tune the mapping so the rendered face *is* the keyed identity to SFace.
 
@@ -307,6 +317,10 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     the outline goes, but SFace links the faces to their originals more often (attacker AUC
     0.58 -> 0.64-0.65 in ``kfaar eval``), so the shipped recipe leaves it off
     (docs/MODEL_CARD.md, "Tried in the session after step 12").
+    ``unlink`` > 0 adds a linkability hinge: each face's SFace cosine to its own person minus
+    its mean cosine to the batch's other people, above 0, so that it is no closer to the
+    one than to the others (what an attacker ranking originals by SFace exploits; the
+    anonymity hinge only bounds the cosine itself).
     ``landmark_offsets``: the pose warp is fed the train crops' landmark nose offsets, as the
     full-photo pipeline feeds the detector's (default: the warp reads them from the face, as
     step 10 was tuned). ``max_seconds`` stops early (the steps
@@ -413,7 +427,7 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
         z_own = F.normalize(torch.from_numpy(z_all[idx]).to(dev), dim=1).repeat(n_keys, 1)
         anon_loss = torch.relu((e * z_own).sum(1) - anon_margin).mean()
         loss = fid + prior * spread_loss + anon * anon_loss
-        row = dict.fromkeys(("div", "cons", "anchor", "adv", "d", "rim"), 0.0)
+        row = dict.fromkeys(("div", "cons", "anchor", "adv", "d", "rim", "unlink"), 0.0)
         if diversity > 0:  # two keys' faces of one photo should be two people
             div_loss = torch.relu((e[:n] * e[n:]).sum(1) - diversity_margin).mean()
             loss = loss + diversity * div_loss
@@ -424,6 +438,10 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
             cons_loss = torch.relu(consistency_margin - (photo1 * photo2).sum(1)).mean()
             loss = loss + consistency * cons_loss
             row["cons"] = cons_loss.item()
+        if unlink > 0:  # no closer to its own person than to the batch's other people
+            unlink_loss = linkability_hinge(e, z_own[:n], torch.from_numpy(np.asarray(train.labels)[idx]).to(dev))
+            loss = loss + unlink * unlink_loss
+            row["unlink"] = unlink_loss.item()
         if rim > 0:  # no outline all faces share
             rim_loss = rim_bias(v, x, ring)
             loss = loss + rim * rim_loss
@@ -453,12 +471,13 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
             d_opt.step()
             row["d"] = d.item()
         log_rows.append((fid.item(), spread_loss.item(), anon_loss.item(), row["div"], row["cons"], row["anchor"],
-                         row["adv"], row["d"], row["rim"]))
+                         row["adv"], row["d"], row["rim"], row["unlink"]))
         if step % 10 == 0:
-            f, s, a, d_, c, an, ad, dd, ri = np.mean(log_rows[-10:], 0)
+            f, s, a, d_, c, an, ad, dd, ri, ul = np.mean(log_rows[-10:], 0)
             bar.set_postfix(cos=f"{1 - f:.3f}", prior=f"{s:.3f}", anon=f"{a:.3f}", div=f"{d_:.3f}", cons=f"{c:.3f}",
                             **({"anchor": f"{an:.4f}"} if anchor > 0 else {}),
                             **({"rim": f"{ri:.4f}"} if rim > 0 else {}),
+                            **({"unlink": f"{ul:.3f}"} if unlink > 0 else {}),
                             **({"adv": f"{ad:.3f}", "d": f"{dd:.3f}"} if adversarial > 0 else {}))
     done = len(log_rows)
     if done == 0:
@@ -476,7 +495,8 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
             "diversity_hinge_first": float(first[3]), "diversity_hinge_last": float(last[3]),
             "consistency_hinge_first": float(first[4]), "consistency_hinge_last": float(last[4]),
             **({"rim": rim, "rim_dropped": rim_dropped, "rim_first": float(first[8]), "rim_last": float(last[8])}
-               if rim > 0 else {})}
+               if rim > 0 else {}),
+            **({"unlink": unlink, "unlink_first": float(first[9]), "unlink_last": float(last[9])} if unlink > 0 else {})}
     if tune_refiner or adversarial > 0 or dev.type != "cpu" or max_seconds is not None:  # the shipped recipe's info as it was
         info.update({"device": str(dev), "train_faces": int(len(z_all)), "steps_asked": steps,
                      "seconds": round(time.monotonic() - t0, 1),
