@@ -179,7 +179,8 @@ def test_rim_weight_is_the_outer_ring_of_the_paste_mask():
     w = rim_weight(cfg, 128)[0, 0]
     t = (torch.arange(128) + 0.5) / 128
     yy, xx = torch.meshgrid(t, t, indexing="ij")
-    r = torch.sqrt(((xx - cfg.mask_center[0]) / cfg.mask_radii[0]) ** 2 + ((yy - cfg.mask_center[1]) / cfg.mask_radii[1]) ** 2)
+    (cx, cy), (rx, ry) = cfg.mask_center, cfg.mask_radii
+    r = torch.sqrt(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2)
     assert float(w[r <= RIM_INNER].abs().max()) == 0.0  # the face's interior is free
     assert float(w[EigenGenerator(cfg).mask(128, "cpu")[0, 0] == 0].abs().max()) == 0.0  # nothing outside the paste
     ring = (r > RIM_OUTER) & (r < 0.96)  # past the smoothstep, before the mask fades: full weight
@@ -238,7 +239,8 @@ def test_linkability_hinge_ranks_the_own_person_against_the_others():
     e = torch.nn.functional.normalize(torch.ones(3, 4), dim=1)
     assert float(linkability_hinge(e, z, labels)) == 0.0  # each face as close to its own as to the others
     e2 = torch.nn.functional.normalize(torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 1], [0, 0, 1, 1]]), dim=1)
-    # face 0: cos 1 to its own photo, 0 to person 1's (its label-mate photo 1 is not an 'other'); faces 1, 2: 0.71 to own, 0 to others
+    # face 0: cos 1 to its own photo, 0 to person 1's (its label-mate, photo 1, is not an 'other');
+    # faces 1 and 2: 0.71 to their own, 0 to the others
     expected = (1.0 + 2 * 2 ** -0.5) / 3
     torch.testing.assert_close(linkability_hinge(e2, z, labels), torch.tensor(expected))
     torch.testing.assert_close(linkability_hinge(torch.cat([e2, e2]), z, labels), torch.tensor(expected))  # two keys

@@ -280,7 +280,8 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
                   prior: float = 0.1, anon: float = 1.0, anon_margin: float = 0.2, diversity: float = 0.0,
                   diversity_margin: float = 0.2, consistency: float = 0.0, consistency_margin: float = 0.5,
                   refiner_lr: float = 0.0, anchor: float = 0.0, adversarial: float = 0.0, rim: float = 0.0,
-                  unlink: float = 0.0, landmark_offsets: bool = False, max_seconds: float | None = None, device: str = "cpu",
+                  unlink: float = 0.0, landmark_offsets: bool = False, max_seconds: float | None = None,
+                  device: str = "cpu",
                   key_pool: int = 256, seed: int = 20261126, progress: bool = True) -> dict:
     """Fine-tune the mapping so the rendered face *is* the keyed identity to SFace.
 
@@ -309,18 +310,20 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     batch mean of (virtual minus input) on the mask's outer ring (:func:`rim_weight`). The
     tuned keyed part had learned a common dark outline just inside the ellipse
     (``tools/rim_profile.py``: -31 to -41 grey levels at 0.9-1.1 of its radii on 200 dev
-    faces, which the colour shift turned into a face +8 to +38 brighter inside): the same for every key, so not identity, but the
-    visible rim of the shipped model. Per-face differences there are left free: only what all
-    faces share is penalised. With ``rim`` the common outline is first taken out of the
-    mapping's bias in closed form (:func:`drop_common_rim`, over 1,000 train faces under 4
-    keys of the pool); the prior then holds it off while the other losses adapt. Measured:
+    faces, which the colour shift turned into a face +8 to +38 brighter inside): the same for
+    every key, so not identity, but the visible rim of the shipped model. Per-face
+    differences there are left free: only what all faces share is penalised. With ``rim``
+    the common outline is first taken out of the mapping's bias in closed form
+    (:func:`drop_common_rim`, over 1,000 train faces under 4 keys of the pool); the prior
+    then holds it off while the other losses adapt. Measured:
     the outline goes, but SFace links the faces to their originals more often (attacker AUC
     0.58 -> 0.64-0.65 in ``kfaar eval``), so the shipped recipe leaves it off
     (docs/MODEL_CARD.md, "Tried in the session after step 12").
     ``unlink`` > 0 adds a linkability hinge: each face's SFace cosine to its own person minus
     its mean cosine to the batch's other people, above 0, so that it is no closer to the
     one than to the others (what an attacker ranking originals by SFace exploits; the
-    anonymity hinge only bounds the cosine itself).
+    anonymity hinge only bounds the cosine itself). Measured with the rim prior: it did not
+    bring SFace's AUC back (0.640).
     ``landmark_offsets``: the pose warp is fed the train crops' landmark nose offsets, as the
     full-photo pipeline feeds the detector's (default: the warp reads them from the face, as
     step 10 was tuned). ``max_seconds`` stops early (the steps
@@ -496,7 +499,8 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
             "consistency_hinge_first": float(first[4]), "consistency_hinge_last": float(last[4]),
             **({"rim": rim, "rim_dropped": rim_dropped, "rim_first": float(first[8]), "rim_last": float(last[8])}
                if rim > 0 else {}),
-            **({"unlink": unlink, "unlink_first": float(first[9]), "unlink_last": float(last[9])} if unlink > 0 else {})}
+            **({"unlink": unlink, "unlink_first": float(first[9]), "unlink_last": float(last[9])}
+               if unlink > 0 else {})}
     if tune_refiner or adversarial > 0 or dev.type != "cpu" or max_seconds is not None:  # the shipped recipe's info as it was
         info.update({"device": str(dev), "train_faces": int(len(z_all)), "steps_asked": steps,
                      "seconds": round(time.monotonic() - t0, 1),
