@@ -25,7 +25,7 @@ import torch
 from kfaar.faces.align import nose_offset
 from kfaar.keys import Key
 from kfaar.models.bundle import load_bundle
-from kfaar.models.engine import KfaarEngine, _u8_to_tensor
+from kfaar.models.engine import KfaarEngine
 from kfaar.train.data import first_photos, load_faces
 from kfaar.train.eigen import rim_bias, rim_weight
 
@@ -48,7 +48,7 @@ def main() -> None:
     key = Key.from_bytes(bytes([1] * 32))
     z = np.ascontiguousarray(faces.embeddings[idx])
     w_plus = torch.from_numpy(engine.w_plus(engine.keyed_code(z, key)))
-    x = _u8_to_tensor(faces.crops[idx])
+    x = torch.from_numpy(faces.crops[idx]).permute(0, 3, 1, 2).float() / 127.5 - 1  # the generator's [-1, 1]
     offset = torch.from_numpy(nose_offset(faces.landmarks[idx]).astype(np.float32))
 
     m = gen.mask(x.shape[-1], x.device)
