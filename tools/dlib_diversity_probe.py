@@ -32,7 +32,7 @@ from kfaar.eval.judges import JudgeRunner, ensure_judges
 from kfaar.eval.properties import DLIB_THRESHOLD
 from kfaar.keys import Key
 from kfaar.runtime.engine import load_engine
-from kfaar.train.data import first_photos, load_faces
+from kfaar.train.data import first_faces
 
 
 def main() -> None:
@@ -40,11 +40,11 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=150, help="dev identities (default 150)")
     args = ap.parse_args()
 
-    faces = load_faces("dev")
-    if faces.landmarks is None:
-        raise SystemExit("the dev faces cache has no landmarks: rerun `kfaar data prepare --split dev`")
-    idx = first_photos(faces.labels, args.limit)
-    crops, landmarks = faces.crops[idx], faces.landmarks[idx]
+    try:
+        faces = first_faces("dev", args.limit)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    crops, landmarks = faces.crops, faces.landmarks
     anonymizer = Anonymizer()
     mask = load_engine().paste_mask[None, :, :, None]
     key_a, key_b = Key.from_bytes(bytes([1] * 32)), Key.from_bytes(bytes([2] * 32))

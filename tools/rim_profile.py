@@ -26,7 +26,8 @@ from kfaar.faces.align import nose_offset
 from kfaar.keys import Key
 from kfaar.models.bundle import load_bundle
 from kfaar.models.engine import KfaarEngine
-from kfaar.train.data import first_photos, load_faces
+from kfaar.models.generator import ellipse_radius
+from kfaar.train.data import first_faces
 from kfaar.train.eigen import rim_bias, rim_weight
 
 
@@ -37,34 +38,31 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=200, help="dev identities (default 200)")
     args = ap.parse_args()
 
-    faces = load_faces("dev")
-    if faces.landmarks is None:
-        raise SystemExit("the dev faces cache has no landmarks: rerun `kfaar data prepare --split dev`")
-    idx = first_photos(faces.labels, args.limit)
+    try:
+        faces = first_faces("dev", args.limit)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     bundle = load_bundle(args.model)
     gen, engine = bundle.generator, KfaarEngine(bundle)
     if not hasattr(gen, "seam_correction"):
         raise SystemExit("this tool reads the eigen generator's stages; this bundle has another generator")
     key = Key.from_bytes(bytes([1] * 32))
-    z = np.ascontiguousarray(faces.embeddings[idx])
+    z = np.ascontiguousarray(faces.embeddings)
     w_plus = torch.from_numpy(engine.w_plus(engine.keyed_code(z, key)))
-    x = torch.from_numpy(faces.crops[idx]).permute(0, 3, 1, 2).float() / 127.5 - 1  # the generator's [-1, 1]
-    offset = torch.from_numpy(nose_offset(faces.landmarks[idx]).astype(np.float32))
+    x = torch.from_numpy(faces.crops).permute(0, 3, 1, 2).float() / 127.5 - 1  # the generator's [-1, 1]
+    offset = torch.from_numpy(nose_offset(faces.landmarks).astype(np.float32))
 
     m = gen.mask(x.shape[-1], x.device)
     stages = {"rendered": gen.face(x, w_plus, offset)}
-    stages["colour shift"] = stages["rendered"] + ((x - stages["rendered"]) * m).sum((2, 3), keepdim=True) / m.sum()
-    final = stages["colour shift"]
+    final = stages["colour shift"] = gen.colour_shift(stages["rendered"], x, m)
     if gen.cfg.seam_res:
         final = stages["seamless paste"] = final + gen.seam_correction(x - final, m)
     stages["reconstruction"] = gen.render(gen.coefficients(x), x.shape[-1])
 
     size = x.shape[-1]
-    t = (np.arange(size) + 0.5) / size
-    (cx, cy), (rx, ry) = gen.cfg.mask_center, gen.cfg.mask_radii
-    r = np.sqrt(((t[None, :] - cx) / rx) ** 2 + ((t[:, None] - cy) / ry) ** 2)
+    r = ellipse_radius(gen.cfg, size).numpy()
     edges = np.round(np.arange(0.0, 1.11, 0.1), 2)
-    print(f"{len(idx)} dev faces, mean of (face - input) in grey levels, by ring of the ellipse's radii")
+    print(f"{len(z)} dev faces, mean of (face - input) in grey levels, by ring of the ellipse's radii")
     print(f"{'':16s}" + "".join(f"{f'{a:.1f}-{b:.1f}':>8s}" for a, b in zip(edges, edges[1:])))
     for name, face in stages.items():
         d = ((face - x) * 127.5).mean(1).mean(0).numpy()

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from kfaar.train.config import LossWeights, Stage, TrainConfig  # noqa: E402
-from kfaar.train.data import FaceSet, first_photos  # noqa: E402
+from kfaar.train.data import FaceSet, first_faces, first_photos  # noqa: E402
 from kfaar.train.loop import Trainer  # noqa: E402
 
 
@@ -72,3 +72,20 @@ def test_first_photos_takes_each_identitys_first_in_photo_order():
     labels = np.array([5, 2, 5, 9, 2, 0])
     np.testing.assert_array_equal(first_photos(labels), [0, 1, 3, 5])
     np.testing.assert_array_equal(first_photos(labels, 2), [0, 1])
+
+
+def test_first_faces_takes_one_photo_per_identity_with_its_landmarks(monkeypatch):
+    import kfaar.train.data as data
+
+    labels = np.array([5, 2, 5, 9, 2, 0])
+    n = len(labels)
+    marks = np.arange(n * 10, dtype=np.float32).reshape(n, 5, 2)
+    faces = FaceSet(np.zeros((n, 4, 4, 3), np.uint8), np.eye(n, 128, dtype=np.float32), labels, marks)
+    monkeypatch.setattr(data, "load_faces", lambda split: faces)
+    got = first_faces("dev", 3)
+    np.testing.assert_array_equal(got.labels, [5, 2, 9])
+    np.testing.assert_array_equal(got.landmarks, marks[[0, 1, 3]])
+    np.testing.assert_array_equal(got.embeddings, faces.embeddings[[0, 1, 3]])
+    monkeypatch.setattr(data, "load_faces", lambda split: FaceSet(faces.crops, faces.embeddings, labels))
+    with pytest.raises(ValueError, match="no landmarks"):
+        first_faces("dev")

@@ -258,6 +258,13 @@ class EigenGenerator(MaskedEditor):
         h = (d.flatten(2).index_select(2, self.seam_cells) @ self.seam.T).unflatten(2, (res, res))
         return F.interpolate(h, size=(size, size), mode="bilinear", align_corners=False)
 
+    @staticmethod
+    def colour_shift(face: torch.Tensor, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """``face`` (B, 3, S, S) shifted to the input ``x``'s mean colour over the mask ``m``.
+        The identity modes include skin tone; a face of another tone inside the same head
+        looks pasted on: keep the input's (3 numbers per face)."""
+        return face + ((x - face) * m).sum((2, 3), keepdim=True) / m.sum()
+
     def face(self, x: torch.Tensor, w_plus: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 3, S, S) crops, W+ -> (B, 3, S, S) the virtual face as rendered (pose-warped,
         zero outside the box), before the colour shift, the paste into the crop and the code.
@@ -284,11 +291,7 @@ class EigenGenerator(MaskedEditor):
                    offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """As ``forward``, also returning the carrier's correction alpha (B, d) (None without carrier)."""
         m = self.mask(x.shape[-1], x.device)
-        face = self.face(x, w_plus, offset)
-        # The identity modes include skin tone; a face of another tone inside the same head
-        # looks pasted on. Keep the input's mean colour over the mask (3 numbers per face).
-        area = m.sum()
-        face = face + ((x - face) * m).sum((2, 3), keepdim=True) / area
+        face = self.colour_shift(self.face(x, w_plus, offset), x, m)
         if self.cfg.seam_res:  # and no outline where the mask fades
             face = face + self.seam_correction(x - face, m)
         return self._carry(x * (1 - m) + face * m, code, m)

@@ -61,12 +61,18 @@ class GeneratorConfig(EditRegion):
         return 1 + 2 * len(self.dec_channels) + (len(self.dec_channels) - 1)  # bottleneck, 2/level, ToRGBs
 
 
-def face_mask(cfg: EditRegion, size: int, device=None) -> torch.Tensor:
-    """Soft face-interior mask (1, 1, size, size) in [0, 1]."""
+def ellipse_radius(cfg: EditRegion, size: int, device=None) -> torch.Tensor:
+    """(size, size) each pixel centre's distance from the face ellipse's centre, in its radii
+    (1 on the ellipse)."""
     t = (torch.arange(size, device=device, dtype=torch.float32) + 0.5) / size
     yy, xx = torch.meshgrid(t, t, indexing="ij")
-    r = torch.sqrt(((xx - cfg.mask_center[0]) / cfg.mask_radii[0]) ** 2 + ((yy - cfg.mask_center[1]) / cfg.mask_radii[1]) ** 2)
-    return ((1 - r) / cfg.mask_feather + 0.5).clamp(0, 1)[None, None]
+    (cx, cy), (rx, ry) = cfg.mask_center, cfg.mask_radii
+    return torch.sqrt(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2)
+
+
+def face_mask(cfg: EditRegion, size: int, device=None) -> torch.Tensor:
+    """Soft face-interior mask (1, 1, size, size) in [0, 1]."""
+    return ((1 - ellipse_radius(cfg, size, device)) / cfg.mask_feather + 0.5).clamp(0, 1)[None, None]
 
 
 def lowpass(x: torch.Tensor, factor: int) -> torch.Tensor:

@@ -50,6 +50,15 @@ def first_photos(labels: np.ndarray, limit: int | None = None) -> np.ndarray:
     return np.sort(first)[:limit]
 
 
+def first_faces(split: str, limit: int | None = None) -> FaceSet:
+    """The first photo of each of the first ``limit`` identities of ``split`` (the faces cache),
+    with their landmarks: what the probe tools run on. Raises ValueError without landmarks."""
+    fs = load_faces(split)
+    if fs.landmarks is None:
+        raise ValueError(f"the {split} faces cache has no landmarks: rerun `kfaar data prepare --split {split}`")
+    return _subset(fs, first_photos(fs.labels, limit))
+
+
 def data_root() -> Path:
     return Path(os.environ.get("KFAAR_DATA", Path(__file__).resolve().parents[3].parent / "shared" / "data"))
 
@@ -84,8 +93,12 @@ def load_faces(split: str, cache_dir: str | os.PathLike | None = None, limit: in
 def _limit(fs: FaceSet, limit: int | None) -> FaceSet:
     if limit is None or limit >= len(fs.labels):
         return fs
-    return FaceSet(fs.crops[:limit], fs.embeddings[:limit], fs.labels[:limit],
-                   None if fs.landmarks is None else fs.landmarks[:limit])
+    return _subset(fs, slice(limit))
+
+
+def _subset(fs: FaceSet, rows: slice | np.ndarray) -> FaceSet:
+    return FaceSet(fs.crops[rows], fs.embeddings[rows], fs.labels[rows],
+                   None if fs.landmarks is None else fs.landmarks[rows])
 
 
 def _fallback(split: str) -> FaceSet:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from kfaar.models.bundle import ModelBundle
 from kfaar.models.eigen import EigenConfig, EigenGenerator
-from kfaar.models.generator import face_mask
+from kfaar.models.generator import ellipse_radius, face_mask
 from kfaar.models.identity_space import IdentitySpace
 from kfaar.models.mapping import MappingNetwork
 from kfaar.train.data import FaceSet, identity_groups
@@ -237,11 +237,7 @@ RIM_INNER, RIM_OUTER = 0.85, 0.95
 def rim_weight(cfg: EigenConfig, size: int, device=None) -> torch.Tensor:
     """(1, 1, size, size) the outline prior's weight: a smoothstep from ``RIM_INNER`` to
     ``RIM_OUTER`` of the face ellipse's radii, times the paste mask."""
-    t = (torch.arange(size, dtype=torch.float32, device=device) + 0.5) / size
-    yy, xx = torch.meshgrid(t, t, indexing="ij")
-    (cx, cy), (rx, ry) = cfg.mask_center, cfg.mask_radii
-    r = torch.sqrt(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2)
-    s = ((r - RIM_INNER) / (RIM_OUTER - RIM_INNER)).clamp(0, 1)
+    s = ((ellipse_radius(cfg, size, device) - RIM_INNER) / (RIM_OUTER - RIM_INNER)).clamp(0, 1)
     return (s * s * (3 - 2 * s))[None, None] * face_mask(cfg, size, device)
 
 
