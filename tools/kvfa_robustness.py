@@ -6,6 +6,7 @@ and recovered with that key (and with a wrong key), and scored against templates
 from the same photo and from the person's second photo, at the Authenticator's threshold.
 
     python tools/kvfa_robustness.py --limit 100      # ~5 min on 2 cores
+    python tools/kvfa_robustness.py --model B.safetensors --model-sha256 HEX   # a candidate bundle (torch)
 
 Prints one line per edit: TAR (same photo, other photo) and wrong-key acceptance.
 """
@@ -23,6 +24,7 @@ from kfaar.eval.protocol import default_data_dir, load_eval_set
 from kfaar.faces import load_image
 from kfaar.faces.image import jpeg_roundtrip
 from kfaar.keys import Key
+from kfaar.pipeline import AnonymizerOptions, AuthenticatorOptions
 
 
 def rescale(rgb: np.ndarray, s: float) -> np.ndarray:
@@ -45,12 +47,16 @@ EDITS = {
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", type=int, default=100, help="dev identities (default 100)")
+    ap.add_argument("--model", default=None, help="a bundle (.safetensors) instead of the shipped model")
+    ap.add_argument("--model-sha256", default=None, help="the bundle's SHA-256 (required with --model)")
     args = ap.parse_args()
     es = load_eval_set(default_data_dir(), "dev", limit=args.limit, seed=0)
     photos: dict[int, list] = {}
     for p in es.photos:
         photos.setdefault(p.identity, []).append(p)
-    anonymizer, auth = kfaar.Anonymizer(), kfaar.Authenticator()
+    model = {"model": args.model, "model_sha256": args.model_sha256}
+    anonymizer = kfaar.Anonymizer(AnonymizerOptions(**model))
+    auth = kfaar.Authenticator(AuthenticatorOptions(**model))
     scores = {e: ([], [], []) for e in EDITS}  # same photo, other photo, wrong key
     t0 = time.time()
     for k, (_, ph) in enumerate(sorted(photos.items())):
