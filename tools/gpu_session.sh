@@ -20,7 +20,8 @@
 # Local dry run: DEVICE=cpu SECS=20 OUT=/tmp/gpu-dry bash tools/gpu_session.sh
 # Second run of 2026-11-26: CHECKS=0 SECS=270 TUNES="gpu-m --refiner-lr 0 --anchor 0; gpu-m6 --refiner-lr 0 --anchor 0 --diversity 6; gpu-r --refiner-lr 5e-5 --anchor 20"
 # The shipped bundle's code read is learned on its own faces (model card step 11): a tuned
-# bundle brought back here needs it refitted (45 s on the CPU) before its threshold counts:
+# bundle brought back here needs it refitted (45 s on the CPU; tune() passes --reader-faces 0 so that
+# the device's seconds go to the tuning) before its threshold counts:
 #   kfaar train-eigen --init OUT.safetensors --fidelity-steps 0 --reader-faces 3000 --out NEXT.safetensors
 # Third run of 2026-11-26 (the step-11 bundle; the pack repacked with its landmarks for --warp-offsets landmarks):
 #   CHECKS=0 STYLED=0 SECS=400 TUNES="gpu-w --warp-offsets landmarks --refiner-lr 5e-5 --anchor 20; gpu-w6 ... --diversity 6;
@@ -49,7 +50,7 @@ tune() {  # name, extra train-eigen options
   OMP_NUM_THREADS=3 PYTHONPATH=$SRC timeout $((SECS + 150)) python3 -m kfaar.cli train-eigen \
     --init python/kfaar/models/weights/kfaar-v2.safetensors --fidelity-steps 100000 --max-seconds "$SECS" \
     --batch 64 --lr 3e-3 --diversity 3 --consistency 1 --refiner-lr 2e-4 --anchor 5 --device "$DEVICE" \
-    --faces-cache .carry/train.npz "$@" --out "$OUT/$name.safetensors" >"$L/$name.txt" 2>&1
+    --faces-cache .carry/train.npz --reader-faces 0 "$@" --out "$OUT/$name.safetensors" >"$L/$name.txt" 2>&1
   stamp "$name rc $?"
 }
 # TUNES: ';'-separated "NAME [train-eigen options]" (later options override the defaults above)

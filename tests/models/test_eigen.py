@@ -352,10 +352,25 @@ def test_train_eigen_init_continues_tuning_an_existing_bundle(tmp_path, monkeypa
     result = CliRunner().invoke(train_eigen, ["--init", str(out), "--out", str(tmp_path / "bad.safetensors"),
                                               "--fidelity-steps", "0", "--reader-faces", "10"])
     assert result.exit_code == 2 and "--reader-faces" in result.output
-    # tuning a learned-read bundle again says its read is now stale
-    result = CliRunner().invoke(train_eigen, ["--init", str(read), "--out", str(tmp_path / "t.safetensors"),
-                                              "--fidelity-steps", "1", "--faces", "32"])
-    assert result.exit_code == 0 and "refit it" in result.output
+    # tuning a learned-read bundle again refits its read to the new faces (all of them here) ...
+    tuned = tmp_path / "t.safetensors"
+    result = CliRunner().invoke(train_eigen, ["--init", str(read), "--out", str(tuned), "--fidelity-steps", "1",
+                                              "--faces", "32"])
+    assert result.exit_code == 0 and "will be refitted" in result.output, result.output
+    t = load_bundle(tuned)
+    assert t.info["reader"]["faces"] == len(faces.labels) and t.info["fidelity"]["steps"] == 1
+    assert t.info["read_from"] == {"sha256": sha256_bytes(read.read_bytes()), "reader": rd.info["reader"]}
+    assert not torch.equal(t.generator.code_carrier.reader, rd.generator.code_carrier.reader)
+    # ... unless told to keep it, which it warns is stale; an unchanged generator keeps it silently
+    result = CliRunner().invoke(train_eigen, ["--init", str(read), "--out", str(tmp_path / "k.safetensors"),
+                                              "--fidelity-steps", "1", "--reader-faces", "0", "--faces", "32"])
+    assert result.exit_code == 0 and "refit it" in result.output and "refitted" not in result.output
+    k = load_bundle(tmp_path / "k.safetensors")
+    assert k.info["reader"] == rd.info["reader"] and k.info["read_from"] == rd.info["read_from"]
+    assert torch.equal(k.generator.code_carrier.reader, rd.generator.code_carrier.reader)
+    result = CliRunner().invoke(train_eigen, ["--init", str(read), "--out", str(tmp_path / "k.safetensors"),
+                                              "--fidelity-steps", "0", "--faces", "32"])
+    assert result.exit_code == 0 and "refit" not in result.output
 
     # --mirror belongs to a new fit
     result = CliRunner().invoke(train_eigen, ["--init", str(out), "--out", str(tmp_path / "m.safetensors"), "--mirror"])

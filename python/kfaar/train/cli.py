@@ -9,6 +9,9 @@ import click
 
 log = logging.getLogger(__name__)
 
+# train faces the learned code read is refitted on when a run changes a learned-read bundle's faces (~40 s)
+AUTO_READER_FACES = 3000
+
 
 def _require_device(device: str) -> None:
     """Fail before any data is read when --device cuda has no CUDA device to run on."""
@@ -91,10 +94,11 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 @click.option("--seam-screen", type=float, default=None,
               help="Screening of the seamless paste's correction: it fades inward over about 1/sqrt(this) grid "
                    "pixels. [default: 0.2; with --seam-res]")
-@click.option("--reader-faces", type=int, default=0, show_default=True,
+@click.option("--reader-faces", type=int, default=None,
               help="Fit the code carrier's learned read on this many train faces' virtual crops, as written and "
-                   "re-encoded as JPEG (3,000: ~40 s), after the tuning (which it is fitted to: refit after any "
-                   "later tuning). 0: keep the bundle's read.")
+                   "re-encoded as JPEG (3,000: ~40 s), after the tuning (which it is fitted to). Default: refit on "
+                   f"{AUTO_READER_FACES:,} faces where this run changes a learned-read bundle's faces, else keep "
+                   "the bundle's read. 0: keep it.")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Continue tuning this eigen bundle instead of fitting a new one (--n-identity and --mirror are then its own).")
 @click.option("--batch", type=int, default=16, show_default=True,
@@ -127,7 +131,7 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 @click.option("--limit", type=int, default=None, help="Use only the first LIMIT train faces.")
 def train_eigen(out_path: str, n_identity: int, mask_radii: tuple[float, float] | None, mirror: bool,
                 fidelity_steps: int, diversity: float, consistency: float, refine_steps: int, pose_warp: float | None,
-                warp_offsets: str, seam_res: int | None, seam_screen: float | None, reader_faces: int,
+                warp_offsets: str, seam_res: int | None, seam_screen: float | None, reader_faces: int | None,
                 init_path: str | None, batch: int,
                 lr: float, refiner_lr: float, anchor: float, adversarial: float, anon: float,
                 anon_margin: float, unlink: float, rim: float, max_seconds: float | None, device: str,
@@ -161,6 +165,14 @@ def train_eigen(out_path: str, n_identity: int, mask_radii: tuple[float, float] 
         if not isinstance(bundle.generator, EigenGenerator):
             raise click.BadParameter(f"{init_path} is not an eigen bundle", param_hint="--init")
         parent = sha256_bytes(Path(init_path).read_bytes())
+        # the faces this run changes are no longer the ones a learned read was fitted to
+        changed = bool(fidelity_steps or refine_steps or pose_warp is not None or seam_res is not None)
+        stale = changed and bundle.generator.cfg.carrier_read == "learned"
+        if reader_faces is None:
+            reader_faces = AUTO_READER_FACES if stale else 0
+            if reader_faces:
+                click.echo(f"the learned code read will be refitted to the new faces ({reader_faces:,} train faces)",
+                           err=True)
         if fidelity_steps:  # this run's tuning is recorded under "fidelity", the parent's here
             bundle.info["tuned_from"] = {"sha256": parent, "fidelity": bundle.info.pop("fidelity", None)}
         if refine_steps:  # likewise the refiner's
@@ -171,10 +183,11 @@ def train_eigen(out_path: str, n_identity: int, mask_radii: tuple[float, float] 
             bundle.info["seamed_from"] = {"sha256": parent, "seam": bundle.info.pop("seam", None)}
         if reader_faces:
             bundle.info["read_from"] = {"sha256": parent, "reader": bundle.info.pop("reader", None)}
-        if not (fidelity_steps or refine_steps or pose_warp is not None or seam_res is not None or reader_faces):
-            # only the operating threshold is re-derived
+        if not (changed or reader_faces):  # only the operating threshold is re-derived
             bundle.info["threshold_from"] = {"sha256": parent, "operating_point_train":
                                              bundle.info.get("operating_point_train")}
+    else:
+        stale, reader_faces = False, reader_faces or 0
     faces = load_faces("train", cache_dir=faces_cache, limit=limit)
     if not init_path:
         shape = {} if mask_radii is None else {"mask_radii": tuple(mask_radii)}
@@ -197,9 +210,10 @@ def train_eigen(out_path: str, n_identity: int, mask_radii: tuple[float, float] 
                       anon=anon, anon_margin=anon_margin, unlink=unlink, rim=rim,
                       landmark_offsets=warp_offsets == "landmarks",
                       max_seconds=max_seconds, device=device, seed=seed)
-    if fidelity_steps and not reader_faces and getattr(bundle.generator.cfg, "carrier_read", "exact") == "learned":
-        click.echo("warning: this bundle's learned code read was fitted to its faces before this tuning; refit it "
-                   "(--init OUT --fidelity-steps 0 --reader-faces 3000) before relying on the threshold", err=True)
+    if stale and not reader_faces:
+        click.echo("warning: this bundle's learned code read was fitted to its faces before this run; refit it "
+                   f"(--init OUT --fidelity-steps 0 --reader-faces {AUTO_READER_FACES}) before relying on the "
+                   "threshold", err=True)
     if reader_faces:
         try:
             fit_reader(bundle, faces, faces=reader_faces, seed=seed)
