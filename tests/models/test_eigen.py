@@ -88,6 +88,39 @@ def test_fit_edit_is_a_projection_that_drops_the_identity_modes(fitted):
                                atol=1e-5)
 
 
+def test_identity_split_can_be_set_again_on_a_fitted_face_model(fitted, tmp_path):
+    """``set_identity_split``: the bundle's own number finds the fitted edit again; a larger
+    one keeps fewer of the input's directions (a projection of lower rank whose kept range
+    lies inside the old one's), is recorded, round-trips, and leaves face model and mapping."""
+    import copy
+
+    from kfaar.train.eigen import set_identity_split
+
+    bundle, faces = fitted
+    same = copy.deepcopy(bundle)
+    set_identity_split(same, faces, SMALL.n_identity)
+    torch.testing.assert_close(same.generator.edit, bundle.generator.edit, atol=1e-5, rtol=0)
+
+    more = copy.deepcopy(bundle)
+    info = set_identity_split(more, faces, SMALL.n_identity + 5)
+    assert info["n_identity"] == SMALL.n_identity + 5 and info["was"] == SMALL.n_identity
+    assert info["last_replaced_ratio"] >= info["first_kept_ratio"] and more.info["identity_split"] == info
+    e, e0 = more.generator.edit.double(), bundle.generator.edit.double()
+    np.testing.assert_allclose((e @ e).numpy(), e.numpy(), atol=1e-6)
+    assert torch.linalg.matrix_rank(e, atol=1e-6) == SMALL.n_components - SMALL.n_identity - 5
+    np.testing.assert_allclose((e @ e0).numpy(), e.numpy(), atol=1e-5)  # what it keeps, the old split kept
+    for name in ("mean", "basis"):
+        assert torch.equal(getattr(more.generator, name), getattr(bundle.generator, name))
+    assert torch.equal(more.mapping.styles[0].weight, bundle.mapping.styles[0].weight)
+    sha = save_bundle(more, tmp_path / "split.safetensors")
+    again = load_bundle(tmp_path / "split.safetensors", sha256=sha)
+    assert again.generator.cfg.n_identity == SMALL.n_identity + 5
+    assert torch.equal(again.generator.edit, more.generator.edit)
+    for bad in (0, SMALL.n_components + 1):
+        with pytest.raises(ValueError, match="n_identity"):
+            set_identity_split(copy.deepcopy(bundle), faces, bad)
+
+
 def test_fit_restores_the_spread_of_identities(fitted):
     """A plain regression predicts near-mean faces; after re-scaling, the keyed identity part
     has the spread of real identities along each replaced discriminant direction."""
@@ -371,6 +404,19 @@ def test_train_eigen_init_continues_tuning_an_existing_bundle(tmp_path, monkeypa
     result = CliRunner().invoke(train_eigen, ["--init", str(read), "--out", str(tmp_path / "k.safetensors"),
                                               "--fidelity-steps", "0", "--faces", "32"])
     assert result.exit_code == 0 and "refit" not in result.output
+
+    # --n-identity N on an --init bundle splits its face model again (recorded; the read refitted)
+    split = tmp_path / "split.safetensors"
+    result = CliRunner().invoke(train_eigen, ["--init", str(read), "--out", str(split), "--fidelity-steps", "0",
+                                              "--n-identity", "14", "--faces", "32"])
+    assert result.exit_code == 0 and "will be refitted" in result.output, result.output
+    sp = load_bundle(split)
+    assert sp.generator.cfg.n_identity == 14 and sp.info["identity_split"]["was"] == 12
+    assert sp.info["split_from"] == {"sha256": sha256_bytes(read.read_bytes()), "identity_split": None}
+    assert torch.linalg.matrix_rank(sp.generator.edit.double(), atol=1e-6) == 24 - 14
+    result = CliRunner().invoke(train_eigen, ["--init", str(read), "--out", str(tmp_path / "bad.safetensors"),
+                                              "--n-identity", "30"])
+    assert result.exit_code == 2 and "--n-identity" in result.output
 
     # --mirror belongs to a new fit
     result = CliRunner().invoke(train_eigen, ["--init", str(out), "--out", str(tmp_path / "m.safetensors"), "--mirror"])

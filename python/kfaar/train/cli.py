@@ -66,8 +66,9 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 
 @click.command("train-eigen")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, help="Bundle (.safetensors).")
-@click.option("--n-identity", type=int, default=192, show_default=True,
-              help="Discriminant directions of the face model the key replaces (of 256).")
+@click.option("--n-identity", type=int, default=None,
+              help="Discriminant directions of the face model the key replaces (of 256). Default: 192 for a new "
+                   "face model; with --init the bundle's own, or this many found again on its face model.")
 @click.option("--mask-radii", type=(float, float), default=None,
               help="Half-width and half-height of the face ellipse the key replaces, as fractions of the crop "
                    "(a new face model only). Default: EigenConfig's, the shipped model's.")
@@ -100,7 +101,8 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
                    f"{AUTO_READER_FACES:,} faces where this run changes a learned-read bundle's faces, else keep "
                    "the bundle's read. 0: keep it.")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Continue tuning this eigen bundle instead of fitting a new one (--n-identity and --mirror are then its own).")
+              help="Continue tuning this eigen bundle instead of fitting a new one (its face model and --mirror are then "
+                   "its own).")
 @click.option("--batch", type=int, default=16, show_default=True,
               help="Photos per tuning step (with --diversity each is rendered under two keys).")
 @click.option("--lr", type=float, default=1e-2, show_default=True, help="Learning rate of the mapping's tuning.")
@@ -129,7 +131,7 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 @click.option("--seed", type=int, default=20261126, show_default=True)
 @click.option("--faces", "n_faces", type=int, default=512, show_default=True, help="Train faces for the threshold.")
 @click.option("--limit", type=int, default=None, help="Use only the first LIMIT train faces.")
-def train_eigen(out_path: str, n_identity: int, mask_radii: tuple[float, float] | None, mirror: bool,
+def train_eigen(out_path: str, n_identity: int | None, mask_radii: tuple[float, float] | None, mirror: bool,
                 fidelity_steps: int, diversity: float, consistency: float, refine_steps: int, pose_warp: float | None,
                 warp_offsets: str, seam_res: int | None, seam_screen: float | None, reader_faces: int | None,
                 init_path: str | None, batch: int,
@@ -148,7 +150,8 @@ def train_eigen(out_path: str, n_identity: int, mask_radii: tuple[float, float] 
     from kfaar.models.bundle import load_bundle, save_bundle, sha256_bytes
     from kfaar.models.eigen import EigenConfig, EigenGenerator
     from kfaar.train.data import load_faces
-    from kfaar.train.eigen import fit_eigen, fit_pose_warp, fit_reader, fit_refiner, set_seam, tune_fidelity
+    from kfaar.train.eigen import (fit_eigen, fit_pose_warp, fit_reader, fit_refiner, set_identity_split, set_seam,
+                                   tune_fidelity)
     from kfaar.train.export import operating_point
 
     _require_device(device)
@@ -166,7 +169,8 @@ def train_eigen(out_path: str, n_identity: int, mask_radii: tuple[float, float] 
             raise click.BadParameter(f"{init_path} is not an eigen bundle", param_hint="--init")
         parent = sha256_bytes(Path(init_path).read_bytes())
         # the faces this run changes are no longer the ones a learned read was fitted to
-        changed = bool(fidelity_steps or refine_steps or pose_warp is not None or seam_res is not None)
+        changed = bool(fidelity_steps or refine_steps or pose_warp is not None or seam_res is not None
+                       or n_identity is not None)
         stale = changed and bundle.generator.cfg.carrier_read == "learned"
         if reader_faces is None:
             reader_faces = AUTO_READER_FACES if stale else 0
@@ -179,6 +183,8 @@ def train_eigen(out_path: str, n_identity: int, mask_radii: tuple[float, float] 
             bundle.info["refined_from"] = {"sha256": parent, "refiner": bundle.info.pop("refiner", None)}
         if pose_warp is not None:  # likewise the pose warp's
             bundle.info["warped_from"] = {"sha256": parent, "pose_warp": bundle.info.pop("pose_warp", None)}
+        if n_identity is not None:  # likewise the identity split's
+            bundle.info["split_from"] = {"sha256": parent, "identity_split": bundle.info.pop("identity_split", None)}
         if seam_res is not None:
             bundle.info["seamed_from"] = {"sha256": parent, "seam": bundle.info.pop("seam", None)}
         if reader_faces:
@@ -191,7 +197,13 @@ def train_eigen(out_path: str, n_identity: int, mask_radii: tuple[float, float] 
     faces = load_faces("train", cache_dir=faces_cache, limit=limit)
     if not init_path:
         shape = {} if mask_radii is None else {"mask_radii": tuple(mask_radii)}
-        bundle = fit_eigen(faces, EigenConfig(n_identity=n_identity, **shape), seed=seed, mirror=mirror)
+        bundle = fit_eigen(faces, EigenConfig(n_identity=n_identity or EigenConfig.n_identity, **shape), seed=seed,
+                           mirror=mirror)
+    elif n_identity is not None:
+        try:
+            set_identity_split(bundle, faces, n_identity)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--n-identity") from None
     if refine_steps:
         fit_refiner(bundle, faces, steps=refine_steps, seed=seed)
     if pose_warp is not None:

@@ -82,6 +82,52 @@ def discriminant_directions(within: torch.Tensor, between: torch.Tensor, eps: fl
     return wh @ e[:, order], lam[order]
 
 
+def split_edit(v: torch.Tensor, n_identity: int, push: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Discriminant directions V (K, K), most identity-bearing first -> (removed, E), both (K, K)
+    in the row-vector convention c E: ``removed`` keeps all but the first ``n_identity``
+    directions (what of the input stays), E the same with those at -``push``."""
+    keep = torch.ones(v.shape[0], dtype=torch.float64)
+    keep[:n_identity] = 0
+    inv = torch.linalg.inv(v)
+    removed = v @ torch.diag(keep) @ inv
+    keep[:n_identity] = -push
+    return removed, v @ torch.diag(keep) @ inv
+
+
+def set_identity_split(bundle: ModelBundle, train: FaceSet, n_identity: int) -> dict:
+    """Replace ``n_identity`` discriminant directions of the bundle's own face model instead of
+    the number it was fitted with: the directions are found again on ``train`` as ``fit_eigen``
+    found them (its mirror setting included), so with the same train split and the bundle's own
+    number the edit comes out unchanged. More replaced directions keep less of the input (its
+    most person-like within-person modes first) and leave the rest to the keyed part; the
+    mapping is not refitted: tune it, and refit a learned code read, after."""
+    gen = bundle.generator
+    if not isinstance(gen, EigenGenerator):
+        raise TypeError("set_identity_split needs an eigen bundle")
+    k = gen.cfg.n_components
+    if not 0 < n_identity <= k:
+        raise ValueError(f"n_identity must be in 1..n_components ({k}), got {n_identity}")
+    labels = np.asarray(train.labels)
+    mirror = bool(bundle.info.get("mirror", False))
+    boxes = _boxes(gen, train.crops)
+    if mirror:
+        boxes = torch.cat([boxes, _boxes(gen, train.crops[:, :, ::-1])])
+        labels = np.concatenate([labels, labels])
+    with torch.no_grad():
+        coeffs = (boxes - gen.mean) @ gen.basis
+    del boxes
+    v, lam = discriminant_directions(*scatter(coeffs, labels))
+    _, edit = split_edit(v, n_identity, gen.cfg.push)
+    out = _reconfigured(gen, n_identity=int(n_identity))
+    out.edit.copy_(edit.float())
+    bundle.generator = out
+    info = {"n_identity": int(n_identity), "was": int(gen.cfg.n_identity), "mirror": mirror,
+            "last_replaced_ratio": float(lam[n_identity - 1]),
+            "first_kept_ratio": float(lam[n_identity]) if n_identity < k else None}
+    bundle.info["identity_split"] = info
+    return info
+
+
 def _fit_mapping(u: torch.Tensor, target: torch.Tensor, labels: np.ndarray, cfg: EigenConfig, hidden: int,
                  n_layers: int, steps: int, seed: int) -> tuple[MappingNetwork, dict]:
     g = torch.Generator().manual_seed(seed)
@@ -169,11 +215,7 @@ def fit_eigen(train: FaceSet, cfg: EigenConfig = EigenConfig(), *, seed: int = 2
     within, between = scatter(coeffs, np.concatenate([labels, labels]) if mirror else labels)
     coeffs = coeffs[: len(labels)]  # the mapping is regressed on the photos as they are
     v, lam = discriminant_directions(within, between)
-    keep = torch.ones(k, dtype=torch.float64)
-    keep[: cfg.n_identity] = 0
-    removed = v @ torch.diag(keep) @ torch.linalg.inv(v)  # (K, K), row-vector convention: c E
-    keep[: cfg.n_identity] = -cfg.push
-    edit = v @ torch.diag(keep) @ torch.linalg.inv(v)
+    removed, edit = split_edit(v, cfg.n_identity, cfg.push)
     gen.mean.copy_(mean)
     gen.basis.copy_(basis)
     gen.edit.copy_(edit.float())
