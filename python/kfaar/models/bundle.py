@@ -28,7 +28,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "kfaar-v2"
 # name -> (file under WEIGHTS_DIR, SHA-256). A mismatch refuses to load.
 SHIPPED = {
-    "kfaar-v2": ("kfaar-v2.safetensors", "40a7ea5b5916e33d55722834cd0ad1364488b603c9a38b8dd875a714660b8b8a"),
+    "kfaar-v2": ("kfaar-v2.safetensors", "f74a247027d23d78d64a1c35c60e304c7ccd70682cbf568da76f8f2e31203eda"),
 }
 FORMAT = "kfaar-bundle/2"
 

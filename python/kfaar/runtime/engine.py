@@ -41,7 +41,7 @@ DEFAULT_MODEL = "kfaar-v2"
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
-    "kfaar-v2": "11db181a8cea1d3a2830a51e3cdddbf95601cb19aa27126f22a4ab831f069ba4",
+    "kfaar-v2": "a2ec1739b8e572435cc33cfbbbea7fcaf4bb99df0aba30108c891712cabebd16",
 }
 
 
