@@ -48,7 +48,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", type=int, default=100, help="dev identities (default 100)")
     ap.add_argument("--model", default=None, help="a bundle (.safetensors) instead of the shipped model")
-    ap.add_argument("--model-sha256", default=None, help="the bundle's SHA-256 (required with --model)")
+    ap.add_argument("--model-sha256", default=None,
+                    help="the bundle's SHA-256, checked before loading (without it: loaded unverified, with a warning)")
     args = ap.parse_args()
     es = load_eval_set(default_data_dir(), "dev", limit=args.limit, seed=0)
     photos: dict[int, list] = {}
