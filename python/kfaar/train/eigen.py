@@ -94,6 +94,16 @@ def split_edit(v: torch.Tensor, n_identity: int, push: float) -> tuple[torch.Ten
     return removed, v @ torch.diag(keep) @ inv
 
 
+def _split_boxes(gen: EigenGenerator, train: FaceSet, mirror: bool) -> tuple[torch.Tensor, np.ndarray]:
+    """The train face boxes the identity split is found on, and their people: with ``mirror``
+    each face's left-right mirror image too, as another photo of the same person."""
+    labels = np.asarray(train.labels)
+    boxes = _boxes(gen, train.crops)
+    if mirror:
+        return torch.cat([boxes, _boxes(gen, train.crops[:, :, ::-1])]), np.concatenate([labels, labels])
+    return boxes, labels
+
+
 def set_identity_split(bundle: ModelBundle, train: FaceSet, n_identity: int) -> dict:
     """Replace ``n_identity`` discriminant directions of the bundle's own face model instead of
     the number it was fitted with: the directions are found again on ``train`` as ``fit_eigen``
@@ -107,12 +117,8 @@ def set_identity_split(bundle: ModelBundle, train: FaceSet, n_identity: int) -> 
     k = gen.cfg.n_components
     if not 0 < n_identity <= k:
         raise ValueError(f"n_identity must be in 1..n_components ({k}), got {n_identity}")
-    labels = np.asarray(train.labels)
     mirror = bool(bundle.info.get("mirror", False))
-    boxes = _boxes(gen, train.crops)
-    if mirror:
-        boxes = torch.cat([boxes, _boxes(gen, train.crops[:, :, ::-1])])
-        labels = np.concatenate([labels, labels])
+    boxes, labels = _split_boxes(gen, train, mirror)
     with torch.no_grad():
         coeffs = (boxes - gen.mean) @ gen.basis
     del boxes
@@ -200,9 +206,8 @@ def fit_eigen(train: FaceSet, cfg: EigenConfig = EigenConfig(), *, seed: int = 2
     labels = np.asarray(train.labels)
     space = IdentitySpace().fit(train.embeddings)
     gen = EigenGenerator(cfg)
-    boxes = _boxes(gen, train.crops)  # (N, D)
-    if mirror:  # the face box is symmetric about the crop's vertical midline
-        boxes = torch.cat([boxes, _boxes(gen, train.crops[:, :, ::-1])])
+    # (N or 2N, D); the face box is symmetric about the crop's vertical midline
+    boxes, box_labels = _split_boxes(gen, train, mirror)
     mean = boxes.mean(0)
     k = cfg.n_components
     if k > min(boxes.shape) - 1:
@@ -212,7 +217,7 @@ def fit_eigen(train: FaceSet, cfg: EigenConfig = EigenConfig(), *, seed: int = 2
     explained = float(s[:k].pow(2).sum() / (boxes - mean).pow(2).sum())
     coeffs = (boxes - mean) @ basis
     del boxes
-    within, between = scatter(coeffs, np.concatenate([labels, labels]) if mirror else labels)
+    within, between = scatter(coeffs, box_labels)
     coeffs = coeffs[: len(labels)]  # the mapping is regressed on the photos as they are
     v, lam = discriminant_directions(within, between)
     removed, edit = split_edit(v, cfg.n_identity, cfg.push)
@@ -399,6 +404,12 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     keys = [ProjectionParams.from_seed(rng.bytes(32)) for _ in range(key_pool)]
     sface = SFaceTorch().to(dev).eval().requires_grad_(False)
     z_all = np.ascontiguousarray(train.embeddings, np.float32)
+
+    def keyed(rows: np.ndarray, picks) -> torch.Tensor:
+        """z'_K of the train photos ``rows`` under each of the pool's keys ``picks``, key-major."""
+        return torch.cat([torch.from_numpy(project(np.ascontiguousarray(z_all[rows]), keys[i], whitening=whitening))
+                          for i in picks]).to(dev)
+
     crops = _Crops(train.crops, dev)
     offsets = None
     if landmark_offsets:
@@ -430,10 +441,7 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     if rim > 0:
         ring = rim_weight(gen.cfg, train.crops.shape[1], dev)
         pick = np.random.default_rng(seed).choice(len(z_all), min(1000, len(z_all)), replace=False)
-        u_rim = torch.cat([space.to_code(torch.from_numpy(project(np.ascontiguousarray(z_all[pick]), keys[i],
-                                                                   whitening=whitening)).to(dev))
-                           for i in range(min(4, key_pool))])
-        rim_dropped = drop_common_rim(gen, mapping, u_rim, keep_proj)
+        rim_dropped = drop_common_rim(gen, mapping, space.to_code(keyed(pick, range(min(4, key_pool)))), keep_proj)
     opt = torch.optim.Adam(groups)
     if adversarial > 0:
         from kfaar.models.discriminator import Discriminator
@@ -455,8 +463,7 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
         n_keys = 2 if diversity > 0 else 1  # the diversity term compares two keys on the same photos
         picks = ([int(torch.randint(key_pool, (1,), generator=g))] if n_keys == 1  # the shipped recipe's draws
                  else torch.randperm(key_pool, generator=g)[:n_keys].tolist())
-        zk_t = torch.cat([torch.from_numpy(project(np.ascontiguousarray(z_all[idx]), keys[i], whitening=whitening))
-                          for i in picks]).to(dev)
+        zk_t = keyed(idx, picks)
         u = space.to_code(zk_t)  # u' = whiten (z'_K - mean)
         x = crops(idx).repeat(n_keys, 1, 1, 1)
         w = mapping(u)[:, 0] @ keep_proj
