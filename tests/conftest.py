@@ -33,3 +33,21 @@ def data_dir() -> Path:
     if not (d / "lfw").is_dir():
         pytest.skip(f"face data not found at {d}: set KFAAR_DATA to the folder holding lfw/")
     return d
+
+
+@pytest.fixture(scope="session")
+def dev_faces(data_dir, tmp_path_factory):
+    """The dev split's aligned crops: the repo's cache/lfw when built, else a small one made here.
+
+    A clean checkout (CI) has the photos but no cache; preparing the first 160 dev images into
+    a temporary folder (a few seconds) lets the real-face tests run there too instead of skipping.
+    """
+    from kfaar.data import PrepareOptions, load_split, prepare
+
+    cache = Path(__file__).resolve().parents[1] / "cache" / "lfw"
+    try:
+        return load_split(cache, "dev")
+    except FileNotFoundError:
+        out = tmp_path_factory.mktemp("dev-cache")
+        prepare(data_dir / "lfw", out, ("dev",), PrepareOptions(workers=1, limit=160), progress=False)
+        return load_split(out, "dev")
