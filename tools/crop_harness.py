@@ -1,0 +1,121 @@
+"""The crop harness: candidate bundles side by side on the judges, in minutes instead of an eval.
+
+For the first two photos of LIMIT dev identities (the faces cache, with their landmarks),
+each bundle makes virtual crops through ``Anonymizer.anonymize_crops`` (the detector's
+landmarks feeding the pose warp, as in the pipeline): photo 1 under keys A and B, photo 2
+under key A. The judges of ``kfaar eval`` (dlib, match if L2 < 0.6; FaceMesh's pose and
+mouth ratio) see the 128-px crops resized to 256 px; SFace (kfaar's own encoder, match if
+cosine >= 0.363) the crops themselves. Crops are not full photos, so the figures sit apart
+from ``kfaar eval``'s (pose errors lower, for one): compare bundles within one run.
+
+    python tools/crop_harness.py --limit 150 --model A.safetensors --model B.safetensors
+    # ~1 min per bundle on 2 cores with 150 identities; judges venv needed; no --model: the shipped bundle
+
+Prints one column per bundle: mouth-ratio correlation, median abs. yaw / pitch / roll error
+(and yaw p90), diversity (photo 1, keys A vs B: judged different), consistency (photos 1 and
+2, key A: judged the same), anonymity (photo 1 vs its key-A face: judged different).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from kfaar import Anonymizer
+from kfaar.eval.judges import JudgeRunner, JudgeTable, ensure_judges
+from kfaar.eval.properties import DLIB_THRESHOLD, SFACE_THRESHOLD
+from kfaar.keys import Key
+from kfaar.pipeline import AnonymizerOptions
+from kfaar.train.data import identity_groups, load_faces
+
+
+def judge(images: np.ndarray, work: Path) -> JudgeTable:
+    """The judges' rows for (N, 128, 128, 3) uint8 crops, in order."""
+    paths = []
+    for i, im in enumerate(images):  # 256 px: dlib's detector wants more than 128
+        path = work / f"{i}.png"
+        Image.fromarray(im).resize((256, 256), Image.BICUBIC).save(path)
+        paths.append(str(path))
+    runner = JudgeRunner(ensure_judges(auto_setup=False), work, jobs=2)
+    try:
+        runner.submit(paths)
+        return runner.collect()
+    finally:
+        runner.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--limit", type=int, default=150, help="dev identities (default 150)")
+    ap.add_argument("--model", action="append", default=[], help="a .safetensors bundle (repeatable)")
+    args = ap.parse_args()
+
+    faces = load_faces("dev")
+    if faces.landmarks is None:
+        raise SystemExit("the dev faces cache has no landmarks: rerun `kfaar data prepare --split dev`")
+    pairs = np.array([g[:2] for g in identity_groups(faces.labels)[: args.limit]])
+    one, two = pairs[:, 0], pairs[:, 1]
+    key_a, key_b = Key.from_bytes(bytes([1] * 32)), Key.from_bytes(bytes([2] * 32))
+    models = args.model or [None]
+    columns = {}
+    images = [faces.crops[one]]
+    for model in models:
+        opts = AnonymizerOptions() if model is None else AnonymizerOptions(
+            model=model, model_sha256=hashlib.sha256(Path(model).read_bytes()).hexdigest())
+        anonymizer = Anonymizer(opts)
+        va = anonymizer.anonymize_crops(faces.crops[one], key_a, faces.landmarks[one])
+        vb = anonymizer.anonymize_crops(faces.crops[one], key_b, faces.landmarks[one])
+        v2 = anonymizer.anonymize_crops(faces.crops[two], key_a, faces.landmarks[two])
+        images += [va, vb, v2]
+        enc = anonymizer._encoder
+        ea, eb, e2 = enc.encode(va), enc.encode(vb), enc.encode(v2)
+        z = faces.embeddings[one]
+        columns["shipped" if model is None else Path(model).stem] = {
+            "diversity SFace": np.mean(np.sum(ea * eb, 1) < SFACE_THRESHOLD),
+            "consistency SFace": np.mean(np.sum(ea * e2, 1) >= SFACE_THRESHOLD),
+            "anonymity SFace": np.mean(np.sum(ea * z, 1) < SFACE_THRESHOLD),
+        }
+    work = Path(tempfile.mkdtemp(prefix="kfaar-crop-harness-"))
+    try:
+        t = judge(np.concatenate(images), work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    n = len(one)
+
+    def rows(block: int) -> slice:
+        return slice(block * n, (block + 1) * n)
+
+    def share(d: np.ndarray, different: bool) -> float:
+        d = d[~np.isnan(d)]
+        return float(np.mean(d >= DLIB_THRESHOLD if different else d < DLIB_THRESHOLD))
+
+    orig = rows(0)
+    for k, col in enumerate(columns.values()):
+        a, b, c = rows(1 + 3 * k), rows(2 + 3 * k), rows(3 + 3 * k)
+        ok = np.isfinite(t.mouth_ratio[orig]) & np.isfinite(t.mouth_ratio[a])
+        col["mouth-ratio corr"] = float(np.corrcoef(t.mouth_ratio[orig][ok], t.mouth_ratio[a][ok])[0, 1])
+        for angle in ("yaw", "pitch", "roll"):
+            err = np.abs(getattr(t, angle)[orig] - getattr(t, angle)[a])
+            err = err[np.isfinite(err)]
+            col[f"{angle} median (deg)"] = float(np.median(err))
+            if angle == "yaw":
+                col["yaw p90 (deg)"] = float(np.percentile(err, 90))
+        dist = lambda p, q: np.linalg.norm(t.dlib_emb[p] - t.dlib_emb[q], axis=1)  # noqa: E731
+        col["diversity dlib"] = share(dist(a, b), True)
+        col["consistency dlib"] = share(dist(a, c), False)
+        col["anonymity dlib"] = share(dist(orig, a), True)
+    print(f"{n} dev identities (first two photos each); keys A, B")
+    names = list(columns)
+    print(f"{'':22s}" + "".join(f"{m[:16]:>18s}" for m in names))
+    for row in columns[names[0]]:
+        print(f"{row:22s}" + "".join(f"{columns[m][row]:18.3f}" for m in names))
+
+
+if __name__ == "__main__":
+    main()
