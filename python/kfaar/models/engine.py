@@ -83,32 +83,21 @@ class KfaarEngine(CodesMixin):
         The pilot rows of the code carrier are a known signal, so the alignment that reads
         them best is the one the code was written in. Returns the refined (2, 3) matrix and
         its pilot match (cosine; ~1 when found, well below for a face carrying no code)."""
-        import cv2
+        from kfaar.runtime.realign import candidate_matrix, warp_candidates
 
         carrier = self.bundle.generator.code_carrier
         # search at 2 px per carrier cell: the read only averages cells
         size = 2 * carrier.res
         mask = self.bundle.generator.mask(size, "cpu")
-        k = size / self.crop_size
-        c = (self.crop_size - 1) / 2.0
-        base = np.vstack([np.asarray(matrix, np.float64), [0, 0, 1]])
-        down = np.diag([k, k, 1.0])
-
-        def affine(p):  # (tx, ty, scale, angle) in crop pixels -> (3, 3) photo -> crop
-            t = cv2.getRotationMatrix2D((c, c), p[3], p[2])
-            t[:, 2] += p[:2]
-            return np.vstack([t, [0, 0, 1]]) @ base
-
         beam = [(-2.0, (0.0, 0.0, 1.0, 0.0))]
         for shifts, scales, angles in self._SEARCH:
             params = {(b[0] + dx, b[1] + dy, b[2] * sc, b[3] + ang)
                       for _, b in beam for dy in shifts for dx in shifts for sc in scales for ang in angles}
             params = sorted(params)
-            crops = np.stack([cv2.warpAffine(rgb, (down @ affine(p))[:2], (size, size), flags=cv2.INTER_AREA,
-                                             borderMode=cv2.BORDER_REPLICATE) for p in params])
+            crops = warp_candidates(rgb, matrix, params, self.crop_size, size)
             score = carrier.pilot_match(_u8_to_tensor(crops), mask).numpy()
             top = np.argsort(-score)[: self._BEAM]
             beam = sorted(beam + [(float(score[i]), params[i]) for i in top], key=lambda t: -t[0])[: self._BEAM]
         best_score, best = beam[0]
-        return affine(best)[:2], best_score
+        return candidate_matrix(matrix, best, self.crop_size)[:2], best_score
 

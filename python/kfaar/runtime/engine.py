@@ -100,9 +100,12 @@ def _providers(requested: tuple[str, ...] | None) -> list[str]:
     return list(requested)
 
 
-def _u8_to_input(crops: np.ndarray) -> np.ndarray:
-    """(N, S, S, 3) uint8 -> (N, 3, S, S) float32 in [-1, 1], the arithmetic torch's engine uses."""
-    return np.ascontiguousarray(crops.transpose(0, 3, 1, 2), np.float32) / np.float32(127.5) - np.float32(1)
+def _u8_to_input(crops: np.ndarray, channels_first: bool = False) -> np.ndarray:
+    """(N, S, S, 3) uint8 (or (N, 3, S, S) with ``channels_first``) -> (N, 3, S, S) float32 in
+    [-1, 1], the arithmetic torch's engine uses."""
+    x = np.ascontiguousarray(crops if channels_first else crops.transpose(0, 3, 1, 2), np.float32)
+    np.divide(x, np.float32(127.5), out=x)
+    return np.subtract(x, np.float32(1), out=x)
 
 
 def _output_to_u8(x: np.ndarray) -> np.ndarray:
@@ -239,36 +242,21 @@ class OrtEngine(CodesMixin):
         The same coarse-to-fine search as ``KfaarEngine.realign`` (grid from the manifest): each
         candidate alignment is warped to a small crop and scored by the pilot-match graph.
         Returns the refined (2, 3) matrix and its pilot match (cosine, ~1 when found)."""
-        import cv2
+        from kfaar.runtime.realign import candidate_matrix, warp_candidates
 
         if self._realign is None:
             raise ValueError(f"realign: model set {self.model_set.where} has no code-carrier pilots to align on")
         size = int(self._realign["size"])
-        k = size / self.crop_size
-        c = (self.crop_size - 1) / 2.0
-        base = np.vstack([np.asarray(matrix, np.float64), [0, 0, 1]])
-        down = np.diag([k, k, 1.0])
         best, best_score = (0.0, 0.0, 1.0, 0.0), -2.0
         for shifts, scales, angles in self._realign["search"]:
-            cands, mats = [], []
-            for dy in shifts:
-                for dx in shifts:
-                    for sc in scales:
-                        for ang in angles:
-                            tx, ty, s0, a0 = best[0] + dx, best[1] + dy, best[2] * sc, best[3] + ang
-                            t = cv2.getRotationMatrix2D((c, c), a0, s0)
-                            t[:, 2] += (tx, ty)
-                            m = (down @ np.vstack([t, [0, 0, 1]]) @ base)[:2]
-                            mats.append((tx, ty, s0, a0))
-                            cands.append(cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_AREA,
-                                                        borderMode=cv2.BORDER_REPLICATE))
-            score = self._run("pilot_match", {"crop": _u8_to_input(np.stack(cands))})
+            params = [(best[0] + dx, best[1] + dy, best[2] * sc, best[3] + ang)
+                      for dy in shifts for dx in shifts for sc in scales for ang in angles]
+            cands = warp_candidates(rgb, matrix, params, self.crop_size, size, channels_first=True)
+            score = self._run("pilot_match", {"crop": _u8_to_input(cands, channels_first=True)})
             i = int(np.argmax(score))
             if score[i] > best_score:
-                best_score, best = float(score[i]), mats[i]
-        t = cv2.getRotationMatrix2D((c, c), best[3], best[2])
-        t[:, 2] += best[:2]
-        return (np.vstack([t, [0, 0, 1]]) @ base)[:2], best_score
+                best_score, best = float(score[i]), params[i]
+        return candidate_matrix(matrix, best, self.crop_size)[:2], best_score
 
 
 BACKENDS = ("onnx", "torch")

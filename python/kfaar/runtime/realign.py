@@ -1,0 +1,67 @@
+"""Candidate alignments for recovery's re-alignment search, warped a canvas at a time.
+
+Both engines' ``realign`` score thousands of candidate photo->crop alignments of a virtual
+face (``(tx, ty, scale, angle)``: a shift in crop pixels after a scale and rotation about
+the crop centre, on top of the detector's alignment) by the code carrier's pilot match.
+Warping the photo once per candidate made recovery of a full photo spend most of its time
+in ~4,400 small ``cv2.warpAffine`` calls. Candidates that share a scale and angle differ by
+a shift only, so here the photo is warped once per (scale, angle, sub-pixel part of the
+shift) onto a canvas wide enough for all their shifts, and each candidate is a window of it:
+the same bilinear samples of the photo as its own warp (up to the warp's fixed-point
+coordinate rounding, a grey level at most; ``tests/runtime/test_realign.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+Params = tuple[float, float, float, float]  # (tx, ty, scale, angle in degrees)
+
+
+def candidate_matrix(base: np.ndarray, p: Params, crop_size: int) -> np.ndarray:
+    """(3, 3) photo -> crop matrix of candidate ``p`` on top of the (2, 3) alignment ``base``."""
+    import cv2
+
+    c = (crop_size - 1) / 2.0
+    t = cv2.getRotationMatrix2D((c, c), p[3], p[2])
+    t[:, 2] += p[:2]
+    return np.vstack([t, [0, 0, 1]]) @ np.vstack([np.asarray(base, np.float64), [0, 0, 1]])
+
+
+def warp_candidates(rgb: np.ndarray, base: np.ndarray, params: list[Params], crop_size: int, size: int,
+                    flags: int | None = None, *, channels_first: bool = False) -> np.ndarray:
+    """(N, size, size, 3) uint8: ``rgb`` warped by each candidate alignment in ``params`` (in
+    their order), shrunk from ``crop_size`` to ``size`` px, as
+    ``cv2.warpAffine(rgb, (down @ candidate_matrix(base, p, crop_size))[:2], (size, size), flags,
+    BORDER_REPLICATE)`` per candidate would give them (``flags``: cv2.INTER_AREA by default,
+    which warpAffine samples bilinearly). ``channels_first``: (N, 3, size, size) instead, as a
+    network takes them (no transposing copy of thousands of crops)."""
+    import cv2
+
+    flags = cv2.INTER_AREA if flags is None else flags
+    k = size / crop_size
+    down = np.diag([k, k, 1.0])
+    p = np.asarray(params, np.float64).reshape(-1, 4)
+    shift = k * p[:, :2]  # the shifts in small-crop pixels
+    whole = np.floor(shift + 1e-9)
+    frac = np.round(shift - whole, 9)
+    whole = whole.astype(np.int64)
+    c = rgb.shape[2]
+    out = np.empty((len(p), c, size, size) if channels_first else (len(p), size, size, c), np.uint8)
+    groups, which = np.unique(np.column_stack([p[:, 2:], frac]), axis=0, return_inverse=True)
+    for g, (scale, angle, fx, fy) in enumerate(groups):
+        members = np.flatnonzero(which.reshape(-1) == g)
+        lo, hi = whole[members].min(0), whole[members].max(0)
+        # the canvas is warped shifted by hi + frac: its pixel q - whole + hi is the candidate's pixel q
+        m = down @ candidate_matrix(base, (0.0, 0.0, float(scale), float(angle)), crop_size)
+        m[:2, 2] += (hi[0] + fx, hi[1] + fy)
+        w, h = size + int(hi[0] - lo[0]), size + int(hi[1] - lo[1])
+        canvas = cv2.warpAffine(rgb, m[:2], (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        if len(members) == 1:  # the canvas is the candidate
+            out[members[0]] = canvas.transpose(2, 0, 1) if channels_first else canvas
+            continue
+        windows = np.lib.stride_tricks.sliding_window_view(canvas, (size, size), axis=(0, 1))  # (h', w', 3, s, s)
+        x0, y0 = hi[0] - whole[members, 0], hi[1] - whole[members, 1]
+        picked = windows[y0, x0]  # (n, 3, s, s)
+        out[members] = picked if channels_first else picked.transpose(0, 2, 3, 1)
+    return out

@@ -1,0 +1,61 @@
+"""Re-alignment candidates warped a canvas at a time equal warping each one alone."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from kfaar.runtime.realign import candidate_matrix, warp_candidates
+
+SEARCH = (  # the shipped manifest's grid: shift steps of 4 / 2 / 1 / 0.5 crop pixels
+    (list(range(-24, 25, 4)), [0.84, 1.0, 1.16], [-12.0, 0.0, 12.0]),
+    ([-2, 0, 2], [0.96, 1.0, 1.04], [-3.0, 0.0, 3.0]),
+    ([-1, 0, 1], [1.0], [0.0]),
+    ([-0.5, 0, 0.5], [1.0], [0.0]),
+)
+
+
+def _one_by_one(rgb, base, params, size):
+    down = np.diag([size / 128, size / 128, 1.0])
+    return np.stack([cv2.warpAffine(rgb, (down @ candidate_matrix(base, p, 128))[:2], (size, size),
+                                    flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE) for p in params])
+
+
+@pytest.fixture(scope="module")
+def photo_and_alignment(grace_hopper):
+    from kfaar.faces import FaceDetector, align_face, main_face
+
+    with FaceDetector() as det:
+        face = main_face(det.detect(grace_hopper), grace_hopper.shape)
+    return grace_hopper, align_face(grace_hopper, face.landmarks, size=128).matrix
+
+
+@pytest.mark.parametrize("stage", range(len(SEARCH)))
+def test_canvas_windows_are_the_candidates_own_warps(photo_and_alignment, stage):
+    rgb, base = photo_and_alignment
+    shifts, scales, angles = SEARCH[stage]
+    best = (0.0, 0.0, 1.0, 0.0) if stage == 0 else (1.5, -0.5, 1.02, 0.7)
+    params = [(best[0] + dx, best[1] + dy, best[2] * sc, best[3] + ang)
+              for dy in shifts for dx in shifts for sc in scales for ang in angles]
+    ref = _one_by_one(rgb, base, params, 48)
+    got = warp_candidates(rgb, base, params, 128, 48)
+    assert got.shape == ref.shape and got.dtype == np.uint8
+    diff = np.abs(got.astype(int) - ref)
+    # the same bilinear samples: only the warp's fixed-point coordinate rounding (1/32 px) may differ
+    assert (diff > 0).mean() < 0.01 and diff.max() <= 16
+
+
+def test_channels_first_is_the_same_crops_transposed(photo_and_alignment):
+    rgb, base = photo_and_alignment
+    params = [(dx, dy, 1.0, 0.0) for dy in (-4.0, 0.0, 4.0) for dx in (-4.0, 0.0, 4.0)] + [(0.25, 0.0, 0.9, 3.0)]
+    nhwc = warp_candidates(rgb, base, params, 128, 48)
+    nchw = warp_candidates(rgb, base, params, 128, 48, channels_first=True)
+    np.testing.assert_array_equal(nchw, nhwc.transpose(0, 3, 1, 2))
+
+
+def test_shifted_candidates_are_shifted_windows(photo_and_alignment):
+    """At 48 px a 4-px crop shift is 1.5 px: every second candidate is a whole-pixel move of the first."""
+    rgb, base = photo_and_alignment
+    got = warp_candidates(rgb, base, [(0.0, 0.0, 1.0, 0.0), (8.0, 0.0, 1.0, 0.0)], 128, 48)
+    np.testing.assert_array_equal(got[1][:, 3:], got[0][:, :-3])
