@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from kfaar.runtime.realign import candidate_matrix, warp_candidates
+from kfaar.runtime.realign import candidate_matrix, search, warp_candidates
 
 SEARCH = (  # the shipped manifest's grid: shift steps of 4 / 2 / 1 / 0.5 crop pixels
     (list(range(-24, 25, 4)), [0.84, 1.0, 1.16], [-12.0, 0.0, 12.0]),
@@ -59,3 +59,19 @@ def test_shifted_candidates_are_shifted_windows(photo_and_alignment):
     rgb, base = photo_and_alignment
     got = warp_candidates(rgb, base, [(0.0, 0.0, 1.0, 0.0), (8.0, 0.0, 1.0, 0.0)], 128, 48)
     np.testing.assert_array_equal(got[1][:, 3:], got[0][:, :-3])
+
+
+def test_search_finds_the_alignment_a_crop_was_taken_at(photo_and_alignment):
+    """Scored by closeness to a crop taken 8 px right, 4 px up, 6 degrees turned, the search
+    (from the detector's alignment) returns exactly that alignment."""
+    rgb, base = photo_and_alignment
+    target = (8.0, -4.0, 1.0, 6.0)
+    ref = warp_candidates(rgb, base, [target], 128, 48)[0].astype(np.float32)
+
+    def score(crops):
+        return -np.abs(crops.astype(np.float32) - ref).mean((1, 2, 3))
+
+    grid = ((list(range(-24, 25, 4)), [0.92, 1.0, 1.08], [-6.0, 0.0, 6.0]), ([-1, 0, 1], [1.0], [0.0]))
+    matrix, best = search(rgb, base, 128, 48, grid, score)
+    np.testing.assert_allclose(matrix, candidate_matrix(base, target, 128)[:2], atol=1e-9)
+    assert best == 0.0

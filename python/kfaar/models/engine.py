@@ -67,37 +67,29 @@ class KfaarEngine(CodesMixin):
 
     # Alignment search for recovery: (shifts px, scales, rotations deg) grids, coarse to fine.
     # Landmarks re-detected on a virtual face can be tens of pixels off (YuNet reads the new
-    # interior), so the first stage is wide and keeps a beam of the best candidates.
+    # interior), so the first stage is wide (kfaar.runtime.realign.search keeps a beam of the
+    # best candidates from stage to stage). The export writes it into the ONNX set's manifest.
     _SEARCH = (
         (list(range(-24, 25, 4)), [0.84, 0.92, 1.0, 1.08, 1.16], [-12.0, -6.0, 0.0, 6.0, 12.0]),
         ([-2, 0, 2], [0.96, 1.0, 1.04], [-3.0, 0.0, 3.0]),
         ([-1, 0, 1], [0.98, 1.0, 1.02], [-1.5, 0.0, 1.5]),
         ([-0.5, 0, 0.5], [1.0], [0.0]),
     )
-    _BEAM = 6
 
     @torch.inference_mode()
     def realign(self, rgb: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, float]:
         """Refine a photo->crop alignment of a *virtual* face so the carrier's pilots line up.
 
         The pilot rows of the code carrier are a known signal, so the alignment that reads
-        them best is the one the code was written in. Returns the refined (2, 3) matrix and
-        its pilot match (cosine; ~1 when found, well below for a face carrying no code)."""
-        from kfaar.runtime.realign import candidate_matrix, warp_candidates
+        them best is the one the code was written in (``kfaar.runtime.realign.search``).
+        Returns the refined (2, 3) matrix and its pilot match (cosine; ~1 when found, well
+        below for a face carrying no code)."""
+        from kfaar.runtime.realign import search
 
         carrier = self.bundle.generator.code_carrier
         # search at 2 px per carrier cell: the read only averages cells
         size = 2 * carrier.res
         mask = self.bundle.generator.mask(size, "cpu")
-        beam = [(-2.0, (0.0, 0.0, 1.0, 0.0))]
-        for shifts, scales, angles in self._SEARCH:
-            params = {(b[0] + dx, b[1] + dy, b[2] * sc, b[3] + ang)
-                      for _, b in beam for dy in shifts for dx in shifts for sc in scales for ang in angles}
-            params = sorted(params)
-            crops = warp_candidates(rgb, matrix, params, self.crop_size, size)
-            score = carrier.pilot_match(_u8_to_tensor(crops), mask).numpy()
-            top = np.argsort(-score)[: self._BEAM]
-            beam = sorted(beam + [(float(score[i]), params[i]) for i in top], key=lambda t: -t[0])[: self._BEAM]
-        best_score, best = beam[0]
-        return candidate_matrix(matrix, best, self.crop_size)[:2], best_score
+        return search(rgb, matrix, self.crop_size, size, self._SEARCH,
+                      lambda c: carrier.pilot_match(_u8_to_tensor(c), mask).numpy())
 

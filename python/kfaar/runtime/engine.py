@@ -239,24 +239,16 @@ class OrtEngine(CodesMixin):
     def realign(self, rgb: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, float]:
         """Refine a photo->crop alignment of a *virtual* face so the code carrier's pilots line up.
 
-        The same coarse-to-fine search as ``KfaarEngine.realign`` (grid from the manifest): each
-        candidate alignment is warped to a small crop and scored by the pilot-match graph.
-        Returns the refined (2, 3) matrix and its pilot match (cosine, ~1 when found)."""
-        from kfaar.runtime.realign import candidate_matrix, warp_candidates
+        The search ``KfaarEngine.realign`` runs (``kfaar.runtime.realign.search``, its grid from
+        the manifest), each candidate alignment scored by the pilot-match graph. Returns the
+        refined (2, 3) matrix and its pilot match (cosine, ~1 when found)."""
+        from kfaar.runtime.realign import search
 
         if self._realign is None:
             raise ValueError(f"realign: model set {self.model_set.where} has no code-carrier pilots to align on")
-        size = int(self._realign["size"])
-        best, best_score = (0.0, 0.0, 1.0, 0.0), -2.0
-        for shifts, scales, angles in self._realign["search"]:
-            params = [(best[0] + dx, best[1] + dy, best[2] * sc, best[3] + ang)
-                      for dy in shifts for dx in shifts for sc in scales for ang in angles]
-            cands = warp_candidates(rgb, matrix, params, self.crop_size, size, channels_first=True)
-            score = self._run("pilot_match", {"crop": _u8_to_input(cands, channels_first=True)})
-            i = int(np.argmax(score))
-            if score[i] > best_score:
-                best_score, best = float(score[i]), params[i]
-        return candidate_matrix(matrix, best, self.crop_size)[:2], best_score
+        return search(rgb, matrix, self.crop_size, int(self._realign["size"]), self._realign["search"],
+                      lambda c: self._run("pilot_match", {"crop": _u8_to_input(c, channels_first=True)}),
+                      channels_first=True)
 
 
 BACKENDS = ("onnx", "torch")

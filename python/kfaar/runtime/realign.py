@@ -1,4 +1,4 @@
-"""Candidate alignments for recovery's re-alignment search, warped a canvas at a time.
+"""Recovery's re-alignment search (``search``, both engines), its candidates warped a canvas at a time.
 
 Both engines' ``realign`` score thousands of candidate photo->crop alignments of a virtual
 face (``(tx, ty, scale, angle)``: a shift in crop pixels after a scale and rotation about
@@ -13,9 +13,17 @@ coordinate rounding, a grey level at most; ``tests/runtime/test_realign.py``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 Params = tuple[float, float, float, float]  # (tx, ty, scale, angle in degrees)
+Grid = tuple[tuple[list[float], list[float], list[float]], ...]  # per stage: (shifts px, scales, angles deg)
+
+# candidates kept from each stage for the next: landmarks re-detected on a virtual face can be
+# tens of pixels off (YuNet reads the new interior), and the best coarse candidate is not
+# always the one that refines best
+BEAM = 6
 
 
 def candidate_matrix(base: np.ndarray, p: Params, crop_size: int) -> np.ndarray:
@@ -65,3 +73,22 @@ def warp_candidates(rgb: np.ndarray, base: np.ndarray, params: list[Params], cro
         picked = windows[y0, x0]  # (n, 3, s, s)
         out[members] = picked if channels_first else picked.transpose(0, 2, 3, 1)
     return out
+
+
+def search(rgb: np.ndarray, matrix: np.ndarray, crop_size: int, size: int, grid: Grid,
+           score: Callable[[np.ndarray], np.ndarray], *, beam: int = BEAM,
+           channels_first: bool = False) -> tuple[np.ndarray, float]:
+    """The coarse-to-fine alignment search both engines' ``realign`` run: at each stage of
+    ``grid``, every combination of its shifts (x and y), scales and angles around each of the
+    ``beam`` best candidates so far is warped (``warp_candidates``, ``size`` px) and scored by
+    ``score`` ((N, ...) uint8 crops -> (N,) pilot match); returns the best candidate's (2, 3)
+    photo -> crop matrix on top of ``matrix`` and its score."""
+    kept = [(-2.0, (0.0, 0.0, 1.0, 0.0))]
+    for shifts, scales, angles in grid:
+        params = sorted({(b[0] + dx, b[1] + dy, b[2] * sc, b[3] + ang)
+                         for _, b in kept for dy in shifts for dx in shifts for sc in scales for ang in angles})
+        s = np.asarray(score(warp_candidates(rgb, matrix, params, crop_size, size, channels_first=channels_first)))
+        top = np.argsort(-s, kind="stable")[:beam]
+        kept = sorted(kept + [(float(s[i]), params[i]) for i in top], key=lambda t: -t[0])[:beam]
+    best_score, best = kept[0]
+    return candidate_matrix(matrix, best, crop_size)[:2], best_score
