@@ -694,16 +694,15 @@ def fit_pose_warp(bundle: ModelBundle, train: FaceSet, gain: float, *, ridge: fl
     if not gain > 0:
         raise ValueError(f"gain must be > 0, got {gain}")
     warped = _reconfigured(gen, new_state={"nose"}, pose_warp=float(gain))
+    boxes, labels = _split_boxes(gen, train, mirror=True)  # each face and its mirror image
     with torch.no_grad():
-        c = torch.cat([gen.box_coefficients(_boxes(gen, train.crops)),
-                       gen.box_coefficients(_boxes(gen, train.crops[:, :, ::-1]))]).double().numpy()
+        c = gen.box_coefficients(boxes).double().numpy()
+    del boxes
     d = nose_offset(train.landmarks).astype(np.float64)
-    y = np.concatenate([d, -d])
+    y = np.concatenate([d, -d])  # the mirror image's nose is off the other way
     x = np.c_[c, np.ones(len(c))]
-    labels = np.asarray(train.labels)
     ids = np.unique(labels)
     held = np.isin(labels, np.random.default_rng(seed).choice(ids, max(1, int(holdout * len(ids))), replace=False))
-    held = np.concatenate([held, held])
 
     def solve(rows: np.ndarray) -> np.ndarray:
         return np.linalg.solve(x[rows].T @ x[rows] + ridge * np.eye(x.shape[1]), x[rows].T @ y[rows])
