@@ -20,34 +20,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from kfaar import Anonymizer
-from kfaar.eval.judges import JudgeRunner, JudgeTable, ensure_judges
+from kfaar.eval.judges import judge_crops
 from kfaar.eval.properties import DLIB_THRESHOLD, SFACE_THRESHOLD
 from kfaar.keys import Key
 from kfaar.pipeline import AnonymizerOptions
 from kfaar.train.data import identity_groups, load_faces
-
-
-def judge(images: np.ndarray, work: Path) -> JudgeTable:
-    """The judges' rows for (N, 128, 128, 3) uint8 crops, in order."""
-    paths = []
-    for i, im in enumerate(images):  # 256 px: dlib's detector wants more than 128
-        path = work / f"{i}.png"
-        Image.fromarray(im).resize((256, 256), Image.BICUBIC).save(path)
-        paths.append(str(path))
-    runner = JudgeRunner(ensure_judges(auto_setup=False), work, jobs=2)
-    try:
-        runner.submit(paths)
-        return runner.collect()
-    finally:
-        runner.close()
 
 
 def main() -> None:
@@ -81,11 +62,7 @@ def main() -> None:
             "consistency SFace": np.mean(np.sum(ea * e2, 1) >= SFACE_THRESHOLD),
             "anonymity SFace": np.mean(np.sum(ea * z, 1) < SFACE_THRESHOLD),
         }
-    work = Path(tempfile.mkdtemp(prefix="kfaar-crop-harness-"))
-    try:
-        t = judge(np.concatenate(images), work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    t = judge_crops(np.concatenate(images))
     n = len(one)
 
     def rows(block: int) -> slice:

@@ -20,15 +20,11 @@ Prints one line per pairing: faces found, share judged different people, median 
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
-from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from kfaar import Anonymizer
-from kfaar.eval.judges import JudgeRunner, ensure_judges
+from kfaar.eval.judges import judge_crops
 from kfaar.eval.properties import DLIB_THRESHOLD
 from kfaar.keys import Key
 from kfaar.runtime.engine import load_engine
@@ -64,23 +60,7 @@ def main() -> None:
         "other person, other key, interior": (onto(va, grey), onto(vb[other], grey)),
         "two real people, interior only": (onto(crops, grey), onto(crops[other], grey)),
     }
-    work = Path(tempfile.mkdtemp(prefix="kfaar-dlib-probe-"))
-    try:
-        paths = []
-        for p, (x, y) in enumerate(pairings.values()):
-            for side, images in (("a", x), ("b", y)):
-                for i, im in enumerate(images):  # 256 px: dlib's detector wants more than 128
-                    path = work / f"{p}_{side}_{i}.png"
-                    Image.fromarray(im).resize((256, 256), Image.BICUBIC).save(path)
-                    paths.append(str(path))
-        runner = JudgeRunner(ensure_judges(auto_setup=False), work, jobs=2)
-        try:
-            runner.submit(paths)
-            emb = runner.collect().dlib_emb
-        finally:
-            runner.close()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    emb = judge_crops(np.concatenate([im for pair in pairings.values() for im in pair])).dlib_emb
     n = len(crops)
     print(f"{n} dev identities, dlib match if L2 < {DLIB_THRESHOLD}")
     for p, name in enumerate(pairings):

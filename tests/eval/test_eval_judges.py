@@ -87,3 +87,16 @@ def test_worker_failure_is_reported(judges_env, tmp_path):
     with pytest.raises((JudgesUnavailableError, OSError)):
         runner.submit(["x"])
         runner.collect()
+
+
+def test_judge_crops_finds_the_aligned_face_and_not_grey(judges_env, grace_hopper):
+    from kfaar.eval.judges import judge_crops
+    from kfaar.faces import FaceDetector, align_face, main_face
+
+    with FaceDetector() as det:
+        face = main_face(det.detect(grace_hopper), grace_hopper.shape)
+    crop = align_face(grace_hopper, face.landmarks, size=128).crop
+    t = judge_crops(np.stack([crop, np.full_like(crop, 128), crop[:, ::-1]]))
+    assert t.dlib_found.tolist() == [True, False, True] and t.mesh_found[0] and not t.mesh_found[1]
+    # the mirror image turns the head the other way: FaceMesh's yaw changes sign
+    assert np.sign(t.yaw[0]) != np.sign(t.yaw[2]) or abs(t.yaw[0]) < 3

@@ -357,6 +357,32 @@ class JudgeRunner:
         self._queue.clear()
 
 
+
+def judge_crops(crops: np.ndarray, *, size: int = 256, jobs: int = 2, venv: Path | None = None) -> JudgeTable:
+    """The judges' rows for (N, S, S, 3) uint8 RGB crops, in order, each resized to ``size`` px
+    first (dlib's detector wants more than 128) in a temporary folder removed after: for the
+    tools that compare models on aligned crops (``kfaar eval`` judges full photos)."""
+    import shutil
+    import tempfile
+
+    from PIL import Image
+
+    work = Path(tempfile.mkdtemp(prefix="kfaar-judge-crops-"))
+    try:
+        paths = []
+        for i, im in enumerate(np.asarray(crops)):
+            path = work / f"{i}.png"
+            Image.fromarray(im).resize((size, size), Image.BICUBIC).save(path)
+            paths.append(str(path))
+        runner = JudgeRunner(ensure_judges(venv, auto_setup=False), work, jobs=jobs)
+        try:
+            runner.submit(paths)
+            return runner.collect()
+        finally:
+            runner.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
 def main() -> int:  # python -m kfaar.eval.judges: set up the judges venv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     env = setup_judges()

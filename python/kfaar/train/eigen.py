@@ -346,7 +346,7 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
 
     With ``refiner_lr`` > 0 the detail refiner is tuned by the same losses too (its own
     learning rate), ``anchor`` x its own objective (:func:`detail_loss` of the rendering of a
-    real train face against that face) keeping it a detail renderer rather than a pattern
+    real train face against that face, weighted as :func:`fit_refiner` weighted it) keeping it a detail renderer rather than a pattern
     SFace alone likes; ``adversarial`` > 0 adds a patch discriminator's non-saturating loss
     on the rendered face box (before the code carrier, so it cannot learn to hide the code)
     against real train face boxes. ``rim`` > 0 adds an outline prior: ``rim`` x the squared
@@ -395,6 +395,7 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
         raise ValueError("refiner_lr and anchor tune the detail refiner; this bundle's generator has none")
     if anchor > 0 and not tune_refiner:
         raise ValueError("anchor regularises the refiner's tuning: give it a refiner_lr > 0")
+    grad_weight = float((bundle.info.get("refiner") or {}).get("grad_weight", 1.0))  # fit_refiner's own
     for m in (gen, mapping, space):
         m.to(dev)
     k = gen.cfg.n_components
@@ -500,7 +501,7 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
             with torch.no_grad():
                 face = gen.box_face(gen.coefficients(xr))
             pix, edge = detail_loss(gen.refiner(face), gen.cfg.crop_box(xr), detail_weight)
-            loss = loss + anchor * (pix + edge)
+            loss = loss + anchor * (pix + grad_weight * edge)
             row["anchor"] = pix.item()
         if adversarial > 0:  # realism of the rendered face box, judged before the carrier writes
             fake = gen.cfg.crop_box(gen.face(x, w[:, None], off))
