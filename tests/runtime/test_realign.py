@@ -75,3 +75,49 @@ def test_search_finds_the_alignment_a_crop_was_taken_at(photo_and_alignment):
     matrix, best = search(rgb, base, 128, 48, grid, score)
     np.testing.assert_allclose(matrix, candidate_matrix(base, target, 128)[:2], atol=1e-9)
     assert best == 0.0
+
+
+def test_pilot_rows_score_as_the_pilot_match_graph(exported, photo_and_alignment):
+    """The ONNX set's pilot rows give the pilot-match graph's scores (from the canvases' cells)."""
+    from kfaar.runtime.engine import OrtEngine, OrtEngineOptions, _u8_to_input
+    from kfaar.runtime.realign import pilot_scores
+
+    rgb, base = photo_and_alignment
+    eng = OrtEngine(OrtEngineOptions(model=exported[0], threads=1))
+    assert eng._pilot is not None, "the export writes the carrier's pilot rows into params.safetensors"
+    params = [(dx, dy, sc, ang) for dy in (-8.0, -4.0, 0.0, 4.0) for dx in (-4.0, 0.0, 4.0, 8.0)
+              for sc in (0.92, 1.0) for ang in (-6.0, 0.0)] + [(0.5, -1.0, 1.02, 1.5)]
+    size = int(eng._realign["size"])
+    graph = eng._run("pilot_match", {"crop": _u8_to_input(warp_candidates(rgb, base, params, 128, size))})
+    np.testing.assert_allclose(pilot_scores(rgb, base, params, 128, eng._pilot), graph, atol=1e-5)
+
+
+def test_realign_is_the_same_with_the_graph_or_the_rows(exported, photo_and_alignment):
+    from kfaar.runtime.engine import OrtEngine, OrtEngineOptions
+
+    rgb, base = photo_and_alignment
+    eng = OrtEngine(OrtEngineOptions(model=exported[0], threads=1))
+    start = base.copy()
+    start[:, 2] += (3.0, -2.0)
+    with_rows = eng.realign(rgb, start)
+    eng._pilot = None  # a set exported before the rows: the pilot-match graph scores
+    with_graph = eng.realign(rgb, start)
+    np.testing.assert_allclose(with_rows[0], with_graph[0], atol=1e-9)
+    assert with_rows[1] == pytest.approx(with_graph[1], abs=1e-5)
+
+
+def test_pilot_rows_need_a_whole_mask_under_the_rows(torch):
+    from kfaar.models.carrier import CodeCarrier
+
+    interior = torch.zeros(8, 8)
+    interior[1:7, 1:7] = 1  # 36 cells, 2 chroma directions: room for 16 code + 32 pilot rows
+    carrier = CodeCarrier(interior, 16, 8, 2, 0.5)
+    full = torch.ones(1, 1, 16, 16)
+    rows = carrier.pilot_rows(full)
+    assert set(rows["pilot_cells"].tolist()) <= {i * 8 + j for i in range(1, 7) for j in range(1, 7)}
+    assert rows["pilot_rows"].shape == (32, 3, len(rows["pilot_cells"]))
+    faded = full.clone()
+    faded[..., 5, 5] = 0.5  # a pixel of cell (2, 2), inside the interior the rows use
+    assert carrier.pilot_rows(faded) is None
+    with pytest.raises(ValueError, match="16 px"):
+        carrier.pilot_rows(torch.ones(1, 1, 32, 32))

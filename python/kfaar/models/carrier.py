@@ -101,6 +101,24 @@ class CodeCarrier(nn.Module):
         """(B, 3, S, S) -> (B,) cosine of the pilot read to the known pilot vector (1 = aligned)."""
         return F.cosine_similarity(self.read_all(v, mask)[:, self.dim :], self.pilot[None], dim=1)
 
+    def pilot_rows(self, mask: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        """The pilot read as it acts on a crop whose ``mask`` (1, 1, 2r, 2r) is 1 wherever the
+        pilot rows are not 0: {"pilot_rows" (P, 3, n), "pilot_cells" (n,) cell indices of the
+        r x r grid, "pilot" (P,)}, so that the pilot read of such a crop is its cells' 2 x 2 means
+        on those cells times the rows (``kfaar.runtime.realign.PilotRows``: the re-alignment
+        search scores its candidates that way without materialising them). None where the mask
+        is below 1 on a cell the rows use (the read then needs the mask)."""
+        r = self.res
+        if mask.shape[-2:] != (2 * r, 2 * r):
+            raise ValueError(f"pilot_rows: the mask must be {2 * r} px (2 per carrier cell), got {tuple(mask.shape)}")
+        rows = self.basis[self.dim :].view(-1, 3, r * r)
+        used = rows.abs().amax((0, 1)) > 1e-6 * rows.abs().max()
+        full = F.max_pool2d(-mask.reshape(1, 1, 2 * r, 2 * r), 2).reshape(-1) == -1  # cell's least mask is 1
+        if bool((used & ~full).any()):
+            return None
+        cells = torch.nonzero(used).reshape(-1)
+        return {"pilot_rows": rows[:, :, cells].contiguous(), "pilot_cells": cells, "pilot": self.pilot}
+
     def patterns(self, size: int, mask: torch.Tensor) -> torch.Tensor:
         """(n, 3, S, S): each basis row upsampled smoothly to the crop and masked (cached per size)."""
         key = (size, str(mask.device), "p")

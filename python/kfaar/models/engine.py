@@ -86,10 +86,14 @@ class KfaarEngine(CodesMixin):
         below for a face carrying no code)."""
         from kfaar.runtime.realign import search
 
+        from kfaar.runtime.realign import PilotRows
+
         carrier = self.bundle.generator.code_carrier
         # search at 2 px per carrier cell: the read only averages cells
         size = 2 * carrier.res
         mask = self.bundle.generator.mask(size, "cpu")
-        return search(rgb, matrix, self.crop_size, size, self._SEARCH,
-                      lambda c: carrier.pilot_match(_u8_to_tensor(c), mask).numpy())
+        rows = carrier.pilot_rows(mask)  # as the ONNX set's params carry them: both engines score alike
+        score = (PilotRows.from_arrays({k: v.numpy() for k, v in rows.items()}, carrier.res) if rows is not None
+                 else lambda c: carrier.pilot_match(_u8_to_tensor(c), mask).numpy())
+        return search(rgb, matrix, self.crop_size, size, self._SEARCH, score)
 

@@ -41,7 +41,7 @@ DEFAULT_MODEL = "kfaar-v2"
 # name -> SHA-256 of WEIGHTS_DIR/<name>/manifest.json (which pins every file of the set).
 # Written by kfaar.runtime.export.export_shipped; "PENDING" until the set is exported.
 SHIPPED = {
-    "kfaar-v2": "a2ec1739b8e572435cc33cfbbbea7fcaf4bb99df0aba30108c891712cabebd16",
+    "kfaar-v2": "c984044e4dcce98f3821da8ab30903f07a05c0f594287396203b7a4fe1cb9515",
 }
 
 
@@ -126,8 +126,8 @@ class OrtEngine(CodesMixin):
         self.crop_size = int(m["crop_size"])
         self.threshold = float(m["threshold"])
         self.providers = _providers(opts.providers)
-        self._load_params(model_set.files[m["params"]])
         self._realign = m.get("realign")  # candidate size and search grid, or None (no pilots)
+        self._load_params(model_set.files[m["params"]])
         self._io = {net: ([i["name"] for i in spec["inputs"]], [o["name"] for o in spec["outputs"]])
                     for net, spec in m["networks"].items()}
         if opts.precision != "fp32" and not any(opts.precision in model_set.precisions(n) for n in m["networks"]):
@@ -168,6 +168,11 @@ class OrtEngine(CodesMixin):
         self.whitening, self.mapping = c.whitening, c.mapping
         self.paste_mask = p[PASTE_MASK].astype(np.float32)  # (S, S) the generator's face-interior mask
         self.paste_mask.setflags(write=False)
+        self._pilot = None  # the carrier's pilot read on whole cells, where the set carries it (realign)
+        if "pilot_rows" in p and self._realign is not None:
+            from kfaar.runtime.realign import PilotRows
+
+            self._pilot = PilotRows.from_arrays(p, int(self._realign["size"]) // 2)
 
     # -------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -240,14 +245,15 @@ class OrtEngine(CodesMixin):
         """Refine a photo->crop alignment of a *virtual* face so the code carrier's pilots line up.
 
         The search ``KfaarEngine.realign`` runs (``kfaar.runtime.realign.search``, its grid from
-        the manifest), each candidate alignment scored by the pilot-match graph. Returns the
-        refined (2, 3) matrix and its pilot match (cosine, ~1 when found)."""
+        the manifest), each candidate alignment scored by the carrier's pilot rows from the
+        params (sets exported before them: by the pilot-match graph). Returns the refined (2, 3)
+        matrix and its pilot match (cosine, ~1 when found)."""
         from kfaar.runtime.realign import search
 
         if self._realign is None:
             raise ValueError(f"realign: model set {self.model_set.where} has no code-carrier pilots to align on")
-        return search(rgb, matrix, self.crop_size, int(self._realign["size"]), self._realign["search"],
-                      lambda c: self._run("pilot_match", {"crop": _u8_to_input(c, channels_first=True)}),
+        score = self._pilot or (lambda c: self._run("pilot_match", {"crop": _u8_to_input(c, channels_first=True)}))
+        return search(rgb, matrix, self.crop_size, int(self._realign["size"]), self._realign["search"], score,
                       channels_first=True)
 
 

@@ -277,7 +277,13 @@ def _params(bundle: ModelBundle, size: int) -> dict[str, np.ndarray]:
     out = {"space.mean": sp.mean, "space.whiten": sp.whiten, "space.color": sp.color, "space.radius": sp.radius.reshape(1),
            "paste_mask": face_mask(bundle.generator.cfg, size)[0, 0]}
     out |= {f"mapping.{k}": v for k, v in bundle.mapping.kernel_weights().items()}
-    return {k: np.ascontiguousarray(v.detach().float().numpy()) for k, v in out.items()}
+    arrays = {k: np.ascontiguousarray(v.detach().float().numpy()) for k, v in out.items()}
+    carrier = getattr(bundle.generator, "code_carrier", None)
+    if _realign_spec(bundle) is not None:  # realign scores its candidates from the pilot rows where it can
+        pilot = carrier.pilot_rows(bundle.generator.mask(2 * carrier.res, "cpu"))
+        if pilot is not None:
+            arrays |= {k: np.ascontiguousarray(v.detach().numpy()) for k, v in pilot.items()}
+    return arrays
 
 
 def _to_input(crops: np.ndarray) -> torch.Tensor:

@@ -14,7 +14,8 @@ candidates move, by a few grey levels at sharp edges; ``tests/runtime/test_reali
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,7 +35,76 @@ def candidate_matrix(base: np.ndarray, p: Params, crop_size: int) -> np.ndarray:
     c = (crop_size - 1) / 2.0
     t = cv2.getRotationMatrix2D((c, c), p[3], p[2])
     t[:, 2] += p[:2]
-    return np.vstack([t, [0, 0, 1]]) @ np.vstack([np.asarray(base, np.float64), [0, 0, 1]])
+    b = np.asarray(base, np.float64)
+    out = np.eye(3)
+    out[:2, :2] = t[:, :2] @ b[:, :2]
+    out[:2, 2] = t[:, :2] @ b[:, 2] + t[:, 2]
+    return out
+
+
+@dataclass(frozen=True)
+class PilotRows:
+    """The code carrier's pilot read on the cells where the crop's mask is 1 (from
+    ``CodeCarrier.pilot_rows``; the ONNX set's params carry them): a candidate's pilot match is
+    the cosine of ``rows`` times its cells' 2 x 2 means (a ``2 * res``-px crop in [-1, 1]) to
+    ``pilot``. Scoring this way takes each candidate's cells straight from its canvas: no crop
+    of thousands is materialised, converted to float or run through the graph."""
+
+    rows: np.ndarray  # (P, 3, n) float
+    cells: np.ndarray  # (n,) int: indices into the res x res grid, row-major
+    pilot: np.ndarray  # (P,)
+    res: int
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], res: int) -> PilotRows:
+        return cls(np.asarray(arrays["pilot_rows"], np.float64), np.asarray(arrays["pilot_cells"], np.int64),
+                   np.asarray(arrays["pilot"], np.float64), int(res))
+
+    def cell_means(self, canvas: np.ndarray, x0: np.ndarray, y0: np.ndarray) -> np.ndarray:
+        """(N, n, 3) float32: the cells' 2 x 2 means, in [-1, 1], of the ``2 * res``-px windows of
+        uint8 ``canvas`` (h, w, 3) at (``x0``, ``y0``), or of N such crops (N, 2r, 2r, 3) (x0, y0
+        unused)."""
+        c = canvas.astype(np.int16)
+        box = c[..., :-1, :-1, :] + c[..., 1:, :-1, :] + c[..., :-1, 1:, :] + c[..., 1:, 1:, :]  # 2 x 2 sums
+        ci, cj = np.divmod(self.cells, self.res)
+        if c.ndim == 4:  # (N, 2r, 2r, 3) candidates themselves: their own cells
+            sums = box[:, 2 * ci, 2 * cj]
+        else:
+            sums = box[y0[:, None] + 2 * ci, x0[:, None] + 2 * cj]
+        return sums.astype(np.float32) * np.float32(1 / 510) - np.float32(1)
+
+    def match(self, means: np.ndarray) -> np.ndarray:
+        """(N, n, 3) cell means -> (N,) cosine of the pilot read to the pilot vector."""
+        rows = self.rows.transpose(2, 1, 0).reshape(-1, len(self.pilot)).astype(np.float32)  # (n * 3, P)
+        read = means.reshape(len(means), -1) @ rows
+        norm = np.linalg.norm(read, axis=1) * np.float32(np.linalg.norm(self.pilot))
+        return (read @ self.pilot.astype(np.float32)) / np.maximum(norm, np.float32(1e-8))
+
+
+def _windows(rgb: np.ndarray, base: np.ndarray, params: list[Params], crop_size: int, size: int, flags: int
+             ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per canvas: (the candidates it holds, the canvas (h, w, 3) uint8, their windows' x0 and y0)."""
+    import cv2
+
+    k = size / crop_size
+    down = np.diag([k, k, 1.0])
+    p = np.asarray(params, np.float64).reshape(-1, 4)
+    shift = k * p[:, :2]  # the shifts in small-crop pixels
+    whole = np.floor(shift + 1e-9)
+    frac = np.round(shift - whole, 9)
+    whole = whole.astype(np.int64)
+    groups, which = np.unique(np.column_stack([p[:, 2:], frac]), axis=0, return_inverse=True)
+    order = np.argsort(which.reshape(-1), kind="stable")
+    bounds = np.searchsorted(which.reshape(-1)[order], np.arange(len(groups) + 1))
+    for g, (scale, angle, fx, fy) in enumerate(groups):
+        members = order[bounds[g]:bounds[g + 1]]
+        lo, hi = whole[members].min(0), whole[members].max(0)
+        # the canvas is warped shifted by hi + frac: its pixel q - whole + hi is the candidate's pixel q
+        m = down @ candidate_matrix(base, (0.0, 0.0, float(scale), float(angle)), crop_size)
+        m[:2, 2] += (hi[0] + fx, hi[1] + fy)
+        w, h = size + int(hi[0] - lo[0]), size + int(hi[1] - lo[1])
+        canvas = cv2.warpAffine(rgb, m[:2], (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        yield members, canvas, hi[0] - whole[members, 0], hi[1] - whole[members, 1]
 
 
 def warp_candidates(rgb: np.ndarray, base: np.ndarray, params: list[Params], crop_size: int, size: int,
@@ -47,48 +117,57 @@ def warp_candidates(rgb: np.ndarray, base: np.ndarray, params: list[Params], cro
     network takes them (no transposing copy of thousands of crops)."""
     import cv2
 
-    flags = cv2.INTER_AREA if flags is None else flags
-    k = size / crop_size
-    down = np.diag([k, k, 1.0])
-    p = np.asarray(params, np.float64).reshape(-1, 4)
-    shift = k * p[:, :2]  # the shifts in small-crop pixels
-    whole = np.floor(shift + 1e-9)
-    frac = np.round(shift - whole, 9)
-    whole = whole.astype(np.int64)
     c = rgb.shape[2]
-    out = np.empty((len(p), c, size, size) if channels_first else (len(p), size, size, c), np.uint8)
-    groups, which = np.unique(np.column_stack([p[:, 2:], frac]), axis=0, return_inverse=True)
-    for g, (scale, angle, fx, fy) in enumerate(groups):
-        members = np.flatnonzero(which.reshape(-1) == g)
-        lo, hi = whole[members].min(0), whole[members].max(0)
-        # the canvas is warped shifted by hi + frac: its pixel q - whole + hi is the candidate's pixel q
-        m = down @ candidate_matrix(base, (0.0, 0.0, float(scale), float(angle)), crop_size)
-        m[:2, 2] += (hi[0] + fx, hi[1] + fy)
-        w, h = size + int(hi[0] - lo[0]), size + int(hi[1] - lo[1])
-        canvas = cv2.warpAffine(rgb, m[:2], (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    out = np.empty((len(params), c, size, size) if channels_first else (len(params), size, size, c), np.uint8)
+    for members, canvas, x0, y0 in _windows(rgb, base, params, crop_size, size,
+                                            cv2.INTER_AREA if flags is None else flags):
         if len(members) == 1:  # the canvas is the candidate
             out[members[0]] = canvas.transpose(2, 0, 1) if channels_first else canvas
             continue
         windows = np.lib.stride_tricks.sliding_window_view(canvas, (size, size), axis=(0, 1))  # (h', w', 3, s, s)
-        x0, y0 = hi[0] - whole[members, 0], hi[1] - whole[members, 1]
         picked = windows[y0, x0]  # (n, 3, s, s)
         out[members] = picked if channels_first else picked.transpose(0, 2, 3, 1)
     return out
 
 
+def pilot_scores(rgb: np.ndarray, base: np.ndarray, params: list[Params], crop_size: int,
+                 pilot: PilotRows) -> np.ndarray:
+    """(N,) the pilot match of each candidate of ``params``, as the pilot-match graph would score
+    ``warp_candidates(..., 2 * pilot.res)``, but from the canvases' cells."""
+    import cv2
+
+    means = np.empty((len(params), len(pilot.cells), 3), np.float32)
+    alone, crops = [], []  # candidates with a canvas of their own: their cells in one go
+    for members, canvas, x0, y0 in _windows(rgb, base, params, crop_size, 2 * pilot.res, cv2.INTER_AREA):
+        if len(members) == 1:
+            alone.append(members[0])
+            crops.append(canvas)
+        else:
+            means[members] = pilot.cell_means(canvas, x0, y0)
+    if alone:
+        means[alone] = pilot.cell_means(np.stack(crops), None, None)
+    return pilot.match(means)
+
+
 def search(rgb: np.ndarray, matrix: np.ndarray, crop_size: int, size: int, grid: Grid,
-           score: Callable[[np.ndarray], np.ndarray], *, beam: int = BEAM,
+           score: Callable[[np.ndarray], np.ndarray] | PilotRows, *, beam: int = BEAM,
            channels_first: bool = False) -> tuple[np.ndarray, float]:
     """The coarse-to-fine alignment search both engines' ``realign`` run: at each stage of
     ``grid``, every combination of its shifts (x and y), scales and angles around each of the
-    ``beam`` best candidates so far is warped (``warp_candidates``, ``size`` px) and scored by
-    ``score`` ((N, ...) uint8 crops -> (N,) pilot match); returns the best candidate's (2, 3)
+    ``beam`` best candidates so far is scored: by ``pilot_scores`` where ``score`` is the
+    carrier's ``PilotRows``, else warped (``warp_candidates``, ``size`` px) and scored by
+    ``score`` ((N, ...) uint8 crops -> (N,) pilot match). Returns the best candidate's (2, 3)
     photo -> crop matrix on top of ``matrix`` and its score."""
+    if isinstance(score, PilotRows) and size != 2 * score.res:
+        raise ValueError(f"search: the pilot rows read {2 * score.res}-px candidates, got size {size}")
     kept: list[tuple[float, Params]] = [(-np.inf, (0.0, 0.0, 1.0, 0.0))]
     for shifts, scales, angles in grid:
         params = sorted({(b[0] + dx, b[1] + dy, b[2] * sc, b[3] + ang)
                          for _, b in kept for dy in shifts for dx in shifts for sc in scales for ang in angles})
-        s = np.asarray(score(warp_candidates(rgb, matrix, params, crop_size, size, channels_first=channels_first)))
+        if isinstance(score, PilotRows):
+            s = pilot_scores(rgb, matrix, params, crop_size, score)
+        else:
+            s = np.asarray(score(warp_candidates(rgb, matrix, params, crop_size, size, channels_first=channels_first)))
         top = np.argsort(-s, kind="stable")[:beam]
         kept = sorted(kept + [(float(s[i]), params[i]) for i in top], key=lambda t: -t[0])[:beam]
     best_score, best = kept[0]
