@@ -87,7 +87,6 @@ def _windows(rgb: np.ndarray, base: np.ndarray, params: list[Params], crop_size:
     import cv2
 
     k = size / crop_size
-    down = np.diag([k, k, 1.0])
     p = np.asarray(params, np.float64).reshape(-1, 4)
     shift = k * p[:, :2]  # the shifts in small-crop pixels
     whole = np.floor(shift + 1e-9)
@@ -96,15 +95,27 @@ def _windows(rgb: np.ndarray, base: np.ndarray, params: list[Params], crop_size:
     groups, which = np.unique(np.column_stack([p[:, 2:], frac]), axis=0, return_inverse=True)
     order = np.argsort(which.reshape(-1), kind="stable")
     bounds = np.searchsorted(which.reshape(-1)[order], np.arange(len(groups) + 1))
-    for g, (scale, angle, fx, fy) in enumerate(groups):
+    lo = np.minimum.reduceat(whole[order], bounds[:-1])  # (G, 2) each canvas's least and largest shift
+    hi = np.maximum.reduceat(whole[order], bounds[:-1])
+    # each group's photo -> small-crop matrix at zero shift (cv2.getRotationMatrix2D's arithmetic on
+    # top of base), then moved by hi + frac: the canvas pixel q - whole + hi is the candidate's pixel q
+    c = (crop_size - 1) / 2.0
+    rad = groups[:, 1] * (np.pi / 180)
+    alpha, beta = np.cos(rad) * groups[:, 0], np.sin(rad) * groups[:, 0]
+    t = np.stack([np.stack([alpha, beta, (1 - alpha) * c - beta * c], 1),
+                  np.stack([-beta, alpha, beta * c + (1 - alpha) * c], 1)], 1)  # (G, 2, 3)
+    b = np.asarray(base, np.float64)
+    m = np.empty_like(t)
+    m[:, :, :2] = t[:, :, :2] @ b[:, :2]
+    m[:, :, 2] = t[:, :, :2] @ b[:, 2] + t[:, :, 2]
+    m *= k
+    m[:, :, 2] += hi + groups[:, 2:]
+    size_w, size_h = size + (hi - lo)[:, 0], size + (hi - lo)[:, 1]
+    for g in range(len(groups)):
         members = order[bounds[g]:bounds[g + 1]]
-        lo, hi = whole[members].min(0), whole[members].max(0)
-        # the canvas is warped shifted by hi + frac: its pixel q - whole + hi is the candidate's pixel q
-        m = down @ candidate_matrix(base, (0.0, 0.0, float(scale), float(angle)), crop_size)
-        m[:2, 2] += (hi[0] + fx, hi[1] + fy)
-        w, h = size + int(hi[0] - lo[0]), size + int(hi[1] - lo[1])
-        canvas = cv2.warpAffine(rgb, m[:2], (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-        yield members, canvas, hi[0] - whole[members, 0], hi[1] - whole[members, 1]
+        canvas = cv2.warpAffine(rgb, m[g], (int(size_w[g]), int(size_h[g])), flags=flags,
+                                borderMode=cv2.BORDER_REPLICATE)
+        yield members, canvas, hi[g, 0] - whole[members, 0], hi[g, 1] - whole[members, 1]
 
 
 def warp_candidates(rgb: np.ndarray, base: np.ndarray, params: list[Params], crop_size: int, size: int,
