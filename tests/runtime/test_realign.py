@@ -54,6 +54,11 @@ def test_channels_first_is_the_same_crops_transposed(photo_and_alignment):
     np.testing.assert_array_equal(nchw, nhwc.transpose(0, 3, 1, 2))
 
 
+def test_no_candidates_no_crops(photo_and_alignment):
+    rgb, base = photo_and_alignment
+    assert warp_candidates(rgb, base, [], 128, 48).shape == (0, 48, 48, 3)
+
+
 def test_shifted_candidates_are_shifted_windows(photo_and_alignment):
     """At 48 px a 4-px crop shift is 1.5 px: every second candidate is a whole-pixel move of the first."""
     rgb, base = photo_and_alignment

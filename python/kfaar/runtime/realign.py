@@ -88,6 +88,8 @@ def _windows(rgb: np.ndarray, base: np.ndarray, params: list[Params], crop_size:
 
     k = size / crop_size
     p = np.asarray(params, np.float64).reshape(-1, 4)
+    if not len(p):
+        return
     shift = k * p[:, :2]  # the shifts in small-crop pixels
     whole = np.floor(shift + 1e-9)
     frac = np.round(shift - whole, 9)
