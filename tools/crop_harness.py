@@ -23,6 +23,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+
 from kfaar import Anonymizer
 from kfaar.eval.judges import judge_crops
 from kfaar.eval.properties import DLIB_THRESHOLD, SFACE_THRESHOLD

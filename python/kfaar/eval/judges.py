@@ -357,7 +357,6 @@ class JudgeRunner:
         self._queue.clear()
 
 
-
 def judge_crops(crops: np.ndarray, *, size: int = 256, jobs: int = 2, venv: Path | None = None) -> JudgeTable:
     """The judges' rows for (N, S, S, 3) uint8 RGB crops, in order, each resized to ``size`` px
     first (dlib's detector wants more than 128) in a temporary folder removed after: for the
@@ -382,6 +381,7 @@ def judge_crops(crops: np.ndarray, *, size: int = 256, jobs: int = 2, venv: Path
             runner.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
 
 def main() -> int:  # python -m kfaar.eval.judges: set up the judges venv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

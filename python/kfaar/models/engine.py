@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import torch
 
@@ -84,16 +86,22 @@ class KfaarEngine(CodesMixin):
         them best is the one the code was written in (``kfaar.runtime.realign.search``).
         Returns the refined (2, 3) matrix and its pilot match (cosine; ~1 when found, well
         below for a face carrying no code)."""
-        from kfaar.runtime.realign import PilotRows, search
+        from kfaar.runtime.realign import search
 
         carrier = self.bundle.generator.code_carrier
         # search at 2 px per carrier cell: the read only averages cells
         size = 2 * carrier.res
         mask = self.bundle.generator.mask(size, "cpu")
-        if not hasattr(self, "_pilot"):  # the rows the ONNX set's params carry: both engines score alike
-            rows = carrier.pilot_rows(mask)
-            self._pilot = None if rows is None else PilotRows.from_arrays({k: v.numpy() for k, v in rows.items()},
-                                                                           carrier.res)
         score = self._pilot or (lambda c: carrier.pilot_match(_u8_to_tensor(c), mask).numpy())
         return search(rgb, matrix, self.crop_size, size, self._SEARCH, score)
+
+    @cached_property
+    def _pilot(self):
+        """The carrier's pilot rows as the ONNX set's params carry them (``realign.PilotRows``;
+        None where the mask does not allow them): both engines score candidates alike."""
+        from kfaar.runtime.realign import PilotRows
+
+        carrier = self.bundle.generator.code_carrier
+        rows = carrier.pilot_rows(self.bundle.generator.mask(2 * carrier.res, "cpu"))
+        return None if rows is None else PilotRows.from_arrays({k: v.numpy() for k, v in rows.items()}, carrier.res)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -28,17 +29,26 @@ Grid = tuple[tuple[list[float], list[float], list[float]], ...]  # per stage: (s
 BEAM = 6
 
 
+def _on_base(base: np.ndarray, scale: np.ndarray, angle: np.ndarray, crop_size: int) -> np.ndarray:
+    """(G, 2, 3) photo -> crop matrices: a scale and rotation (degrees) about the crop centre,
+    with cv2.getRotationMatrix2D's arithmetic, on top of the (2, 3) alignment ``base``."""
+    c = (crop_size - 1) / 2.0
+    rad = np.asarray(angle, np.float64) * (np.pi / 180)
+    alpha, beta = np.cos(rad) * scale, np.sin(rad) * scale
+    t = np.stack([np.stack([alpha, beta, (1 - alpha) * c - beta * c], -1),
+                  np.stack([-beta, alpha, beta * c + (1 - alpha) * c], -1)], -2)
+    b = np.asarray(base, np.float64)
+    m = np.empty_like(t)
+    m[..., :2] = t[..., :2] @ b[:, :2]
+    m[..., 2] = t[..., :2] @ b[:, 2] + t[..., 2]
+    return m
+
+
 def candidate_matrix(base: np.ndarray, p: Params, crop_size: int) -> np.ndarray:
     """(3, 3) photo -> crop matrix of candidate ``p`` on top of the (2, 3) alignment ``base``."""
-    import cv2
-
-    c = (crop_size - 1) / 2.0
-    t = cv2.getRotationMatrix2D((c, c), p[3], p[2])
-    t[:, 2] += p[:2]
-    b = np.asarray(base, np.float64)
     out = np.eye(3)
-    out[:2, :2] = t[:, :2] @ b[:, :2]
-    out[:2, 2] = t[:, :2] @ b[:, 2] + t[:, 2]
+    out[:2] = _on_base(base, np.array([p[2]]), np.array([p[3]]), crop_size)[0]
+    out[:2, 2] += p[:2]
     return out
 
 
@@ -73,10 +83,14 @@ class PilotRows:
             sums = box[y0[:, None] + 2 * ci, x0[:, None] + 2 * cj]
         return sums.astype(np.float32) * np.float32(1 / 510) - np.float32(1)
 
+    @cached_property
+    def _weights(self) -> np.ndarray:
+        """(n * 3, P) float32: the rows in the layout of ``cell_means`` flattened."""
+        return self.rows.transpose(2, 1, 0).reshape(-1, len(self.pilot)).astype(np.float32)
+
     def match(self, means: np.ndarray) -> np.ndarray:
         """(N, n, 3) cell means -> (N,) cosine of the pilot read to the pilot vector."""
-        rows = self.rows.transpose(2, 1, 0).reshape(-1, len(self.pilot)).astype(np.float32)  # (n * 3, P)
-        read = means.reshape(len(means), -1) @ rows
+        read = means.reshape(len(means), -1) @ self._weights
         norm = np.linalg.norm(read, axis=1) * np.float32(np.linalg.norm(self.pilot))
         return (read @ self.pilot.astype(np.float32)) / np.maximum(norm, np.float32(1e-8))
 
@@ -99,18 +113,9 @@ def _windows(rgb: np.ndarray, base: np.ndarray, params: list[Params], crop_size:
     bounds = np.searchsorted(which.reshape(-1)[order], np.arange(len(groups) + 1))
     lo = np.minimum.reduceat(whole[order], bounds[:-1])  # (G, 2) each canvas's least and largest shift
     hi = np.maximum.reduceat(whole[order], bounds[:-1])
-    # each group's photo -> small-crop matrix at zero shift (cv2.getRotationMatrix2D's arithmetic on
-    # top of base), then moved by hi + frac: the canvas pixel q - whole + hi is the candidate's pixel q
-    c = (crop_size - 1) / 2.0
-    rad = groups[:, 1] * (np.pi / 180)
-    alpha, beta = np.cos(rad) * groups[:, 0], np.sin(rad) * groups[:, 0]
-    t = np.stack([np.stack([alpha, beta, (1 - alpha) * c - beta * c], 1),
-                  np.stack([-beta, alpha, beta * c + (1 - alpha) * c], 1)], 1)  # (G, 2, 3)
-    b = np.asarray(base, np.float64)
-    m = np.empty_like(t)
-    m[:, :, :2] = t[:, :, :2] @ b[:, :2]
-    m[:, :, 2] = t[:, :, :2] @ b[:, 2] + t[:, :, 2]
-    m *= k
+    # each group's photo -> small-crop matrix at zero shift, then moved by hi + frac: the canvas
+    # pixel q - whole + hi is the candidate's pixel q
+    m = k * _on_base(base, groups[:, 0], groups[:, 1], crop_size)
     m[:, :, 2] += hi + groups[:, 2:]
     size_w, size_h = size + (hi - lo)[:, 0], size + (hi - lo)[:, 1]
     for g in range(len(groups)):

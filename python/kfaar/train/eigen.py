@@ -120,7 +120,7 @@ def set_identity_split(bundle: ModelBundle, train: FaceSet, n_identity: int) -> 
     mirror = bool(bundle.info.get("mirror", False))
     boxes, labels = _split_boxes(gen, train, mirror)
     with torch.no_grad():
-        coeffs = (boxes - gen.mean) @ gen.basis
+        coeffs = gen.box_coefficients(boxes)
     del boxes
     v, lam = discriminant_directions(*scatter(coeffs, labels))
     _, edit = split_edit(v, n_identity, gen.cfg.push)
@@ -346,8 +346,8 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
 
     With ``refiner_lr`` > 0 the detail refiner is tuned by the same losses too (its own
     learning rate), ``anchor`` x its own objective (:func:`detail_loss` of the rendering of a
-    real train face against that face, weighted as :func:`fit_refiner` weighted it) keeping it a detail renderer rather than a pattern
-    SFace alone likes; ``adversarial`` > 0 adds a patch discriminator's non-saturating loss
+    real train face against that face, weighted as :func:`fit_refiner` weighted it) keeping it
+    a detail renderer rather than a pattern SFace alone likes; ``adversarial`` > 0 adds a patch discriminator's non-saturating loss
     on the rendered face box (before the code carrier, so it cannot learn to hide the code)
     against real train face boxes. ``rim`` > 0 adds an outline prior: ``rim`` x the squared
     batch mean of (virtual minus input) on the mask's outer ring (:func:`rim_weight`). The
