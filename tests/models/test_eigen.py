@@ -357,6 +357,20 @@ def test_train_eigen_init_continues_tuning_an_existing_bundle(tmp_path, monkeypa
     assert r2.info["refined_from"]["refiner"] == r.info["refiner"] and r2.info["refiner"]["steps"] == 2
     assert r2.info["refiner"]["heldout_l1_bilinear"] == r.info["refiner"]["heldout_l1_bilinear"]
 
+    # --sharpen-steps N: the refiner is fine-tuned against a discriminator (and recorded); no refiner: refused
+    sharp = tmp_path / "sharp.safetensors"
+    result = CliRunner().invoke(train_eigen, ["--init", str(refined), "--out", str(sharp), "--fidelity-steps", "0",
+                                              "--sharpen-steps", "2", "--sharpen-weight", "0.1", "--faces", "32"])
+    assert result.exit_code == 0, result.output
+    sh = load_bundle(sharp)
+    assert (sh.info["sharpened"]["steps"], sh.info["sharpened"]["adversarial"]) == (2, 0.1)
+    assert sh.info["sharpened_from"] == {"sha256": sha256_bytes(refined.read_bytes()), "sharpened": None}
+    assert sh.info["refiner"] == r.info["refiner"]
+    assert not torch.equal(sh.generator.refiner.body[0].weight, r.generator.refiner.body[0].weight)
+    result = CliRunner().invoke(train_eigen, ["--init", str(out), "--out", str(tmp_path / "bad.safetensors"),
+                                              "--fidelity-steps", "0", "--sharpen-steps", "2"])
+    assert result.exit_code != 0 and "--sharpen-steps" in result.output and "detail refiner" in result.output
+
     # --seam-res N: the seamless paste is switched on (and recorded) before the tuning
     seamed = tmp_path / "seamed.safetensors"
     result = CliRunner().invoke(train_eigen, ["--init", str(out), "--out", str(seamed), "--fidelity-steps", "1",
@@ -609,6 +623,50 @@ def test_tuning_stops_after_max_seconds(refined):
     assert 1 <= info["steps"] < 1000 and info["steps_asked"] == 1000
     with pytest.raises(RuntimeError, match="no step"):
         tune_fidelity(copy.deepcopy(refined[0]), faces, steps=10, batch=2, key_pool=2, max_seconds=0, progress=False)
+
+
+def test_detail_energy_measures_fine_detail_inside_the_weight():
+    from kfaar.train.eigen import detail_energy
+
+    weight = torch.zeros(1, 1, 16, 16)
+    weight[..., 4:12, 4:12] = 1
+    flat = torch.zeros(2, 3, 16, 16)
+    ramp = torch.linspace(-1, 1, 16).expand(2, 3, 16, 16).clone()  # no second difference
+    checker = flat.clone()
+    checker[..., 4:12, 4:12] = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2 * 0.2
+    torch.testing.assert_close(detail_energy(flat, weight), torch.zeros(2))
+    torch.testing.assert_close(detail_energy(ramp, weight), torch.zeros(2), atol=1e-4, rtol=0)
+    outside = flat.clone()
+    outside[..., :3, :] = checker[..., 4:7, 4:12].repeat(1, 1, 1, 2)  # detail where the weight is 0
+    torch.testing.assert_close(detail_energy(outside, weight), torch.zeros(2))
+    assert float(detail_energy(checker, weight).min()) > 5  # 0.2 in [-1, 1] is 25 grey levels
+
+
+def test_sharpen_refiner_adds_detail_and_changes_only_the_refiner(refined):
+    """The adversarial fine-tune moves the refiner alone (face model, mapping, carrier as they
+    were), records its measures, and leaves the generator frozen; bundles without a refiner
+    are refused."""
+    import copy
+
+    from kfaar.train.eigen import sharpen_refiner
+
+    bundle, faces = copy.deepcopy(refined[0]), refined[3]
+    before = {k: v.clone() for k, v in bundle.generator.state_dict().items()}
+    mapping = {k: v.clone() for k, v in bundle.mapping.state_dict().items()}
+    info = sharpen_refiner(bundle, faces, steps=30, batch=8, lr=1e-3, adversarial=0.5, holdout=32, progress=False)
+    state = bundle.generator.state_dict()
+    assert any(not torch.equal(state[k], before[k]) for k in state if k.startswith("refiner."))
+    for k in state:
+        if not k.startswith("refiner."):
+            assert torch.equal(state[k], before[k]), k
+    for k, v in bundle.mapping.state_dict().items():
+        assert torch.equal(v, mapping[k]), k
+    assert bundle.info["sharpened"] == info and info["steps"] == 30 and 0 < info["heldout_faces"] <= 32
+    assert info["heldout_detail_before"] > 0 and info["heldout_detail_real"] > 0 and info["discriminator_first"] > 0
+    assert info["heldout_detail"] != info["heldout_detail_before"]
+    assert not any(p.requires_grad for p in bundle.generator.parameters()) and not bundle.generator.training
+    with pytest.raises(TypeError, match="detail refiner"):
+        sharpen_refiner(replace(refined[0], generator=EigenGenerator(SMALL)), faces, steps=1, progress=False)
 
 
 def test_refiner_tuning_options_are_checked(fitted, refined):
