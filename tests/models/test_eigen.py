@@ -663,10 +663,13 @@ def test_sharpen_refiner_adds_detail_and_changes_only_the_refiner(refined):
         assert torch.equal(v, mapping[k]), k
     assert bundle.info["sharpened"] == info and info["steps"] == 30 and 0 < info["heldout_faces"] <= 32
     assert info["heldout_detail_before"] > 0 and info["heldout_detail_real"] > 0 and info["discriminator_first"] > 0
-    assert info["heldout_detail"] != info["heldout_detail_before"]
+    assert info["heldout_detail"] != info["heldout_detail_before"] and info["device"] == "cpu"
     assert not any(p.requires_grad for p in bundle.generator.parameters()) and not bundle.generator.training
     with pytest.raises(TypeError, match="detail refiner"):
         sharpen_refiner(replace(refined[0], generator=EigenGenerator(SMALL)), faces, steps=1, progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            sharpen_refiner(copy.deepcopy(refined[0]), faces, steps=1, device="cuda", progress=False)
 
 
 def test_refiner_tuning_options_are_checked(fitted, refined):

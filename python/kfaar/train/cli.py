@@ -131,7 +131,7 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 @click.option("--max-seconds", type=float, default=None,
               help="Stop the tuning after this long (the steps run are recorded in the bundle's info).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
-              help="Where the tuning runs (cuda: the GPU recipe).")
+              help="Where the tuning and --sharpen-steps run (cuda: the GPU recipe).")
 @click.option("--faces-cache", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Read the train faces from this packed .npz (python -m kfaar.train.data) instead of the cache.")
 @click.option("--seed", type=int, default=20261126, show_default=True)
@@ -217,7 +217,7 @@ def train_eigen(out_path: str, n_identity: int | None, mask_radii: tuple[float, 
         fit_refiner(bundle, faces, steps=refine_steps, seed=seed)
     if sharpen_steps:
         try:
-            sharpen_refiner(bundle, faces, steps=sharpen_steps, adversarial=sharpen_weight, seed=seed)
+            sharpen_refiner(bundle, faces, steps=sharpen_steps, adversarial=sharpen_weight, seed=seed, device=device)
         except TypeError as err:
             raise click.BadParameter(str(err), param_hint="--sharpen-steps") from None
     if pose_warp is not None:

@@ -319,6 +319,18 @@ def linkability_hinge(e: torch.Tensor, z: torch.Tensor, labels: torch.Tensor) ->
     return torch.relu((e * z.repeat(len(e) // n, 1)).sum(1) - rest).mean()
 
 
+def _train_device(device: str) -> torch.device:
+    """The device a training step runs on; on CUDA with TF32 and cuDNN's autotuner on."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda': torch sees no CUDA device")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    return dev
+
+
 def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, batch: int = 16, lr: float = 1e-2,
                   prior: float = 0.1, anon: float = 1.0, anon_margin: float = 0.2, diversity: float = 0.0,
                   diversity_margin: float = 0.2, consistency: float = 0.0, consistency_margin: float = 0.5,
@@ -380,13 +392,7 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     from kfaar.ops.projection import ProjectionParams, Whitening, project
     from kfaar.train import losses as L
 
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda': torch sees no CUDA device")
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+    dev = _train_device(device)
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     gen, mapping, space = bundle.generator, bundle.mapping, bundle.space
@@ -727,20 +733,20 @@ class _RefinerPairs:
     for train crops, with optional horizontal flips (the face box is symmetric about the
     crop's vertical midline)."""
 
-    def __init__(self, gen: EigenGenerator, train: FaceSet):
-        self.gen, self.crops = gen, _Crops(train.crops, torch.device("cpu"))
+    def __init__(self, gen: EigenGenerator, train: FaceSet, device: torch.device = torch.device("cpu")):
+        self.gen, self.crops = gen, _Crops(train.crops, device)
 
     def __call__(self, idx: np.ndarray, flip: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.crops(idx)
         if flip is not None:
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+            x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)
         with torch.no_grad():
             face = self.gen.box_face(self.gen.coefficients(x))
         return face, self.gen.cfg.crop_box(x)
 
 
-def _refiner_pairs(gen: EigenGenerator, train: FaceSet, holdout: int, g: torch.Generator
-                   ) -> tuple[np.ndarray, np.ndarray, _RefinerPairs]:
+def _refiner_pairs(gen: EigenGenerator, train: FaceSet, holdout: int, g: torch.Generator,
+                   device: torch.device = torch.device("cpu")) -> tuple[np.ndarray, np.ndarray, _RefinerPairs]:
     """(train rows to sample, ``holdout`` held-out rows of identities never sampled, pairs)."""
     r = gen.cfg.res
     if train.crops.shape[1] != 2 * r:
@@ -750,7 +756,7 @@ def _refiner_pairs(gen: EigenGenerator, train: FaceSet, holdout: int, g: torch.G
     n_held = max(1, min(holdout // 2, len(ids) // 10))  # identities; at most a tenth of them
     held_ids = set(ids[torch.randperm(len(ids), generator=g).numpy()[:n_held]].tolist())
     held = np.flatnonzero([lab in held_ids for lab in labels])[:holdout]
-    return np.setdiff1d(np.arange(len(labels)), held), held, _RefinerPairs(gen, train)
+    return np.setdiff1d(np.arange(len(labels)), held), held, _RefinerPairs(gen, train, device)
 
 
 def detail_energy(box: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -851,7 +857,7 @@ def fit_refiner(bundle: ModelBundle, train: FaceSet, *, channels: int = 48, laye
 
 def sharpen_refiner(bundle: ModelBundle, train: FaceSet, *, steps: int = 2000, adversarial: float = 0.05,
                     batch: int = 16, lr: float = 1e-4, grad_weight: float = 1.0, holdout: int = 256,
-                    seed: int = 20261126, progress: bool = True) -> dict:
+                    seed: int = 20261126, device: str = "cpu", progress: bool = True) -> dict:
     """Fine-tune the bundle's detail refiner against a conditional patch discriminator.
 
     Trained on L1 alone (:func:`fit_refiner`), the refiner renders the conditional mean of a
@@ -864,7 +870,8 @@ def sharpen_refiner(bundle: ModelBundle, train: FaceSet, *, steps: int = 2000, a
     itself, it sees only face-model faces, so the detail it adds is rendered, not the
     input's. Adam (betas 0.5, 0.99) at ``lr``, the discriminator at 4x; random flips. The
     face model, mapping and carrier are left as they are; ``holdout`` faces of identities
-    never sampled measure L1 and detail energy before and after."""
+    never sampled measure L1 and detail energy before and after. ``device`` "cuda" runs it on
+    the GPU (the crops uploaded once); the generator comes back on the CPU."""
     from tqdm import tqdm
 
     from kfaar.models.discriminator import ConditionalPatchDiscriminator
@@ -872,13 +879,14 @@ def sharpen_refiner(bundle: ModelBundle, train: FaceSet, *, steps: int = 2000, a
     gen = bundle.generator
     if not isinstance(gen, EigenGenerator) or gen.refiner is None:
         raise TypeError("sharpen_refiner needs an eigen bundle with a detail refiner (fit_refiner)")
+    dev = _train_device(device)
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    pool, held, pair = _refiner_pairs(gen, train, holdout, g)
-    gen.requires_grad_(False)
+    gen.to(dev).requires_grad_(False)
+    pool, held, pair = _refiner_pairs(gen, train, holdout, g, dev)
     net = gen.refiner.requires_grad_(True).train()
-    weight = gen.cfg.crop_box(gen.mask(2 * gen.cfg.res, "cpu"))  # the paste mask on the face box
-    disc = ConditionalPatchDiscriminator().train()
+    weight = gen.cfg.crop_box(gen.mask(2 * gen.cfg.res, dev))  # the paste mask on the face box
+    disc = ConditionalPatchDiscriminator().to(dev).train()
     g_opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.5, 0.99))
     d_opt = torch.optim.Adam(disc.parameters(), lr=4 * lr, betas=(0.5, 0.99))
 
@@ -906,10 +914,10 @@ def sharpen_refiner(bundle: ModelBundle, train: FaceSet, *, steps: int = 2000, a
             bar.set_postfix(l1=f"{p:.4f}", adv=f"{a:.3f}", d=f"{dd:.3f}")
     after = _held_out(net, pair, held, weight)
     net.requires_grad_(False).eval()
-    gen.eval()
+    gen.cpu().eval()
     first, last = (np.mean(rows, 0) for rows in (log_rows[: max(1, steps // 10)], log_rows[-max(1, steps // 10):]))
     info = {"steps": steps, "adversarial": adversarial, "batch": batch, "lr": lr, "grad_weight": grad_weight,
-            "heldout_faces": int(len(held)), "heldout_l1_before": before[0], "heldout_l1": after[0],
+            "device": str(dev), "heldout_faces": int(len(held)), "heldout_l1_before": before[0], "heldout_l1": after[0],
             "heldout_detail_before": before[2], "heldout_detail": after[2], "heldout_detail_real": after[3],
             "adversarial_first": float(first[1]), "adversarial_last": float(last[1]),
             "discriminator_first": float(first[2]), "discriminator_last": float(last[2])}
