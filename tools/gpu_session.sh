@@ -29,6 +29,11 @@
 #   (SECS=220: gpu-d10 --diversity 10, gpu-r1, gpu-c2). gpu-s shipped as step 12 (model card, "GPU recipe, second
 #   session"). Measured there: more steps or weight of these losses do not move dlib's diversity (91.0-91.5%) and
 #   a larger warp gain costs consistency; tune with --warp-offsets landmarks (the shipped bundle's seam is its own).
+# Next GPU session (model card, "Tried in the session of 2026-11-27"): the adversarially
+#   sharpened refiner needs the mapping retuned far longer than the CPU's 400-800 steps (its SFace diversity
+#   hinge 0.066 -> 0.058 in 400; kfaar-v2's 0.033): TUNES="gpu-sh --sharpen-steps 1000 --sharpen-weight 0.05
+#   --refiner-lr 0 --anchor 0 --warp-offsets landmarks; gpu-sh2 ... --sharpen-weight 0.02" (the sharpening runs on
+#   the GPU too, before the timed tuning).
 set -u
 OUT=${OUT:-/tmp/gpu-session}
 DEVICE=${DEVICE:-cuda}
