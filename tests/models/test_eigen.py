@@ -667,6 +667,8 @@ def test_sharpen_refiner_adds_detail_and_changes_only_the_refiner(refined):
     assert not any(p.requires_grad for p in bundle.generator.parameters()) and not bundle.generator.training
     with pytest.raises(TypeError, match="detail refiner"):
         sharpen_refiner(replace(refined[0], generator=EigenGenerator(SMALL)), faces, steps=1, progress=False)
+    with pytest.raises(ValueError, match="steps >= 1"):
+        sharpen_refiner(copy.deepcopy(refined[0]), faces, steps=0, progress=False)
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA device"):
             sharpen_refiner(copy.deepcopy(refined[0]), faces, steps=1, device="cuda", progress=False)

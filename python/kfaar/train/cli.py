@@ -83,11 +83,11 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
 @click.option("--refine-steps", type=int, default=0, show_default=True,
               help="Train the detail refiner (128-px detail of the face-model face) for this many steps "
                    "before the tuning (3,000: ~10 min on 2 cores). 0: keep the bundle's own (or none).")
-@click.option("--sharpen-steps", type=int, default=0, show_default=True,
+@click.option("--sharpen-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="Fine-tune the detail refiner against a conditional patch discriminator for this many steps "
-                   "(after --refine-steps, before the tuning; 2,000: ~20 min on 2 cores), so it renders skin and "
+                   "(after --refine-steps, before the tuning; 1,000: ~10 min on 2 cores), so it renders skin and "
                    "creases instead of their blurred mean. 0: leave it.")
-@click.option("--sharpen-weight", type=float, default=0.05, show_default=True,
+@click.option("--sharpen-weight", type=click.FloatRange(min=0), default=0.05, show_default=True,
               help="Weight of the discriminator's loss against the refiner's own L1 objective in --sharpen-steps.")
 @click.option("--pose-warp", type=float, default=None,
               help="Fit the pose warp (the face shifted sideways with the input's nose offset, read from its "
@@ -218,7 +218,7 @@ def train_eigen(out_path: str, n_identity: int | None, mask_radii: tuple[float, 
     if sharpen_steps:
         try:
             sharpen_refiner(bundle, faces, steps=sharpen_steps, adversarial=sharpen_weight, seed=seed, device=device)
-        except TypeError as err:
+        except (TypeError, ValueError) as err:
             raise click.BadParameter(str(err), param_hint="--sharpen-steps") from None
     if pose_warp is not None:
         try:

@@ -855,7 +855,7 @@ def fit_refiner(bundle: ModelBundle, train: FaceSet, *, channels: int = 48, laye
     return info
 
 
-def sharpen_refiner(bundle: ModelBundle, train: FaceSet, *, steps: int = 2000, adversarial: float = 0.05,
+def sharpen_refiner(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, adversarial: float = 0.05,
                     batch: int = 16, lr: float = 1e-4, grad_weight: float = 1.0, holdout: int = 256,
                     seed: int = 20261126, device: str = "cpu", progress: bool = True) -> dict:
     """Fine-tune the bundle's detail refiner against a conditional patch discriminator.
@@ -879,6 +879,8 @@ def sharpen_refiner(bundle: ModelBundle, train: FaceSet, *, steps: int = 2000, a
     gen = bundle.generator
     if not isinstance(gen, EigenGenerator) or gen.refiner is None:
         raise TypeError("sharpen_refiner needs an eigen bundle with a detail refiner (fit_refiner)")
+    if steps < 1 or adversarial < 0:
+        raise ValueError(f"sharpen_refiner needs steps >= 1 and adversarial >= 0, got {steps} and {adversarial}")
     dev = _train_device(device)
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
