@@ -583,6 +583,7 @@ def refined() -> tuple[ModelBundle, dict, dict, FaceSet]:
 def test_fit_refiner_lowers_held_out_error_and_keeps_the_face_model(refined):
     bundle, info, before, _ = refined
     assert info["heldout_l1"] < 0.95 * info["heldout_l1_bilinear"]  # blocky edges: bilinear blurs them
+    assert info["heldout_detail"] > info["heldout_detail_bilinear"] > 0 and info["heldout_detail_real"] > 0
     assert bundle.generator.cfg.refine_channels == 8 and bundle.info["refiner"] == info
     for name in ("mean", "basis", "edit"):
         torch.testing.assert_close(getattr(bundle.generator, name), before[name])

@@ -821,10 +821,7 @@ def fit_refiner(bundle: ModelBundle, train: FaceSet, *, channels: int = 48, laye
 
     pool, held, pair = _refiner_pairs(refined, train, holdout, g)
 
-    def held_loss() -> tuple[float, float]:
-        return _held_out(net, pair, held, weight)[:2]
-
-    before = held_loss()
+    before = _held_out(net, pair, held, weight)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     log_rows, bar = [], tqdm(range(steps), desc="refiner", disable=not progress)
@@ -841,14 +838,15 @@ def fit_refiner(bundle: ModelBundle, train: FaceSet, *, channels: int = 48, laye
         if step % 10 == 0:
             p, e = np.mean(log_rows[-10:], 0)
             bar.set_postfix(l1=f"{p:.4f}", edge=f"{e:.4f}")
-    after = held_loss()
+    after = _held_out(net, pair, held, weight)
     net.eval()
     refined.requires_grad_(False).eval()
     bundle.generator = refined
     info = {"channels": channels, "layers": layers, "steps": steps, "batch": batch, "lr": lr,
             "grad_weight": grad_weight, "heldout_faces": int(len(held)),
             "heldout_l1_bilinear": before[0], "heldout_edge_bilinear": before[1],
-            "heldout_l1": after[0], "heldout_edge": after[1]}
+            "heldout_l1": after[0], "heldout_edge": after[1], "heldout_detail_bilinear": before[2],
+            "heldout_detail": after[2], "heldout_detail_real": after[3]}
     bundle.info["config"] = asdict(refined.cfg)
     bundle.info["refiner"] = info
     log.info("refiner: held-out L1 %.4f -> %.4f, edge L1 %.4f -> %.4f", before[0], after[0], before[1], after[1])
