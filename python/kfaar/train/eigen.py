@@ -319,6 +319,12 @@ def linkability_hinge(e: torch.Tensor, z: torch.Tensor, labels: torch.Tensor) ->
     return torch.relu((e * z.repeat(len(e) // n, 1)).sum(1) - rest).mean()
 
 
+def _refiner_grad_weight(bundle: ModelBundle) -> float:
+    """The edge term's weight the bundle's refiner was fitted with (:func:`fit_refiner`; 1.0
+    where it does not say): what later training holds the refiner to its objective with."""
+    return float((bundle.info.get("refiner") or {}).get("grad_weight", 1.0))
+
+
 def _train_device(device: str) -> torch.device:
     """The device a training step runs on; on CUDA with TF32 and cuDNN's autotuner on."""
     dev = torch.device(device)
@@ -359,12 +365,12 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     With ``refiner_lr`` > 0 the detail refiner is tuned by the same losses too (its own
     learning rate), ``anchor`` x its own objective (:func:`detail_loss` of the rendering of a
     real train face against that face, weighted as :func:`fit_refiner` weighted it) keeping it
-    a detail renderer rather than a pattern SFace alone likes; ``adversarial`` > 0 adds a patch discriminator's non-saturating loss
-    on the rendered face box (before the code carrier, so it cannot learn to hide the code)
-    against real train face boxes. ``rim`` > 0 adds an outline prior: ``rim`` x the squared
-    batch mean of (virtual minus input) on the mask's outer ring (:func:`rim_weight`). The
-    tuned keyed part had learned a common dark outline just inside the ellipse
-    (``tools/rim_profile.py``: -31 to -41 grey levels at 0.9-1.1 of its radii on 200 dev
+    a detail renderer rather than a pattern SFace alone likes; ``adversarial`` > 0 adds a
+    patch discriminator's non-saturating loss on the rendered face box (before the code
+    carrier, so it cannot learn to hide the code) against real train face boxes. ``rim`` > 0
+    adds an outline prior: ``rim`` x the squared batch mean of (virtual minus input) on the
+    mask's outer ring (:func:`rim_weight`). The tuned keyed part had learned a common dark
+    outline just inside the ellipse (``tools/rim_profile.py``: -31 to -41 grey levels at 0.9-1.1 of its radii on 200 dev
     faces, which the colour shift turned into a face +8 to +38 brighter inside): the same for
     every key, so not identity, but the visible rim of the shipped model. Per-face
     differences there are left free: only what all faces share is penalised. With ``rim``
@@ -401,7 +407,7 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
         raise ValueError("refiner_lr and anchor tune the detail refiner; this bundle's generator has none")
     if anchor > 0 and not tune_refiner:
         raise ValueError("anchor regularises the refiner's tuning: give it a refiner_lr > 0")
-    grad_weight = float((bundle.info.get("refiner") or {}).get("grad_weight", 1.0))  # fit_refiner's own
+    grad_weight = _refiner_grad_weight(bundle)
     for m in (gen, mapping, space):
         m.to(dev)
     k = gen.cfg.n_components
@@ -444,7 +450,7 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     if tune_refiner:
         gen.refiner.requires_grad_(True).train()
         groups.append({"params": list(gen.refiner.parameters()), "lr": refiner_lr})
-        detail_weight = gen.cfg.crop_box(gen.mask(2 * gen.cfg.res, dev))
+        pairs = _RefinerPairs(gen, crops)  # the anchor's real faces
     if rim > 0:
         ring = rim_weight(gen.cfg, train.crops.shape[1], dev)
         pick = np.random.default_rng(seed).choice(len(z_all), min(1000, len(z_all)), replace=False)
@@ -503,10 +509,8 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
             row["rim"] = rim_loss.item()
         if anchor > 0:  # the refiner still renders real faces' detail
             real_idx = torch.randint(len(z_all), (batch,), generator=g).numpy()
-            xr = crops(real_idx)
-            with torch.no_grad():
-                face = gen.box_face(gen.coefficients(xr))
-            pix, edge = detail_loss(gen.refiner(face), gen.cfg.crop_box(xr), detail_weight)
+            face, target = pairs(real_idx)
+            pix, edge = detail_loss(gen.refiner(face), target, pairs.weight)
             loss = loss + anchor * (pix + grad_weight * edge)
             row["anchor"] = pix.item()
         if adversarial > 0:  # realism of the rendered face box, judged before the carrier writes
@@ -731,10 +735,12 @@ def fit_pose_warp(bundle: ModelBundle, train: FaceSet, gain: float, *, ridge: fl
 class _RefinerPairs:
     """The refiner's training data: (face-model face at 64 px, the real face box at 128 px)
     for train crops, with optional horizontal flips (the face box is symmetric about the
-    crop's vertical midline)."""
+    crop's vertical midline); ``weight`` (1, 1, 2 res, 2 res) is the paste mask on the face
+    box, where its objective counts."""
 
-    def __init__(self, gen: EigenGenerator, train: FaceSet, device: torch.device = torch.device("cpu")):
-        self.gen, self.crops = gen, _Crops(train.crops, device)
+    def __init__(self, gen: EigenGenerator, crops: _Crops):
+        self.gen, self.crops = gen, crops
+        self.weight = gen.cfg.crop_box(gen.mask(2 * gen.cfg.res, crops.device))
 
     def __call__(self, idx: np.ndarray, flip: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.crops(idx)
@@ -756,7 +762,7 @@ def _refiner_pairs(gen: EigenGenerator, train: FaceSet, holdout: int, g: torch.G
     n_held = max(1, min(holdout // 2, len(ids) // 10))  # identities; at most a tenth of them
     held_ids = set(ids[torch.randperm(len(ids), generator=g).numpy()[:n_held]].tolist())
     held = np.flatnonzero([lab in held_ids for lab in labels])[:holdout]
-    return np.setdiff1d(np.arange(len(labels)), held), held, _RefinerPairs(gen, train, device)
+    return np.setdiff1d(np.arange(len(labels)), held), held, _RefinerPairs(gen, _Crops(train.crops, device))
 
 
 def detail_energy(box: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -772,16 +778,15 @@ def detail_energy(box: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _held_out(net: torch.nn.Module, pair: _RefinerPairs, held: np.ndarray, weight: torch.Tensor
-              ) -> tuple[float, float, float, float]:
-    """The refiner on the held-out faces: (L1, edge L1, its detail energy, the real faces')
-    inside ``weight``, means over the faces; the refiner is left in train mode."""
+def _held_out(net: torch.nn.Module, pair: _RefinerPairs, held: np.ndarray) -> tuple[float, float, float, float]:
+    """The refiner on the held-out faces: (L1, edge L1 inside the paste mask, its detail
+    energy, the real faces'), means over the faces; the refiner is left in train mode."""
     net.eval()
     rows = []
     for i in range(0, len(held), 64):
         face, target = pair(held[i: i + 64])
         out = net(face)
-        rows.append([float(t) * len(face) for t in detail_loss(out, target, weight)]
+        rows.append([float(t) * len(face) for t in detail_loss(out, target, pair.weight)]
                     + [float(detail_energy(out, net.weight).sum()), float(detail_energy(target, net.weight).sum())])
     net.train()
     return tuple(float(v) for v in np.sum(rows, 0) / len(held))
@@ -817,18 +822,16 @@ def fit_refiner(bundle: ModelBundle, train: FaceSet, *, channels: int = 48, laye
         raise RuntimeError(f"generator state does not carry over: missing {missing}, unexpected {unexpected}")
     refined.requires_grad_(False)
     net = refined.refiner.requires_grad_(True).train()
-    weight = gen.cfg.crop_box(gen.mask(2 * r, "cpu"))
-
     pool, held, pair = _refiner_pairs(refined, train, holdout, g)
 
-    before = _held_out(net, pair, held, weight)
+    before = _held_out(net, pair, held)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     log_rows, bar = [], tqdm(range(steps), desc="refiner", disable=not progress)
     for step in bar:
         idx = pool[torch.randint(len(pool), (batch,), generator=g).numpy()]
         face, target = pair(idx, torch.rand(batch, generator=g) < 0.5)
-        pix, edge = detail_loss(net(face), target, weight)
+        pix, edge = detail_loss(net(face), target, pair.weight)
         loss = pix + grad_weight * edge
         opt.zero_grad()
         loss.backward()
@@ -838,7 +841,7 @@ def fit_refiner(bundle: ModelBundle, train: FaceSet, *, channels: int = 48, laye
         if step % 10 == 0:
             p, e = np.mean(log_rows[-10:], 0)
             bar.set_postfix(l1=f"{p:.4f}", edge=f"{e:.4f}")
-    after = _held_out(net, pair, held, weight)
+    after = _held_out(net, pair, held)
     net.eval()
     refined.requires_grad_(False).eval()
     bundle.generator = refined
@@ -854,15 +857,16 @@ def fit_refiner(bundle: ModelBundle, train: FaceSet, *, channels: int = 48, laye
 
 
 def sharpen_refiner(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, adversarial: float = 0.05,
-                    batch: int = 16, lr: float = 1e-4, grad_weight: float = 1.0, holdout: int = 256,
+                    batch: int = 16, lr: float = 1e-4, grad_weight: float | None = None, holdout: int = 256,
                     seed: int = 20261126, device: str = "cpu", progress: bool = True) -> dict:
     """Fine-tune the bundle's detail refiner against a conditional patch discriminator.
 
     Trained on L1 alone (:func:`fit_refiner`), the refiner renders the conditional mean of a
     face's detail: skin, eyelids and creases come out smooth (:func:`detail_energy` less than
-    half of real faces'). Here it keeps its own objective (L1 + ``grad_weight`` x edge L1 against
-    the real face, as in :func:`fit_refiner`) plus ``adversarial`` x a hinge GAN loss:
-    ``models/discriminator.py: ConditionalPatchDiscriminator`` judges the refined face box,
+    half of real faces'). Here it keeps its own objective (L1 + ``grad_weight`` x edge L1
+    against the real face; ``grad_weight`` by default as :func:`fit_refiner` recorded it) plus
+    ``adversarial`` x a hinge GAN loss: ``models/discriminator.py:
+    ConditionalPatchDiscriminator`` judges the refined face box,
     pasted into the real crop's box through the face mask as the pipeline pastes it, given
     the face-model face it was rendered from; real: the crop's own box. Like the refiner
     itself, it sees only face-model faces, so the detail it adds is rendered, not the
@@ -879,18 +883,19 @@ def sharpen_refiner(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, a
         raise TypeError("sharpen_refiner needs an eigen bundle with a detail refiner (fit_refiner)")
     if steps < 1 or adversarial < 0:
         raise ValueError(f"sharpen_refiner needs steps >= 1 and adversarial >= 0, got {steps} and {adversarial}")
+    grad_weight = _refiner_grad_weight(bundle) if grad_weight is None else grad_weight
     dev = _train_device(device)
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     gen.to(dev).requires_grad_(False)
     pool, held, pair = _refiner_pairs(gen, train, holdout, g, dev)
     net = gen.refiner.requires_grad_(True).train()
-    weight = gen.cfg.crop_box(gen.mask(2 * gen.cfg.res, dev))  # the paste mask on the face box
+    weight = pair.weight
     disc = ConditionalPatchDiscriminator().to(dev).train()
     g_opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.5, 0.99))
     d_opt = torch.optim.Adam(disc.parameters(), lr=4 * lr, betas=(0.5, 0.99))
 
-    before = _held_out(net, pair, held, weight)
+    before = _held_out(net, pair, held)
     log_rows, bar = [], tqdm(range(steps), desc="sharpen", disable=not progress)
     for step in bar:
         idx = pool[torch.randint(len(pool), (batch,), generator=g).numpy()]
@@ -912,7 +917,7 @@ def sharpen_refiner(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, a
         if step % 10 == 0:
             p, a, dd = np.mean(log_rows[-10:], 0)
             bar.set_postfix(l1=f"{p:.4f}", adv=f"{a:.3f}", d=f"{dd:.3f}")
-    after = _held_out(net, pair, held, weight)
+    after = _held_out(net, pair, held)
     net.requires_grad_(False).eval()
     gen.cpu().eval()
     first, last = (np.mean(rows, 0) for rows in (log_rows[: max(1, steps // 10)], log_rows[-max(1, steps // 10):]))
