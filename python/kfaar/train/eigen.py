@@ -450,7 +450,7 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     if tune_refiner:
         gen.refiner.requires_grad_(True).train()
         groups.append({"params": list(gen.refiner.parameters()), "lr": refiner_lr})
-        pairs = _RefinerPairs(gen, crops)  # the anchor's real faces
+        anchor_pairs = _RefinerPairs(gen, crops)  # the anchor's real faces
     if rim > 0:
         ring = rim_weight(gen.cfg, train.crops.shape[1], dev)
         pick = np.random.default_rng(seed).choice(len(z_all), min(1000, len(z_all)), replace=False)
@@ -509,8 +509,8 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
             row["rim"] = rim_loss.item()
         if anchor > 0:  # the refiner still renders real faces' detail
             real_idx = torch.randint(len(z_all), (batch,), generator=g).numpy()
-            face, target = pairs(real_idx)
-            pix, edge = detail_loss(gen.refiner(face), target, pairs.weight)
+            face, target = anchor_pairs(real_idx)
+            pix, edge = detail_loss(gen.refiner(face), target, anchor_pairs.weight)
             loss = loss + anchor * (pix + grad_weight * edge)
             row["anchor"] = pix.item()
         if adversarial > 0:  # realism of the rendered face box, judged before the carrier writes
