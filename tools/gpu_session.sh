@@ -34,10 +34,16 @@
 #   hinge 0.066 -> 0.058 in 400; kfaar-v2's 0.033): TUNES="gpu-sh --sharpen-steps 1000 --sharpen-weight 0.05
 #   --refiner-lr 0 --anchor 0 --warp-offsets landmarks; gpu-sh2 ... --sharpen-weight 0.02" (the sharpening runs on
 #   the GPU too, before the timed tuning).
+# Run of 2026-11-27 (the first GPU session after the sharpened refiner; kernels unchanged since their check):
+#   CHECKS=0 STYLED=0 SECS=300 MARGIN=240 TUNES="gpu-sh --sharpen-steps 1000 --sharpen-weight 0.05 --refiner-lr 0
+#   --anchor 0 --warp-offsets landmarks; gpu-sh2 ... 0.02 ...; gpu-sh1 ... 0.01 ...; gpu-shr ... 0.05 --refiner-lr 5e-5
+#   --anchor 20 ...; gpu-sh2r ... 0.02 --refiner-lr 5e-5 --anchor 20 ..." (the refiner, sharpened, then fixed or tuned
+#   with the mapping under the shipped recipe's anchor).
 set -u
 OUT=${OUT:-/tmp/gpu-session}
 DEVICE=${DEVICE:-cuda}
 SECS=${SECS:-300}        # tuning seconds per run
+MARGIN=${MARGIN:-150}    # seconds a run may take beyond its tuning (loading, --sharpen-steps, the threshold)
 ARCHS=${ARCHS:-90}       # CUDA architectures of this build (the release build: 80-real;90)
 L=$OUT/logs
 mkdir -p "$L"
@@ -52,7 +58,7 @@ SRC=$PWD/python:/tmp/site  # the source tree: kernels run as the numpy reference
 
 tune() {  # name, extra train-eigen options
   local name=$1; shift
-  OMP_NUM_THREADS=3 PYTHONPATH=$SRC timeout $((SECS + 150)) python3 -m kfaar.cli train-eigen \
+  OMP_NUM_THREADS=3 PYTHONPATH=$SRC timeout $((SECS + MARGIN)) python3 -m kfaar.cli train-eigen \
     --init python/kfaar/models/weights/kfaar-v2.safetensors --fidelity-steps 100000 --max-seconds "$SECS" \
     --batch 64 --lr 3e-3 --diversity 3 --consistency 1 --refiner-lr 2e-4 --anchor 5 --device "$DEVICE" \
     --faces-cache .carry/train.npz --reader-faces 0 "$@" --out "$OUT/$name.safetensors" >"$L/$name.txt" 2>&1
