@@ -38,7 +38,9 @@
 #   CHECKS=0 STYLED=0 SECS=300 MARGIN=240 TUNES="gpu-sh --sharpen-steps 1000 --sharpen-weight 0.05 --refiner-lr 0
 #   --anchor 0 --warp-offsets landmarks; gpu-sh2 ... 0.02 ...; gpu-sh1 ... 0.01 ...; gpu-shr ... 0.05 --refiner-lr 5e-5
 #   --anchor 20 ...; gpu-sh2r ... 0.02 --refiner-lr 5e-5 --anchor 20 ..." (the refiner, sharpened, then fixed or tuned
-#   with the mapping under the shipped recipe's anchor).
+#   with the mapping under the shipped recipe's anchor), then (SECS=270 MARGIN=90) gpu-s2s / gpu-s5s / gpu-s1s (W 0.02 /
+#   0.05 / 0.01, --refiner-lr 5e-5 --anchor 20 --anchor-to self), gpu-s2f (W 0.02, fixed) and gpu-p (no sharpening, the
+#   shipped recipe's refiner options). None shipped: model card, "GPU recipe, third session with a GPU".
 set -u
 OUT=${OUT:-/tmp/gpu-session}
 DEVICE=${DEVICE:-cuda}
