@@ -357,13 +357,16 @@ def test_train_eigen_init_continues_tuning_an_existing_bundle(tmp_path, monkeypa
     assert r2.info["refined_from"]["refiner"] == r.info["refiner"] and r2.info["refiner"]["steps"] == 2
     assert r2.info["refiner"]["heldout_l1_bilinear"] == r.info["refiner"]["heldout_l1_bilinear"]
 
-    # --sharpen-steps N: the refiner is fine-tuned against a discriminator (and recorded); no refiner: refused
+    # --sharpen-steps N: the refiner is fine-tuned against a discriminator (and recorded), then tuned with the
+    # mapping, held to its sharpened self (the GPU session's recipe); no refiner: refused
     sharp = tmp_path / "sharp.safetensors"
-    result = CliRunner().invoke(train_eigen, ["--init", str(refined), "--out", str(sharp), "--fidelity-steps", "0",
-                                              "--sharpen-steps", "2", "--sharpen-weight", "0.1", "--faces", "32"])
+    result = CliRunner().invoke(train_eigen, ["--init", str(refined), "--out", str(sharp), "--fidelity-steps", "1",
+                                              "--sharpen-steps", "2", "--sharpen-weight", "0.1", "--refiner-lr", "1e-3",
+                                              "--anchor", "1", "--anchor-to", "self", "--faces", "32"])
     assert result.exit_code == 0, result.output
     sh = load_bundle(sharp)
     assert (sh.info["sharpened"]["steps"], sh.info["sharpened"]["adversarial"]) == (2, 0.1)
+    assert sh.info["fidelity"]["anchor_to"] == "self" and sh.info["fidelity"]["anchor"] == 1.0
     assert sh.info["sharpened_from"] == {"sha256": sha256_bytes(refined.read_bytes()), "sharpened": None}
     assert sh.info["refiner"] == r.info["refiner"]
     assert not torch.equal(sh.generator.refiner.body[0].weight, r.generator.refiner.body[0].weight)
