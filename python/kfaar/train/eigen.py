@@ -320,16 +320,26 @@ def linkability_hinge(e: torch.Tensor, z: torch.Tensor, labels: torch.Tensor) ->
     return torch.relu((e * z.repeat(len(e) // n, 1)).sum(1) - rest).mean()
 
 
-def replaced_basis(keep_proj: torch.Tensor) -> torch.Tensor:
-    """(k, r) an orthonormal basis of the span the keyed part ``w @ keep_proj`` lies in (the row
-    space of ``keep_proj``, k x k, I - E; r its rank): the tuning's spread prior measures the
-    keyed part's coordinates in it. Per face-model
-    coefficient instead, the coefficients that lie almost wholly in the kept part have a start
-    spread near 0 (42 of kfaar-v2's 256 under 1e-3, against a median of 0.9 in this basis) and
-    the prior read their rounding-level drift as growth: 0.5 at kfaar-v2's start, 10-240 after
-    sharpened-refiner tunings whose spreads in this basis moved by at most 20%."""
-    _, sv, vh = torch.linalg.svd(keep_proj.double())
-    return vh[sv > 0.5].T.to(keep_proj.dtype).contiguous()
+def spread_frame(w0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The principal frame of the tuning's spread prior (``prior_frame`` "principal"): for
+    the keyed part ``w0`` (N, k) the mapping gives the train codes at the start, its mean
+    (k,), its principal directions (k, k, orthonormal columns) and its spread (standard
+    deviation) along each (k,), the directions it does not span floored at the smallest
+    spread along those it does.
+
+    Why: the mapping is affine from the 128-d code, so the keyed part spans 128 of the
+    replaced part's directions (kfaar-v2: 232 of 256) and has no spread along the rest. The
+    shipped recipe's prior reads each face-model coefficient's batch RMS against its start
+    spread, and coefficients that lie almost wholly outside what the code spans start with a
+    spread near 0: kfaar-v2's prior reads 0.5 at its start and 10-240 after the sharpened-refiner
+    tunings of 2026-11-27, while no spread the code spans moved by more than 2x. Measured here
+    about the start mean, kfaar-v2's keyed faces (real codes' frame, 4 keys) read 0.11."""
+    mean = w0.mean(0)
+    _, sv, vh = torch.linalg.svd((w0 - mean).double(), full_matrices=True)
+    sigma = torch.zeros(len(vh), dtype=torch.float64, device=w0.device)
+    sigma[: len(sv)] = sv / max(1, len(w0) - 1) ** 0.5
+    spanned = sigma > 1e-3 * sigma[0]
+    return mean, vh.T.to(w0.dtype).contiguous(), sigma.clamp_min(sigma[spanned].min()).to(w0.dtype)
 
 
 def _refiner_grad_weight(bundle: ModelBundle) -> float:
@@ -353,7 +363,8 @@ def _train_device(device: str) -> torch.device:
 def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, batch: int = 16, lr: float = 1e-2,
                   prior: float = 0.1, anon: float = 1.0, anon_margin: float = 0.2, diversity: float = 0.0,
                   diversity_margin: float = 0.2, consistency: float = 0.0, consistency_margin: float = 0.5,
-                  refiner_lr: float = 0.0, anchor: float = 0.0, anchor_to: str = "real", adversarial: float = 0.0,
+                  prior_frame: str = "coefficients", refiner_lr: float = 0.0, anchor: float = 0.0,
+                  anchor_to: str = "real", adversarial: float = 0.0,
                   rim: float = 0.0, unlink: float = 0.0, landmark_offsets: bool = False, max_seconds: float | None = None,
                   device: str = "cpu",
                   key_pool: int = 256, seed: int = 20261126, progress: bool = True) -> dict:
@@ -364,9 +375,10 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     look less alike than their virtual identities are (those agree for 98% of dev pairs).
     Here the mapping's affine map alone is trained on train faces under random keys with
     ``1 - cos(SFace(v), z'_K)`` through the differentiable SFace (``SFaceTorch``), the face
-    model fixed. A prior keeps the batch RMS of each coordinate of the replaced part (in an
-    orthonormal basis of it: :func:`replaced_basis`) within its spread at the start, so faces
-    stay in the range real identities span; an anonymity hinge
+    model fixed. A prior keeps each replaced coordinate's batch RMS within the spread the
+    mapping gave it at the start (``prior_frame`` "coefficients", the shipped recipe's: per
+    face-model coefficient; "principal": about the start mean along the keyed part's
+    principal directions, :func:`spread_frame`), so faces stay in the range real identities span; an anonymity hinge
     ``anon · max(0, cos(SFace(v), z) - anon_margin)`` pushes the few faces that still
     resemble their person away from them; optional hinges ask that two keys' faces of one
     photo be two people to SFace (``diversity``: cosine below ``diversity_margin``; each step
@@ -428,6 +440,8 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
         raise ValueError("anchor regularises the refiner's tuning: give it a refiner_lr > 0")
     if anchor_to not in ("real", "self"):
         raise ValueError(f"anchor_to is 'real' or 'self', got {anchor_to!r}")
+    if prior_frame not in ("coefficients", "principal"):
+        raise ValueError(f"prior_frame is 'coefficients' or 'principal', got {prior_frame!r}")
     grad_weight = _refiner_grad_weight(bundle)
     for m in (gen, mapping, space):
         m.to(dev)
@@ -458,10 +472,13 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
         pairs = first_pairs(train.labels)
         if len(pairs) == 0 or batch < 2:
             raise ValueError("consistency needs identities with two photos and a batch of at least 2")
-    basis = replaced_basis(keep_proj)
-    with torch.no_grad():  # the prior's scale: the spread the mapping gives each replaced coordinate at the start
+    with torch.no_grad():  # the prior's scale: the spread the mapping gives the replaced part at the start
         u0 = space.to_code(torch.from_numpy(z_all).to(dev))
-        ref = (mapping(u0)[:, 0] @ basis).std(0).clamp_min(1e-6)
+        w0 = mapping(u0)[:, 0] @ keep_proj
+        if prior_frame == "principal":
+            origin, frame, ref = spread_frame(w0)
+        else:  # per coefficient, about 0
+            origin, frame, ref = torch.zeros_like(w0[0]), None, w0.std(0).clamp_min(1e-6)
     style = mapping.styles[0]
     gen.requires_grad_(False)
     for p in mapping.parameters():
@@ -508,7 +525,8 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
         v = gen(x, w[:, None], u if gen.code_carrier is not None else None, off)
         e = F.normalize(sface(v), dim=1)
         fid = 1 - (e * F.normalize(zk_t, dim=1)).sum(1).mean()
-        spread_loss = torch.relu((w @ basis / ref).pow(2).mean(0) - 1).mean()
+        spread = w - origin if frame is None else (w - origin) @ frame
+        spread_loss = torch.relu((spread / ref).pow(2).mean(0) - 1).mean()
         z_own = F.normalize(torch.from_numpy(z_all[idx]).to(dev), dim=1).repeat(n_keys, 1)
         anon_loss = torch.relu((e * z_own).sum(1) - anon_margin).mean()
         loss = fid + prior * spread_loss + anon * anon_loss
@@ -575,6 +593,7 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     info = {"steps": done, "batch": batch, "lr": lr, "prior": prior, "anon": anon, "anon_margin": anon_margin,
             "diversity": diversity, "diversity_margin": diversity_margin, "consistency": consistency,
             "consistency_margin": consistency_margin, "key_pool": key_pool,
+            **({"prior_frame": prior_frame} if frame is not None else {}),
             **({"warp_offsets": "landmarks"} if landmark_offsets else {}),
             "sface_cos_first": float(1 - first[0]), "sface_cos_last": float(1 - last[0]),
             "prior_last": float(last[1]), "anon_hinge_first": float(first[2]), "anon_hinge_last": float(last[2]),
