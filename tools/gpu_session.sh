@@ -43,7 +43,9 @@
 #   shipped recipe's refiner options). None shipped: model card, "GPU recipe, third session with a GPU".
 # Next GPU session: the tuning's spread prior read in its principal frame (model card, same section), against the
 #   shipped recipe's reading: TUNES="gpu-p --refiner-lr 5e-5 --anchor 20 --warp-offsets landmarks; gpu-pp ...
-#   --prior-frame principal; gpu-pp10 ... --prior-frame principal --diversity 6" (then refit the reads and eval).
+#   --prior-frame principal; gpu-pu ... --unlink 1" (more steps of the shipped recipe moved dlib's diversity 92.0 ->
+#   94.0% but SFace's unlinkability 0.052 -> 0.070: the linkability hinge is what may hold the latter), then refit the
+#   reads and eval each on the CPU (~6.5 min a bundle).
 set -u
 OUT=${OUT:-/tmp/gpu-session}
 DEVICE=${DEVICE:-cuda}
