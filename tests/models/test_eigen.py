@@ -682,6 +682,8 @@ def test_spread_frame_reads_drift_off_the_spanned_directions_against_the_smalles
     # per coordinate (the shipped recipe's reading), the same small drift is read as growth
     per_coordinate = w0.std(0).clamp_min(1e-6)
     assert float(torch.relu(((w0 + 0.01 * rot[:, 6]) / per_coordinate).pow(2).mean(0) - 1).mean()) > 0
+    _, _, flat = spread_frame(torch.ones(5, 8))  # a mapping with no spread at all: a small floor, no error
+    assert torch.all(flat == 1e-6)
 
 
 def test_tuning_stops_after_max_seconds(refined):

@@ -339,7 +339,11 @@ def spread_frame(w0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     sigma = torch.zeros(len(vh), dtype=torch.float64, device=w0.device)
     sigma[: len(sv)] = sv / max(1, len(w0) - 1) ** 0.5
     spanned = sigma > 1e-3 * sigma[0]
-    return mean, vh.T.to(w0.dtype).contiguous(), sigma.clamp_min(sigma[spanned].min()).to(w0.dtype)
+    if not bool(spanned.any()):  # no spread at all
+        spanned = sigma == sigma[0]
+        sigma[:] = 1e-6
+    floor = sigma[spanned].min()
+    return mean, vh.T.to(w0.dtype).contiguous(), sigma.clamp_min(floor).to(w0.dtype)
 
 
 def _refiner_grad_weight(bundle: ModelBundle) -> float:
@@ -365,7 +369,8 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
                   diversity_margin: float = 0.2, consistency: float = 0.0, consistency_margin: float = 0.5,
                   prior_frame: str = "coefficients", refiner_lr: float = 0.0, anchor: float = 0.0,
                   anchor_to: str = "real", adversarial: float = 0.0,
-                  rim: float = 0.0, unlink: float = 0.0, landmark_offsets: bool = False, max_seconds: float | None = None,
+                  rim: float = 0.0, unlink: float = 0.0, landmark_offsets: bool = False,
+                  max_seconds: float | None = None,
                   device: str = "cpu",
                   key_pool: int = 256, seed: int = 20261126, progress: bool = True) -> dict:
     """Fine-tune the mapping so the rendered face *is* the keyed identity to SFace.
