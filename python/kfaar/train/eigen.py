@@ -339,10 +339,7 @@ def spread_frame(w0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     sigma = torch.zeros(len(vh), dtype=torch.float64, device=w0.device)
     sigma[: len(sv)] = sv / max(1, len(w0) - 1) ** 0.5
     spanned = sigma > 1e-3 * sigma[0]
-    if not bool(spanned.any()):  # no spread at all
-        spanned = sigma == sigma[0]
-        sigma[:] = 1e-6
-    floor = sigma[spanned].min()
+    floor = sigma[spanned].min() if bool(spanned.any()) else sigma.new_tensor(1e-6)  # else no spread at all
     return mean, vh.T.to(w0.dtype).contiguous(), sigma.clamp_min(floor).to(w0.dtype)
 
 
@@ -483,7 +480,7 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
         if prior_frame == "principal":
             origin, frame, ref = spread_frame(w0)
         else:  # per coefficient, about 0
-            origin, frame, ref = torch.zeros_like(w0[0]), None, w0.std(0).clamp_min(1e-6)
+            frame, ref = None, w0.std(0).clamp_min(1e-6)
     style = mapping.styles[0]
     gen.requires_grad_(False)
     for p in mapping.parameters():
@@ -496,7 +493,8 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
         gen.refiner.requires_grad_(True).train()
         groups.append({"params": list(gen.refiner.parameters()), "lr": refiner_lr})
         anchor_pairs = _RefinerPairs(gen, crops)  # the anchor's real faces
-        start = copy.deepcopy(gen.refiner).requires_grad_(False).eval() if anchor_to == "self" else None
+        if anchor_to == "self":
+            start = copy.deepcopy(gen.refiner).requires_grad_(False).eval()
     if rim > 0:
         ring = rim_weight(gen.cfg, train.crops.shape[1], dev)
         pick = np.random.default_rng(seed).choice(len(z_all), min(1000, len(z_all)), replace=False)
@@ -530,7 +528,7 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
         v = gen(x, w[:, None], u if gen.code_carrier is not None else None, off)
         e = F.normalize(sface(v), dim=1)
         fid = 1 - (e * F.normalize(zk_t, dim=1)).sum(1).mean()
-        spread = w - origin if frame is None else (w - origin) @ frame
+        spread = w if frame is None else (w - origin) @ frame
         spread_loss = torch.relu((spread / ref).pow(2).mean(0) - 1).mean()
         z_own = F.normalize(torch.from_numpy(z_all[idx]).to(dev), dim=1).repeat(n_keys, 1)
         anon_loss = torch.relu((e * z_own).sum(1) - anon_margin).mean()
@@ -864,7 +862,6 @@ def fit_refiner(bundle: ModelBundle, train: FaceSet, *, channels: int = 48, laye
     gen = bundle.generator
     if not isinstance(gen, EigenGenerator):
         raise TypeError("fit_refiner needs an eigen bundle")
-    r = gen.cfg.res
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     refined = EigenGenerator(replace(gen.cfg, refine_channels=channels, refine_layers=layers))
