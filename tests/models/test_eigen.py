@@ -536,6 +536,20 @@ def test_train_eigen_init_refuses_a_styled_bundle(tmp_path, monkeypatch):
     assert not (tmp_path / "o.safetensors").exists()
 
 
+@pytest.mark.parametrize("args, hint", [(["--anchor-to", "self", "--refiner-lr", "1e-4"], "--anchor-to"),
+                                        (["--anchor", "5"], "--anchor")])
+def test_train_eigen_refuses_an_anchor_that_would_do_nothing(tmp_path, args, hint):
+    """Refused before anything is loaded: the self anchor without an anchor weight, an anchor
+    without the refiner's tuning."""
+    from click.testing import CliRunner
+
+    from kfaar.train.cli import train_eigen
+
+    result = CliRunner().invoke(train_eigen, ["--out", str(tmp_path / "o.safetensors"), *args])
+    assert result.exit_code == 2 and hint in result.output, result.output
+    assert not (tmp_path / "o.safetensors").exists()
+
+
 def test_untrained_refiner_is_bilinear_upsampling():
     from kfaar.models.eigen import DetailRefiner
 
@@ -638,6 +652,8 @@ def test_self_anchor_holds_the_refiner_to_its_own_start(refined):
     with pytest.raises(ValueError, match="anchor_to"):
         tune_fidelity(copy.deepcopy(refined[0]), faces, steps=1, refiner_lr=1e-2, anchor=1.0, anchor_to="input",
                       progress=False)
+    with pytest.raises(ValueError, match="anchor > 0"):  # without an anchor it would do nothing, silently
+        tune_fidelity(copy.deepcopy(refined[0]), faces, steps=1, refiner_lr=1e-2, anchor_to="self", progress=False)
 
 
 def test_principal_prior_frame_is_recorded_and_checked(refined):

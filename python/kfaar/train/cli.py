@@ -173,6 +173,10 @@ def train_eigen(out_path: str, n_identity: int | None, mask_radii: tuple[float, 
     _require_device(device)
     if seam_screen is not None and seam_res is None:
         raise click.BadParameter("goes with --seam-res", param_hint="--seam-screen")
+    if anchor_to == "self" and not anchor > 0:  # else the option would do nothing, silently
+        raise click.BadParameter("says what --anchor holds the refiner to: give --anchor > 0", param_hint="--anchor-to")
+    if anchor > 0 and not refiner_lr > 0:
+        raise click.BadParameter("regularises the refiner's tuning: give --refiner-lr > 0", param_hint="--anchor")
     if init_path and mirror:
         raise click.BadParameter("--mirror shapes a new face model; the --init bundle keeps its own", param_hint="--mirror")
     if init_path and mask_radii is not None:

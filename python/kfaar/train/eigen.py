@@ -442,6 +442,8 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
         raise ValueError("anchor regularises the refiner's tuning: give it a refiner_lr > 0")
     if anchor_to not in ("real", "self"):
         raise ValueError(f"anchor_to is 'real' or 'self', got {anchor_to!r}")
+    if anchor_to == "self" and not anchor > 0:
+        raise ValueError("anchor_to 'self' says what the anchor holds the refiner to: give it an anchor > 0")
     if prior_frame not in ("coefficients", "principal"):
         raise ValueError(f"prior_frame is 'coefficients' or 'principal', got {prior_frame!r}")
     grad_weight = _refiner_grad_weight(bundle)
