@@ -14,7 +14,11 @@ feeding the pose warp, as in the pipeline) and judged by dlib (the independent j
 
     python tools/dlib_diversity_probe.py --limit 150      # ~2 min on 2 cores, judges venv needed
 
-Prints one line per pairing: faces found, share judged different people, median L2.
+Prints one line per pairing: faces found, share judged different people, median L2. With
+``--keys K`` (K > 2) the photos are also rendered under K keys (A and B the first two) and
+every pair of them judged: the share per key pair, and how many of a photo's K(K-1)/2 pairs
+dlib calls one person, against the counts if every pair failed independently at the overall
+rate (binomial) — whether the failures belong to some photos or fall anywhere.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from kfaar.train.data import first_faces
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--limit", type=int, default=150, help="dev identities (default 150)")
+    ap.add_argument("--keys", type=int, default=2, help="keys per photo for the key-pair counts (default 2: none)")
     args = ap.parse_args()
 
     try:
@@ -43,9 +48,11 @@ def main() -> None:
     crops, landmarks = faces.crops, faces.landmarks
     anonymizer = Anonymizer()
     mask = load_engine().paste_mask[None, :, :, None]
-    key_a, key_b = Key.from_bytes(bytes([1] * 32)), Key.from_bytes(bytes([2] * 32))
-    va = anonymizer.anonymize_crops(crops, key_a, landmarks)
-    vb = anonymizer.anonymize_crops(crops, key_b, landmarks)
+    if args.keys < 2:
+        raise SystemExit("--keys: at least 2")
+    virtual = [anonymizer.anonymize_crops(crops, Key.from_bytes(bytes([i + 1] * 32)), landmarks)
+               for i in range(args.keys)]
+    va, vb = virtual[:2]
 
     def onto(face: np.ndarray, rest: np.ndarray) -> np.ndarray:
         return (mask * face + (1 - mask) * rest).round().astype(np.uint8)
@@ -60,7 +67,8 @@ def main() -> None:
         "other person, other key, interior": (onto(va, grey), onto(vb[other], grey)),
         "two real people, interior only": (onto(crops, grey), onto(crops[other], grey)),
     }
-    emb = judge_crops(np.concatenate([im for pair in pairings.values() for im in pair])).dlib_emb
+    extra = virtual[2:]  # keys C, D, ...: judged after the pairings
+    emb = judge_crops(np.concatenate([im for pair in pairings.values() for im in pair] + extra)).dlib_emb
     n = len(crops)
     print(f"{n} dev identities, dlib match if L2 < {DLIB_THRESHOLD}")
     for p, name in enumerate(pairings):
@@ -69,6 +77,31 @@ def main() -> None:
         d = d[~np.isnan(d)]
         print(f"{name:36s} found {len(d):4d}/{n}  judged different {100 * np.mean(d >= DLIB_THRESHOLD):5.1f}%"
               f"  median L2 {np.median(d):.3f}")
+
+    if args.keys > 2:
+        per_key = [emb[:n], emb[n:2 * n]] + [emb[(12 + k) * n:(13 + k) * n] for k in range(len(extra))]
+        key_pairs(per_key)
+
+
+def key_pairs(per_key: list[np.ndarray]) -> None:
+    """Print the share judged different per key pair and the per-photo count of pairs judged one person."""
+    from itertools import combinations
+    from math import comb
+
+    pairs = list(combinations(range(len(per_key)), 2))
+    d = np.stack([np.linalg.norm(per_key[a] - per_key[b], axis=1) for a, b in pairs], 1)
+    d = d[np.isfinite(d).all(1)]
+    same = d < DLIB_THRESHOLD
+    names = "ABCDEFGHIJ"
+    print(f"{len(per_key)} keys, {len(d)} photos found under every key: judged different {100 * (1 - same.mean()):.1f}%"
+          f", median L2 {np.median(d):.3f}, 5th percentile {np.percentile(d, 5):.3f}")
+    print("  per key pair: " + ", ".join(f"{names[a]}{names[b]} {100 * (1 - s):.1f}%"
+                                        for (a, b), s in zip(pairs, same.mean(0))))
+    m, p = len(pairs), same.mean()
+    counts = np.bincount(same.sum(1), minlength=m + 1)
+    expected = [comb(m, k) * p ** k * (1 - p) ** (m - k) * len(d) for k in range(m + 1)]
+    print("  photos with k pairs judged one person, k = 0..%d: %s (binomial %s)"
+          % (m, " ".join(map(str, counts)), " ".join(f"{e:.1f}" for e in expected)))
 
 
 if __name__ == "__main__":
