@@ -16,6 +16,7 @@ the identity split cost nothing; its privacy rows are meaningless (the face is t
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 
 import torch
@@ -25,7 +26,7 @@ from kfaar.models.eigen import EigenGenerator
 
 
 def ceiling(bundle):
-    """The bundle with nothing replaced and no pose warp (a new generator; the input untouched)."""
+    """The bundle with nothing replaced and no pose warp (a new generator and mapping; the input untouched)."""
     gen = bundle.generator
     if not isinstance(gen, EigenGenerator):
         raise SystemExit("the ceiling is the face model's: this bundle's generator is not an eigen generator")
@@ -34,7 +35,7 @@ def ceiling(bundle):
     state = {k: v for k, v in gen.state_dict().items() if k != "nose"}  # the warp's read-out goes with it
     out.load_state_dict(state)
     out.edit.copy_(torch.eye(cfg.n_components))
-    mapping = bundle.mapping
+    mapping = copy.deepcopy(bundle.mapping)
     with torch.no_grad():
         for p in mapping.styles[0].parameters():
             p.zero_()

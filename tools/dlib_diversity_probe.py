@@ -40,6 +40,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=150, help="dev identities (default 150)")
     ap.add_argument("--keys", type=int, default=2, help="keys per photo for the key-pair counts (default 2: none)")
     args = ap.parse_args()
+    if not 2 <= args.keys <= 10:
+        raise SystemExit(f"--keys: 2 to 10, got {args.keys}")
 
     try:
         faces = first_faces("dev", args.limit)
@@ -48,8 +50,6 @@ def main() -> None:
     crops, landmarks = faces.crops, faces.landmarks
     anonymizer = Anonymizer()
     mask = load_engine().paste_mask[None, :, :, None]
-    if args.keys < 2:
-        raise SystemExit("--keys: at least 2")
     virtual = [anonymizer.anonymize_crops(crops, Key.from_bytes(bytes([i + 1] * 32)), landmarks)
                for i in range(args.keys)]
     va, vb = virtual[:2]
@@ -79,7 +79,8 @@ def main() -> None:
               f"  median L2 {np.median(d):.3f}")
 
     if args.keys > 2:
-        per_key = [emb[:n], emb[n:2 * n]] + [emb[(12 + k) * n:(13 + k) * n] for k in range(len(extra))]
+        after = 2 * len(pairings)  # the pairings' images come first, keys A and B as the first pair
+        per_key = [emb[:n], emb[n:2 * n]] + [emb[(after + k) * n:(after + k + 1) * n] for k in range(len(extra))]
         key_pairs(per_key)
 
 
