@@ -32,14 +32,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 import kfaar.pipeline as pipeline
+from kfaar.faces.align import nose_position
 from kfaar.models.eigen import EigenGenerator
-
-
-def nose_position(landmarks: np.ndarray) -> np.ndarray:
-    """(N, 5, 2) YuNet landmarks -> (N, 2): the nose tip from the midpoint of the eye and mouth centres."""
-    lm = np.asarray(landmarks, np.float64)
-    eyes, mouth = (lm[:, 0] + lm[:, 1]) / 2, (lm[:, 3] + lm[:, 4]) / 2
-    return lm[:, 2] - (eyes + mouth) / 2
 
 
 def follow_warp(cfg, face: torch.Tensor, shift: np.ndarray) -> torch.Tensor:

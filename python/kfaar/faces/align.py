@@ -73,16 +73,23 @@ def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return (p @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
 
 
-def nose_offset(landmarks: np.ndarray) -> np.ndarray:
-    """(N, 5, 2) five-point landmarks (eyes, nose tip, mouth corners; YuNet's order) -> (N,)
-    float32: the nose tip's horizontal offset from the midpoint of the eye and mouth centres,
-    in the landmarks' pixels (+: towards larger x). How far and which way a head is turned;
-    the eigen generator's pose warp shifts the virtual face by it."""
+def nose_position(landmarks: np.ndarray) -> np.ndarray:
+    """(N, 5, 2) five-point landmarks (eyes, nose tip, mouth corners; YuNet's order) -> (N, 2)
+    float64: the nose tip's offset (x, y) from the midpoint of the eye and mouth centres, in
+    the landmarks' pixels. x says how far and which way a head is turned; y, with the
+    person's nose, how far it is tilted."""
     lm = np.asarray(landmarks, np.float64)
     if lm.ndim != 3 or lm.shape[1:] != (5, 2):
         raise ValueError(f"landmarks: got shape {lm.shape}, expected (N, 5, 2)")
     eyes, mouth = (lm[:, 0] + lm[:, 1]) / 2, (lm[:, 3] + lm[:, 4]) / 2
-    return (lm[:, 2, 0] - (eyes[:, 0] + mouth[:, 0]) / 2).astype(np.float32)
+    return lm[:, 2] - (eyes + mouth) / 2
+
+
+def nose_offset(landmarks: np.ndarray) -> np.ndarray:
+    """(N, 5, 2) five-point landmarks -> (N,) float32: the horizontal part of
+    :func:`nose_position` (+: towards larger x). How far and which way a head is turned; the
+    eigen generator's pose warp shifts the virtual face by it."""
+    return nose_position(landmarks)[:, 0].astype(np.float32)
 
 
 def _check_photo(photo: np.ndarray, name: str = "photo") -> None:

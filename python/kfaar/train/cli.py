@@ -166,17 +166,17 @@ def train_eigen(out_path: str, n_identity: int | None, mask_radii: tuple[float, 
     from kfaar.models.bundle import load_bundle, save_bundle, sha256_bytes
     from kfaar.models.eigen import EigenConfig, EigenGenerator
     from kfaar.train.data import load_faces
-    from kfaar.train.eigen import (fit_eigen, fit_pose_warp, fit_reader, fit_refiner, set_identity_split, set_seam,
-                                   sharpen_refiner, tune_fidelity)
+    from kfaar.train.eigen import (check_refiner_tuning, fit_eigen, fit_pose_warp, fit_reader, fit_refiner,
+                                   set_identity_split, set_seam, sharpen_refiner, tune_fidelity)
     from kfaar.train.export import operating_point
 
     _require_device(device)
     if seam_screen is not None and seam_res is None:
         raise click.BadParameter("goes with --seam-res", param_hint="--seam-screen")
-    if anchor_to == "self" and not anchor > 0:  # else the option would do nothing, silently
-        raise click.BadParameter("says what --anchor holds the refiner to: give --anchor > 0", param_hint="--anchor-to")
-    if anchor > 0 and not refiner_lr > 0:
-        raise click.BadParameter("regularises the refiner's tuning: give --refiner-lr > 0", param_hint="--anchor")
+    try:
+        check_refiner_tuning(refiner_lr, anchor, anchor_to)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint=["--anchor", "--anchor-to", "--refiner-lr"]) from None
     if init_path and mirror:
         raise click.BadParameter("--mirror shapes a new face model; the --init bundle keeps its own", param_hint="--mirror")
     if init_path and mask_radii is not None:
@@ -246,9 +246,7 @@ def train_eigen(out_path: str, n_identity: int | None, mask_radii: tuple[float, 
     if fidelity_steps:
         tune_fidelity(bundle, faces, steps=fidelity_steps, batch=batch, lr=lr, diversity=diversity,
                       consistency=consistency, prior_frame=prior_frame, refiner_lr=refiner_lr, anchor=anchor,
-                      anchor_to=anchor_to,
-                      adversarial=adversarial,
-                      anon=anon, anon_margin=anon_margin, unlink=unlink, rim=rim,
+                      anchor_to=anchor_to, adversarial=adversarial, anon=anon, anon_margin=anon_margin, unlink=unlink, rim=rim,
                       landmark_offsets=warp_offsets == "landmarks",
                       max_seconds=max_seconds, device=device, seed=seed)
     if stale and not reader_faces:

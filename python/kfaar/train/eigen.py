@@ -349,6 +349,18 @@ def _refiner_grad_weight(bundle: ModelBundle) -> float:
     return float((bundle.info.get("refiner") or {}).get("grad_weight", 1.0))
 
 
+def check_refiner_tuning(refiner_lr: float, anchor: float, anchor_to: str) -> None:
+    """:func:`tune_fidelity`'s refiner options that only mean something together; ValueError
+    for a combination that would do nothing, silently (the command line checks it before it
+    loads anything)."""
+    if anchor > 0 and not refiner_lr > 0:
+        raise ValueError("anchor regularises the refiner's tuning: give it a refiner_lr > 0")
+    if anchor_to not in ("real", "self"):
+        raise ValueError(f"anchor_to is 'real' or 'self', got {anchor_to!r}")
+    if anchor_to == "self" and not anchor > 0:
+        raise ValueError("anchor_to 'self' says what the anchor holds the refiner to: give it an anchor > 0")
+
+
 def _train_device(device: str) -> torch.device:
     """The device a training step runs on; on CUDA with TF32 and cuDNN's autotuner on."""
     dev = torch.device(device)
@@ -438,12 +450,7 @@ def tune_fidelity(bundle: ModelBundle, train: FaceSet, *, steps: int = 1000, bat
     tune_refiner = refiner_lr > 0
     if (tune_refiner or anchor > 0) and getattr(gen, "refiner", None) is None:
         raise ValueError("refiner_lr and anchor tune the detail refiner; this bundle's generator has none")
-    if anchor > 0 and not tune_refiner:
-        raise ValueError("anchor regularises the refiner's tuning: give it a refiner_lr > 0")
-    if anchor_to not in ("real", "self"):
-        raise ValueError(f"anchor_to is 'real' or 'self', got {anchor_to!r}")
-    if anchor_to == "self" and not anchor > 0:
-        raise ValueError("anchor_to 'self' says what the anchor holds the refiner to: give it an anchor > 0")
+    check_refiner_tuning(refiner_lr, anchor, anchor_to)
     if prior_frame not in ("coefficients", "principal"):
         raise ValueError(f"prior_frame is 'coefficients' or 'principal', got {prior_frame!r}")
     grad_weight = _refiner_grad_weight(bundle)
