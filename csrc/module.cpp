@@ -4,9 +4,10 @@
 #include "bindings/register.h"
 
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "kfaar native kernels: keyed projection, fused latent mapping, template scoring";
+  m.doc() = "kfaar native kernels: keyed projection, fused latent mapping, template scoring, cell sums of warped crops";
   kfaar::bind::register_build_info(m);
   kfaar::bind::register_projection(m);
   kfaar::bind::register_mapping(m);
   kfaar::bind::register_scoring(m);
+  kfaar::bind::register_warp_cells(m);
 }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 namespace kfaar::bind {
 
@@ -19,11 +20,22 @@ inline std::string shape_str(const py::array& a) {
   return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
-// A numpy array of `dtype` ("float32" or "int32"), C-contiguous and aligned, with `ndim`
+template <class T>
+constexpr const char* dtype_name() {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, int32_t> ||
+                    std::is_same_v<T, uint8_t>,
+                "checked<T>: float, double, int32_t or uint8_t");
+  if constexpr (std::is_same_v<T, float>) return "float32";
+  if constexpr (std::is_same_v<T, double>) return "float64";
+  if constexpr (std::is_same_v<T, int32_t>) return "int32";
+  return "uint8";
+}
+
+// A numpy array of `dtype` (float32, float64, int32 or uint8), C-contiguous and aligned, with `ndim`
 // dimensions; `layout` names the axes, e.g. "(batch, dim)".
 template <class T>
 py::array_t<T> checked(const py::handle& obj, const char* name, int ndim, const char* layout) {
-  const char* dtype = std::is_same_v<T, float> ? "float32" : "int32";
+  const char* dtype = dtype_name<T>();
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(std::string(name) + ": expected a numpy " + dtype + " array " + layout + ", got " +
                          std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
@@ -56,6 +68,18 @@ inline void check_axis(const py::array& a, const char* name, int axis, int64_t e
 inline bool is_power_of_two(int64_t v) { return v >= 2 && (v & (v - 1)) == 0; }
 
 // NaN and inf have an all-ones exponent; an integer test the compiler vectorises.
+inline void check_finite(const py::array_t<double>& a, const char* name) {
+  const double* p = a.data();
+  const int64_t n = a.size();
+  uint64_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint64_t bits;
+    std::memcpy(&bits, p + i, 8);
+    bad |= static_cast<uint64_t>((bits & 0x7ff0000000000000ull) == 0x7ff0000000000000ull);
+  }
+  if (bad) throw py::value_error(std::string(name) + ": expected finite values, got NaN or inf");
+}
+
 inline void check_finite(const py::array_t<float>& a, const char* name) {
   const float* p = a.data();
   const int64_t n = a.size();

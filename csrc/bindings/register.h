@@ -9,5 +9,6 @@ void register_build_info(pybind11::module_& m);
 void register_projection(pybind11::module_& m);
 void register_mapping(pybind11::module_& m);
 void register_scoring(pybind11::module_& m);
+void register_warp_cells(pybind11::module_& m);
 
 }  // namespace kfaar::bind

@@ -126,3 +126,27 @@ def test_pilot_rows_need_a_whole_mask_under_the_rows(torch):
     assert carrier.pilot_rows(faded) is None
     with pytest.raises(ValueError, match="16 px"):
         carrier.pilot_rows(torch.ones(1, 1, 32, 32))
+
+
+def test_pilot_scores_read_each_candidate_as_its_own_warp(photo_and_alignment):
+    """Few candidates to a canvas: sampled from the photo as their own warps, exactly; many:
+    windows of the shared canvas, as ``warp_candidates`` gives them."""
+    from kfaar.runtime.realign import CANVAS_MIN_MEMBERS, PilotRows, pilot_scores
+
+    rgb, base = photo_and_alignment
+    rng = np.random.default_rng(0)
+    res = 24
+    cells = np.sort(rng.choice(res * res, 200, replace=False))
+    pilot = PilotRows(rng.standard_normal((8, 3, 200)), cells, rng.standard_normal(8), res)
+    alone = [(0.5, -1.0, 1.02, 1.5), (1.0, 2.0, 0.97, -2.0), (-3.25, 0.75, 1.0, 0.5)]
+    shared = [(dx, dy, 0.92, 6.0) for dy in (-8.0, 0.0, 8.0) for dx in (-8.0, 0.0, 8.0, 16.0)]  # one canvas
+    assert len(shared) >= CANVAS_MIN_MEMBERS
+
+    def scored(crops):
+        c = crops.astype(np.float32)
+        blocks = c[:, 0::2, 0::2] + c[:, 1::2, 0::2] + c[:, 0::2, 1::2] + c[:, 1::2, 1::2]
+        return pilot.match(blocks.reshape(len(c), -1, 3)[:, cells] / 510 - 1)
+
+    got = pilot_scores(rgb, base, alone + shared, 128, pilot)
+    np.testing.assert_allclose(got[:3], scored(_one_by_one(rgb, base, alone, 48)), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(got[3:], scored(warp_candidates(rgb, base, shared, 128, 48)), rtol=0, atol=1e-6)

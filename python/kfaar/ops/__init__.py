@@ -1,4 +1,5 @@
-"""kfaar's kernels: keyed projection, fused latent mapping and template scoring.
+"""kfaar's kernels: keyed projection, fused latent mapping, template scoring and the cell sums
+of warped crops (recovery's re-alignment search).
 
 Each op runs on CUDA, the C++ build (``kfaar._C``) or a numpy reference, chosen at one
 dispatch point (:mod:`kfaar.ops._dispatch`; force one with ``KFAAR_KERNELS=ref|cpu|cuda`` or
@@ -13,6 +14,7 @@ from kfaar.ops._dispatch import resolve as active_backend
 from kfaar.ops.mapping import MappingWeights, map_latent, map_latent_torch, torch_mapping
 from kfaar.ops.projection import ProjectionParams, Whitening, project, project_torch
 from kfaar.ops.scoring import cosine_scores, cosine_scores_torch
+from kfaar.ops.warp_cells import warp_cell_sums
 
 __all__ = [
     "MappingWeights",
@@ -28,6 +30,7 @@ __all__ = [
     "project_torch",
     "sdk_paths",
     "torch_mapping",
+    "warp_cell_sums",
 ]
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-_DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.int32): "int32"}
+_DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64", np.dtype(np.int32): "int32",
+                np.dtype(np.uint8): "uint8"}
 _FLOAT32 = np.dtype(np.float32)
 
 
@@ -37,8 +38,10 @@ def check_axis(x: np.ndarray, name: str, axis: int, expected: int, what: str) ->
 
 def check_finite(x: np.ndarray, name: str) -> None:
     # One float64 pass without a temporary mask: any NaN or inf makes the sum non-finite, and
-    # float32 values cannot overflow a float64 sum.
-    if not np.isfinite(np.add.reduce(x, axis=None, dtype=np.float64)):
+    # float32 values cannot overflow a float64 sum (float64 ones can: then look element-wise).
+    with np.errstate(over="ignore"):
+        total = np.add.reduce(x, axis=None, dtype=np.float64)
+    if not np.isfinite(total) and (x.dtype != np.float64 or not np.isfinite(x).all()):
         raise ValueError(f"{name}: expected finite values, got NaN or inf")
 
 

@@ -20,7 +20,10 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("cuda", "cpu", "ref")
 ENV_VAR = "KFAAR_KERNELS"
-OPS = ("projection", "mapping", "scoring")
+OPS = ("projection", "mapping", "scoring", "warp_cells")
+# ops without a CUDA twin (they read host images in host steps): where CUDA would run, or is
+# asked for, they run on the C++ build
+HOST_OPS = ("warp_cells",)
 
 BUILD_HINT = (
     "did you forget to compile? Build it with `pip install --no-build-isolation -e .` "
@@ -85,8 +88,11 @@ def resolve(op: str, backend: str | None = None) -> str:
     if op not in OPS:
         raise ValueError(f"op: expected one of {', '.join(OPS)}, got {op!r}")
     forced = requested(backend)
+    if op in HOST_OPS and forced == "cuda":
+        forced = "cpu"
     if forced is None:
-        return best_available()
+        best = best_available()
+        return "cpu" if op in HOST_OPS and best == "cuda" else best
     reason = _why_not(forced)
     if reason is not None:
         raise BackendUnavailableError(f"{op}: backend {forced!r} was requested but {reason}")
