@@ -1,4 +1,4 @@
-/* kfaar C SDK example: runs the three kernels on small fixed inputs and prints every array as
+/* kfaar C SDK example: runs the four kernels on small fixed inputs and prints every array as
  *   <name> <count> <values...>
  * so a test can recompute them with the Python reference. Build against an installed kfaar:
  *   cc example.c -I"$INC" -L"$LIB" -Wl,-rpath,"$LIB" -lkfaar_sdk -lm -o example
@@ -101,6 +101,27 @@ int main(void) {
   print_floats("probes", probes, PROBES * DIM);
   print_floats("templates", templates, TEMPLATES * DIM);
   print_floats("scores", scores, PROBES * TEMPLATES);
+
+  /* cell sums of warped crops: a 9 x 11 photo, three candidate alignments (a turn, a scale, a
+   * whole-pixel shift), 3 of the 16 cells of a 8 x 8 crop */
+  enum { PH = 9, PW = 11, CANDIDATES = 3, RES = 4, CELLS = 3 };
+  uint8_t photo[PH * PW * 3];
+  for (int i = 0; i < PH * PW * 3; ++i) photo[i] = (uint8_t)(next_u32() % 256u);
+  const double matrices[CANDIDATES * 6] = {0.9, 0.2, -0.5, -0.2, 0.9, 1.25,  /* photo -> crop */
+                                           0.75, 0.0, 0.3, 0.0, 0.75, -0.6,
+                                           1.0, 0.0, -2.0, 0.0, 1.0, 1.0};
+  const int32_t cells[CELLS] = {0, 5, 15};
+  uint16_t sums[CANDIDATES * CELLS * 3];
+  check(kfaar_warp_cell_sums(photo, PH, PW, matrices, CANDIDATES, cells, CELLS, RES, sums), "kfaar_warp_cell_sums");
+  printf("photo %d", PH * PW * 3);
+  for (int i = 0; i < PH * PW * 3; ++i) printf(" %d", photo[i]);
+  printf("\nmatrices %d", CANDIDATES * 6);
+  for (int i = 0; i < CANDIDATES * 6; ++i) printf(" %.17g", matrices[i]);
+  printf("\ncells %d", CELLS);
+  for (int i = 0; i < CELLS; ++i) printf(" %d", cells[i]);
+  printf("\ncell_sums %d", CANDIDATES * CELLS * 3);
+  for (int i = 0; i < CANDIDATES * CELLS * 3; ++i) printf(" %d", sums[i]);
+  printf("\n");
 
   /* a bad call is a status code, never a crash */
   const int bad = kfaar_projection_forward(&proj, z, zp, 0);

@@ -10,6 +10,7 @@
 #include "kfaar/mapping_params.h"
 #include "kfaar/projection_params.h"
 #include "kfaar/scoring_params.h"
+#include "kfaar/warp_cells_params.h"
 
 namespace {
 
@@ -19,6 +20,16 @@ bool all_finite(const float* p, int64_t n) {
     uint32_t bits;
     std::memcpy(&bits, p + i, 4);
     bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return !bad;
+}
+
+bool all_finite(const double* p, int64_t n) {
+  uint64_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint64_t bits;
+    std::memcpy(&bits, p + i, 8);
+    bad |= static_cast<uint64_t>((bits & 0x7ff0000000000000ull) == 0x7ff0000000000000ull);
   }
   return !bad;
 }
@@ -157,6 +168,30 @@ int kfaar_score(const float* probes, int64_t n_probes, const float* templates, i
     p.n_templates = n_templates;
     p.dim = dim;
     kfaar::scoring_cpu(p);
+    return static_cast<int>(KFAAR_OK);
+  });
+}
+
+int kfaar_warp_cell_sums(const uint8_t* photo, int64_t height, int64_t width, const double* matrices,
+                         int64_t n_candidates, const int32_t* cells, int64_t n_cells, int64_t res, uint16_t* out) {
+  return guarded([&] {
+    if (!photo || !matrices || !cells || !out) return static_cast<int>(KFAAR_ERROR_NULL_POINTER);
+    if (height < 1 || width < 1 || n_candidates < 1 || n_cells < 1 || res < 1 || res > (1 << 14))
+      return static_cast<int>(KFAAR_ERROR_INVALID_SIZE);
+    for (int64_t i = 0; i < n_cells; ++i)
+      if (cells[i] < 0 || cells[i] >= res * res) return static_cast<int>(KFAAR_ERROR_INVALID_PARAMS);
+    if (!all_finite(matrices, n_candidates * 6)) return static_cast<int>(KFAAR_ERROR_NOT_FINITE);
+    kfaar::WarpCellsParams p;
+    p.photo = photo;
+    p.height = height;
+    p.width = width;
+    p.matrices = matrices;
+    p.n_candidates = n_candidates;
+    p.cells = cells;
+    p.n_cells = n_cells;
+    p.res = res;
+    p.out = out;
+    kfaar::warp_cells_cpu(p);
     return static_cast<int>(KFAAR_OK);
   });
 }

@@ -15,8 +15,10 @@ from kfaar.ops import MappingWeights, ProjectionParams, _dispatch, sdk_paths
 from kfaar.ops.mapping import _map_latent_ref
 from kfaar.ops.projection import _project_ref
 from kfaar.ops.scoring import _cosine_scores_ref
+from kfaar.ops.warp_cells import _warp_cell_sums_ref
 
 EXAMPLE = Path(__file__).parents[2] / "sdk" / "examples" / "example.c"
+DTYPES = {"perms": np.int32, "cells": np.int32, "photo": np.uint8, "matrices": np.float64, "cell_sums": np.uint16}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def example_output(tmp_path_factory) -> dict[str, np.ndarray]:
             continue
         count, values = int(rest[0]), rest[1:]
         assert len(values) == count, f"{name}: printed {len(values)} of {count} values"
-        arrays[name] = np.array(values, np.int32 if name == "perms" else np.float32)
+        arrays[name] = np.array(values, DTYPES.get(name, np.float32))
     return arrays
 
 
@@ -72,6 +74,12 @@ def test_scoring_matches_the_reference(example_output):
     a = example_output
     expected = _cosine_scores_ref(a["probes"].reshape(2, 16), a["templates"].reshape(3, 16))
     np.testing.assert_allclose(a["scores"].reshape(2, 3), expected, atol=1e-5)
+
+
+def test_cell_sums_match_the_reference(example_output):
+    a = example_output
+    expected = _warp_cell_sums_ref(a["photo"].reshape(9, 11, 3), a["matrices"].reshape(3, 2, 3), a["cells"], 4)
+    np.testing.assert_array_equal(a["cell_sums"].reshape(3, 3, 3), expected)
 
 
 def test_a_bad_call_returns_a_status_code(example_output):

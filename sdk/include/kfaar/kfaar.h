@@ -1,8 +1,10 @@
 /* kfaar C SDK: the keyed projection, fused latent mapping and template scoring kernels on
- * host float arrays, for apps and identity SDKs that link the core without Python.
+ * host float arrays, and the cell sums of warped crops that recovery's re-alignment search
+ * scores, for apps and identity SDKs that link the core without Python.
  *
  * Conventions
- * - Arrays are dense, row-major float32 (int32 for permutations); every size is explicit.
+ * - Arrays are dense, row-major float32 (int32 for permutations and cell indices; the cell
+ *   sums take a uint8 photo and float64 matrices and write uint16); every size is explicit.
  * - Every function returns a kfaar_status; KFAAR_OK is 0. No C++ exception crosses this ABI;
  *   kfaar_status_string() names a status. Outputs are written only when KFAAR_OK is returned.
  * - Functions are thread-safe: they keep no state between calls (threads inside a call come
@@ -34,13 +36,13 @@
 extern "C" {
 #endif
 
-#define KFAAR_SDK_ABI_VERSION 1
+#define KFAAR_SDK_ABI_VERSION 2 /* 2: kfaar_warp_cell_sums added */
 
 typedef enum kfaar_status {
   KFAAR_OK = 0,
   KFAAR_ERROR_NULL_POINTER = 1,  /* a required pointer was NULL */
   KFAAR_ERROR_INVALID_SIZE = 2,  /* a size was < 1, or dim not a power of two, or sizes disagree */
-  KFAAR_ERROR_INVALID_PARAMS = 3,  /* signs not +-1, perms not a permutation, too many layers */
+  KFAAR_ERROR_INVALID_PARAMS = 3,  /* signs not +-1, perms not a permutation, too many layers, a cell off the grid */
   KFAAR_ERROR_NOT_FINITE = 4,    /* an input held NaN or inf */
   KFAAR_ERROR_OUT_OF_MEMORY = 5,
   KFAAR_ERROR_INTERNAL = 6
@@ -94,6 +96,18 @@ KFAAR_API int kfaar_mapping_run(const kfaar_mapping* params, const float* in, in
 /* Cosine similarity: probes (n_probes, dim), templates (n_templates, dim) -> out (n_probes, n_templates). */
 KFAAR_API int kfaar_score(const float* probes, int64_t n_probes, const float* templates, int64_t n_templates,
                           int64_t dim, float* out);
+
+/* Cell sums of warped crops, for many candidate alignments of one photo: candidate c is the
+ * crop of 2*res x 2*res pixels that cv2.warpAffine(photo, matrices[c], INTER_LINEAR,
+ * BORDER_REPLICATE) gives (the same fixed-point arithmetic, so the same uint8 pixels), and
+ *   out[c][i][ch] = the sum of the 2 x 2 crop pixels of cell cells[i] in channel ch,
+ * cell k being rows 2*(k / res) + {0, 1}, columns 2*(k % res) + {0, 1}.
+ * photo: (height, width, 3) uint8 RGB; matrices: (n_candidates, 2, 3) photo -> crop; cells:
+ * (n_cells,), each in [0, res * res) (else KFAAR_ERROR_INVALID_PARAMS); 1 <= res <= 16384;
+ * out: (n_candidates, n_cells, 3). Only the cells' pixels are sampled. */
+KFAAR_API int kfaar_warp_cell_sums(const uint8_t* photo, int64_t height, int64_t width, const double* matrices,
+                                   int64_t n_candidates, const int32_t* cells, int64_t n_cells, int64_t res,
+                                   uint16_t* out);
 
 #ifdef __cplusplus
 }
