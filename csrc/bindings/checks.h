@@ -68,26 +68,18 @@ inline void check_axis(const py::array& a, const char* name, int axis, int64_t e
 inline bool is_power_of_two(int64_t v) { return v >= 2 && (v & (v - 1)) == 0; }
 
 // NaN and inf have an all-ones exponent; an integer test the compiler vectorises.
-inline void check_finite(const py::array_t<double>& a, const char* name) {
-  const double* p = a.data();
+template <class T>
+inline void check_finite(const py::array_t<T>& a, const char* name) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "check_finite: float or double");
+  using Bits = std::conditional_t<sizeof(T) == 8, uint64_t, uint32_t>;
+  constexpr Bits exponent = sizeof(T) == 8 ? static_cast<Bits>(0x7ff0000000000000ull) : static_cast<Bits>(0x7f800000u);
+  const T* p = a.data();
   const int64_t n = a.size();
-  uint64_t bad = 0;
+  Bits bad = 0;
   for (int64_t i = 0; i < n; ++i) {
-    uint64_t bits;
-    std::memcpy(&bits, p + i, 8);
-    bad |= static_cast<uint64_t>((bits & 0x7ff0000000000000ull) == 0x7ff0000000000000ull);
-  }
-  if (bad) throw py::value_error(std::string(name) + ": expected finite values, got NaN or inf");
-}
-
-inline void check_finite(const py::array_t<float>& a, const char* name) {
-  const float* p = a.data();
-  const int64_t n = a.size();
-  uint32_t bad = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, p + i, 4);
-    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    Bits bits;
+    std::memcpy(&bits, p + i, sizeof(T));
+    bad |= static_cast<Bits>((bits & exponent) == exponent);
   }
   if (bad) throw py::value_error(std::string(name) + ": expected finite values, got NaN or inf");
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #include "kfaar/mapping_params.h"
@@ -14,22 +15,16 @@
 
 namespace {
 
-bool all_finite(const float* p, int64_t n) {
-  uint32_t bad = 0;
+// NaN and inf have an all-ones exponent.
+template <class T>
+bool all_finite(const T* p, int64_t n) {
+  using Bits = std::conditional_t<sizeof(T) == 8, uint64_t, uint32_t>;
+  constexpr Bits exponent = sizeof(T) == 8 ? static_cast<Bits>(0x7ff0000000000000ull) : static_cast<Bits>(0x7f800000u);
+  Bits bad = 0;
   for (int64_t i = 0; i < n; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, p + i, 4);
-    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-  }
-  return !bad;
-}
-
-bool all_finite(const double* p, int64_t n) {
-  uint64_t bad = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    uint64_t bits;
-    std::memcpy(&bits, p + i, 8);
-    bad |= static_cast<uint64_t>((bits & 0x7ff0000000000000ull) == 0x7ff0000000000000ull);
+    Bits bits;
+    std::memcpy(&bits, p + i, sizeof(T));
+    bad |= static_cast<Bits>((bits & exponent) == exponent);
   }
   return !bad;
 }
@@ -181,17 +176,7 @@ int kfaar_warp_cell_sums(const uint8_t* photo, int64_t height, int64_t width, co
     for (int64_t i = 0; i < n_cells; ++i)
       if (cells[i] < 0 || cells[i] >= res * res) return static_cast<int>(KFAAR_ERROR_INVALID_PARAMS);
     if (!all_finite(matrices, n_candidates * 6)) return static_cast<int>(KFAAR_ERROR_NOT_FINITE);
-    kfaar::WarpCellsParams p;
-    p.photo = photo;
-    p.height = height;
-    p.width = width;
-    p.matrices = matrices;
-    p.n_candidates = n_candidates;
-    p.cells = cells;
-    p.n_cells = n_cells;
-    p.res = res;
-    p.out = out;
-    kfaar::warp_cells_cpu(p);
+    kfaar::warp_cells_cpu({photo, height, width, matrices, n_candidates, cells, n_cells, res, out});
     return static_cast<int>(KFAAR_OK);
   });
 }
