@@ -108,3 +108,13 @@ def test_host_only_op_runs_on_the_cpu_where_cuda_is_asked_for(monkeypatch):
     assert _dispatch.resolve("warp_cells", "cuda") == "cpu"
     monkeypatch.delenv("KFAAR_KERNELS")
     assert _dispatch.resolve("warp_cells") == "cpu"
+
+
+def test_asking_for_cuda_without_a_build_says_what_ran_instead(monkeypatch):
+    from kfaar.errors import BackendUnavailableError
+
+    monkeypatch.setattr(_dispatch, "native_module", lambda: None)
+    with pytest.raises(BackendUnavailableError,
+                       match=r"warp_cells: backend 'cuda' \(for this op the C\+\+ build: it has no CUDA twin\) "
+                             r"was requested but kfaar._C is not compiled"):
+        _dispatch.resolve("warp_cells", "cuda")

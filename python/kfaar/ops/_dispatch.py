@@ -88,15 +88,15 @@ def resolve(op: str, backend: str | None = None) -> str:
     if op not in OPS:
         raise ValueError(f"op: expected one of {', '.join(OPS)}, got {op!r}")
     forced = requested(backend)
-    if op in HOST_OPS and forced == "cuda":
-        forced = "cpu"
     if forced is None:
         best = best_available()
         return "cpu" if op in HOST_OPS and best == "cuda" else best
-    reason = _why_not(forced)
+    run = "cpu" if op in HOST_OPS and forced == "cuda" else forced
+    reason = _why_not(run)
     if reason is not None:
-        raise BackendUnavailableError(f"{op}: backend {forced!r} was requested but {reason}")
-    return forced
+        asked = repr(forced) + (" (for this op the C++ build: it has no CUDA twin)" if run != forced else "")
+        raise BackendUnavailableError(f"{op}: backend {asked} was requested but {reason}")
+    return run
 
 
 @functools.cache
