@@ -10,6 +10,8 @@
 #include <string>
 #include <type_traits>
 
+#include "kfaar/finite.h"
+
 namespace kfaar::bind {
 
 namespace py = pybind11;
@@ -67,21 +69,10 @@ inline void check_axis(const py::array& a, const char* name, int axis, int64_t e
 
 inline bool is_power_of_two(int64_t v) { return v >= 2 && (v & (v - 1)) == 0; }
 
-// NaN and inf have an all-ones exponent; an integer test the compiler vectorises.
 template <class T>
 inline void check_finite(const py::array_t<T>& a, const char* name) {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "check_finite: float or double");
-  using Bits = std::conditional_t<sizeof(T) == 8, uint64_t, uint32_t>;
-  constexpr Bits exponent = sizeof(T) == 8 ? static_cast<Bits>(0x7ff0000000000000ull) : static_cast<Bits>(0x7f800000u);
-  const T* p = a.data();
-  const int64_t n = a.size();
-  Bits bad = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    Bits bits;
-    std::memcpy(&bits, p + i, sizeof(T));
-    bad |= static_cast<Bits>((bits & exponent) == exponent);
-  }
-  if (bad) throw py::value_error(std::string(name) + ": expected finite values, got NaN or inf");
+  if (!all_finite(a.data(), a.size()))
+    throw py::value_error(std::string(name) + ": expected finite values, got NaN or inf");
 }
 
 }  // namespace kfaar::bind

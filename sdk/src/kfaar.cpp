@@ -5,9 +5,9 @@
 #include <cmath>
 #include <cstring>
 #include <new>
-#include <type_traits>
 #include <vector>
 
+#include "kfaar/finite.h"
 #include "kfaar/mapping_params.h"
 #include "kfaar/projection_params.h"
 #include "kfaar/scoring_params.h"
@@ -15,19 +15,7 @@
 
 namespace {
 
-// NaN and inf have an all-ones exponent.
-template <class T>
-bool all_finite(const T* p, int64_t n) {
-  using Bits = std::conditional_t<sizeof(T) == 8, uint64_t, uint32_t>;
-  constexpr Bits exponent = sizeof(T) == 8 ? static_cast<Bits>(0x7ff0000000000000ull) : static_cast<Bits>(0x7f800000u);
-  Bits bad = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    Bits bits;
-    std::memcpy(&bits, p + i, sizeof(T));
-    bad |= static_cast<Bits>((bits & exponent) == exponent);
-  }
-  return !bad;
-}
+using kfaar::all_finite;
 
 template <class F>
 int guarded(F&& body) {
