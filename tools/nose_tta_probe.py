@@ -75,11 +75,12 @@ def main() -> None:
     from kfaar.data.lfw import load_split
     from kfaar.eval.judges import find_judges
     from kfaar.faces.detect import FaceDetector
+    from kfaar.train.data import repo_root
 
     judges = find_judges()
     if judges is None:
         raise SystemExit("the judges venv is missing: run `kfaar eval --setup-judges`")
-    crops = load_split(Path(__file__).resolve().parents[1] / "cache" / "lfw", "dev").crops[: args.limit]
+    crops = load_split(repo_root() / "cache" / "lfw", "dev").crops[: args.limit]
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(Path(tmp) / "crops.npz", crops=crops)
         subprocess.run([str(judges.python), "-c", MESH, str(Path(tmp) / "crops.npz"), str(Path(tmp) / "mesh.npy")],

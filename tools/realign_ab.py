@@ -32,12 +32,13 @@ import numpy as np
 def _module_at(rev: str):
     src = subprocess.run(["git", "show", f"{rev}:python/kfaar/runtime/realign.py"], check=True,
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]).stdout
-    path = Path(tempfile.mkdtemp()) / "realign_at_rev.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location("realign_at_rev", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "realign_at_rev.py"
+        path.write_text(src)
+        spec = importlib.util.spec_from_file_location("realign_at_rev", path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod  # dataclasses look their module up
+        spec.loader.exec_module(mod)
     return mod
 
 
@@ -73,10 +74,10 @@ def main() -> None:
     if args.dev:
         from kfaar.data import require_data_dir
         from kfaar.data.lfw import load_split
+        from kfaar.train.data import first_photos, repo_root
 
-        dev = load_split(Path(__file__).resolve().parents[1] / "cache" / "lfw", "dev")
-        first = np.unique(dev.labels, return_index=True)[1]
-        photos = [load_image(require_data_dir("lfw") / dev.paths[i]) for i in sorted(first)[: args.dev]]
+        dev = load_split(repo_root() / "cache" / "lfw", "dev")
+        photos = [load_image(require_data_dir("lfw") / dev.paths[i]) for i in first_photos(dev.labels, args.dev)]
     rng = np.random.default_rng(0)
     searched = same = 0
     with Anonymizer(AnonymizerOptions(threads=2)) as anon, FaceDetector() as det:

@@ -103,6 +103,13 @@ class _Canvases:
     def members(self, g: int) -> np.ndarray:
         return self.order[self.bounds[g]:self.bounds[g + 1]]
 
+    def warp(self, rgb: np.ndarray, g: int, flags: int) -> np.ndarray:
+        """(h, w, 3) canvas ``g`` of ``rgb`` (``flags``: cv2's interpolation), its border replicated."""
+        import cv2
+
+        return cv2.warpAffine(rgb, self.matrix[g], (int(self.size[g, 0]), int(self.size[g, 1])), flags=flags,
+                              borderMode=cv2.BORDER_REPLICATE)
+
     def own_matrices(self, which: np.ndarray) -> np.ndarray:
         """(len(which), 2, 3) candidates ``which``'s own photo -> crop matrices: their canvas's,
         moved by their window's offset."""
@@ -140,14 +147,10 @@ def _canvases(base: np.ndarray, params: Candidates, crop_size: int, size: int) -
 def _windows(rgb: np.ndarray, base: np.ndarray, params: Candidates, crop_size: int, size: int, flags: int
              ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Per canvas: (the candidates it holds, the canvas (h, w, 3) uint8, their windows' x0 and y0)."""
-    import cv2
-
     c = _canvases(base, params, crop_size, size)
     for g in range(len(c.matrix)):
         members = c.members(g)
-        canvas = cv2.warpAffine(rgb, c.matrix[g], (int(c.size[g, 0]), int(c.size[g, 1])), flags=flags,
-                                borderMode=cv2.BORDER_REPLICATE)
-        yield members, canvas, c.x0[members], c.y0[members]
+        yield members, c.warp(rgb, g, flags), c.x0[members], c.y0[members]
 
 
 def warp_candidates(rgb: np.ndarray, base: np.ndarray, params: Candidates, crop_size: int, size: int,
@@ -194,8 +197,7 @@ def pilot_scores(rgb: np.ndarray, base: np.ndarray, params: Candidates, crop_siz
     counts = np.diff(c.bounds)
     for g in np.flatnonzero(counts >= CANVAS_MIN_MEMBERS):
         members = c.members(g)
-        canvas = cv2.warpAffine(rgb, c.matrix[g], (int(c.size[g, 0]), int(c.size[g, 1])), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REPLICATE)
+        canvas = c.warp(rgb, g, cv2.INTER_LINEAR)
         windows = np.zeros((len(members), 2, 3))  # whole-pixel shifts: canvas pixel (x0, y0) -> crop (0, 0)
         windows[:, 0, 0] = windows[:, 1, 1] = 1.0
         windows[:, 0, 2], windows[:, 1, 2] = -c.x0[members], -c.y0[members]
