@@ -103,8 +103,15 @@ class _Base:
         self.close()
 
     def _load(self, photo) -> np.ndarray:
+        """``photo``'s pixels: a C-ordered (H, W, 3) uint8 array as it is, through a read-only view
+        (nothing here writes to it; every result is a new array), anything else by ``load_image``."""
         from kfaar.faces import load_image
 
+        if (isinstance(photo, np.ndarray) and photo.dtype == np.uint8 and photo.ndim == 3
+                and photo.shape[2] == 3 and photo.size and photo.flags.c_contiguous):
+            view = photo.view()
+            view.setflags(write=False)
+            return view
         return load_image(photo)
 
     def _main_aligned(self, photo, what: str):

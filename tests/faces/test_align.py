@@ -94,6 +94,34 @@ def test_paste_back_replaces_the_face_softly(grace_hopper, face):
     assert len(np.unique(row[(row > grace_hopper[nose[1], :, 0]) & (row < 255)])) > 3
 
 
+def test_paste_back_is_the_blend_written_out(grace_hopper, face):
+    """paste_back blends in place to save memory; the bytes are those of the formula."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    al = align_face(grace_hopper, face.landmarks, 128)
+    crop = rng.integers(0, 256, al.crop.shape, dtype=np.uint8)
+    mask = rng.uniform(-0.2, 1.2, (128, 128)).astype(np.float32)  # clipped to [0, 1] on the way
+    out = paste_back(grace_hopper, crop, al.matrix, mask=mask)
+    m = al.matrix
+    inv = cv2.invertAffineTransform(m)
+    corners = transform_points(inv, np.array([[0, 0], [128, 0], [0, 128], [128, 128]]))
+    x0, y0 = (max(0, int(np.floor(corners[:, i].min())) - 1) for i in (0, 1))
+    x1 = min(grace_hopper.shape[1], int(np.ceil(corners[:, 0].max())) + 2)
+    y1 = min(grace_hopper.shape[0], int(np.ceil(corners[:, 1].max())) + 2)
+    shifted = m.copy()
+    shifted[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)
+    size = (x1 - x0, y1 - y0)
+    f = cv2.warpAffine(crop, shifted, size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                       borderMode=cv2.BORDER_REPLICATE)
+    a = np.clip(cv2.warpAffine(mask, shifted, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0), 0.0, 1.0)[:, :, None]
+    expect = grace_hopper.copy()
+    region = grace_hopper[y0:y1, x0:x1].astype(np.float32)
+    expect[y0:y1, x0:x1] = np.clip(np.rint(a * f + (1.0 - a) * region), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(out, expect)
+
+
 def test_face_mask_shape():
     m = face_mask(128)
     assert m.shape == (128, 128) and m.dtype == np.float32
