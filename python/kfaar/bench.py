@@ -13,9 +13,10 @@ _BENCHES = {
     "kernels": "kfaar.ops.bench:kernels",
     "faces": "kfaar.faces.bench:faces",
     "pipeline": "kfaar.pipeline_bench:pipeline",
+    "files": "kfaar.files_bench:files",
 }
 
 
 @click.group(cls=LazyGroup, lazy_subcommands=_BENCHES)
 def bench() -> None:
-    """Benchmarks (kernels, faces, pipeline)."""
+    """Benchmarks (kernels, faces, pipeline, files)."""

@@ -141,3 +141,25 @@ def test_like_input_writes_only_the_changed_pixels_and_never_wraps_around():
     np.testing.assert_allclose(out[0, 0], (1.0, 0.0, 0.2, f[0, 0, 3]), rtol=1e-6)
     out[0, 0] = f[0, 0]
     np.testing.assert_array_equal(out, f)
+
+
+def test_a_photo_file_brings_its_rgb_colour_profile_and_nothing_else(tmp_path):
+    from PIL import ImageCms
+
+    from kfaar.faces import load_photo_file
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgba = np.zeros((20, 30, 4), np.uint8)
+    rgba[..., 1] = 200
+    rgba[..., 3] = 77
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png", icc_profile=icc)
+    photo = load_photo_file(tmp_path / "a.png")
+    np.testing.assert_array_equal(photo.rgb, load_image(tmp_path / "a.png"))
+    assert photo.alpha is not None and (photo.alpha == 77).all() and photo.icc_profile == icc
+    for name, profile in (("grey", icc[:16] + b"GRAY" + icc[20:]), ("cmyk", icc[:16] + b"CMYK" + icc[20:]),
+                          ("short", icc[:100]), ("none", None)):
+        Image.fromarray(rgba[..., :3]).save(tmp_path / f"{name}.png", **({"icc_profile": profile} if profile else {}))
+        p = load_photo_file(tmp_path / f"{name}.png")
+        assert p.icc_profile is None and p.alpha is None, name
+    with pytest.raises(ImageReadError, match="no such file"):
+        load_photo_file(tmp_path / "nope.png")

@@ -62,6 +62,10 @@ def test_files_named_twice_from_two_folders_both_survive(tmp_path, photos):
     r = _anonymize(photos / "a.jpg", photos / "sub" / "a.jpg", "--key", _key_file(tmp_path, "A"), "--out", out)
     assert r.exit_code == 0, r.stdout + r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["a-2.png", "a.png"]
+    again = tmp_path / "again"  # one file named twice: two results too
+    r = _anonymize(photos / "a.jpg", photos / "a.jpg", "--key", _key_file(tmp_path, "A"), "--out", again)
+    assert r.exit_code == 0 and "2 photo(s), 2 face(s)" in r.stdout, r.stdout + r.stderr
+    assert (again / "a.png").read_bytes() == (again / "a-2.png").read_bytes()
 
 
 def test_an_output_folder_inside_the_input_is_not_read_back(tmp_path, photos):
@@ -125,3 +129,59 @@ def test_output_names_stay_distinct_when_a_numbered_name_is_also_a_photo(tmp_pat
         (tmp_path / name).write_bytes(b"")
     targets, inside = _targets(tuple(str(tmp_path / n) for n in ("x/a.jpg", "y/a.jpg", "z/a-2.jpg")), tmp_path / "out")
     assert [t.name for _, t in targets] == ["a.png", "a-2.png", "a-2-2.png"] and inside == []
+
+
+def _srgb_icc() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def test_the_colour_profile_is_kept_and_no_other_metadata(tmp_path, grace_hopper):
+    """An RGB ICC profile says what the numbers mean and goes with the result; EXIF (place,
+    camera, a thumbnail of the original face) and comments do not."""
+    icc = _srgb_icc()
+    grey_icc = icc[:16] + b"GRAY" + icc[20:]  # a profile for grey data cannot describe RGB pixels
+    src = tmp_path / "in"
+    src.mkdir()
+    im = Image.fromarray(grace_hopper)
+    exif = im.getexif()
+    exif[0x010F] = "PhoneMaker"  # camera make
+    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 24.0)}  # GPS IFD: latitude
+    im.save(src / "p.jpg", quality=95, icc_profile=icc, exif=exif, comment=b"at home")
+    im.save(src / "g.png", icc_profile=grey_icc)
+    assert Image.open(src / "p.jpg").getexif()  # the input does carry them
+    out = tmp_path / "out"
+    r = _anonymize(src, "--key", _key_file(tmp_path, "A"), "--out", out)
+    assert r.exit_code == 0, r.stdout + r.stderr
+    kept = Image.open(out / "p.png")
+    assert kept.info.get("icc_profile") == icc
+    assert not kept.getexif() and "exif" not in kept.info and "comment" not in kept.info
+    assert set(kept.info) <= {"icc_profile", "dpi"}, kept.info
+    assert "icc_profile" not in Image.open(out / "g.png").info
+    assert sorted(p.name for p in out.iterdir()) == ["g.png", "p.png"]  # no temporary file left
+
+
+def test_png_compression_changes_the_bytes_not_the_pixels(tmp_path, grace_hopper_path):
+    key = _key_file(tmp_path, "A")
+    sizes, pixels = {}, {}
+    for level in ("0", "9"):
+        out = tmp_path / f"out{level}"
+        r = _anonymize(grace_hopper_path, "--key", key, "--out", out, "--png-compression", level)
+        assert r.exit_code == 0, r.stdout + r.stderr
+        result = out / (grace_hopper_path.stem + ".png")
+        sizes[level], pixels[level] = result.stat().st_size, np.asarray(Image.open(result))
+    assert sizes["9"] < sizes["0"] / 1.5
+    np.testing.assert_array_equal(pixels["0"], pixels["9"])
+    assert _anonymize(grace_hopper_path, "--key", key, "--out", tmp_path / "x", "--png-compression", "10").exit_code == 2
+
+
+def test_a_result_that_cannot_be_written_is_reported_and_leaves_nothing_behind(tmp_path, photos):
+    out = tmp_path / "out"
+    (out / "sub" / "a.png").mkdir(parents=True)  # a folder where one result would go
+    r = _anonymize(photos, "--key", _key_file(tmp_path, "A"), "--out", out)
+    assert r.exit_code == 0, r.stdout + r.stderr
+    assert "2 photo(s), 2 face(s)" in r.stdout
+    assert f"skipped {photos / 'sub' / 'a.jpg'}" in r.stderr and "broken.jpg" in r.stderr
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["a.jpg.png", "a.png.png"]  # the others written, no half file anywhere

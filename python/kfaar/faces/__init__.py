@@ -19,10 +19,10 @@ from kfaar.faces.align import (
     paste_back,
     transform_points,
 )
-from kfaar.faces.batch import BatchReport, iter_images, process_images
+from kfaar.faces.batch import BatchReport, iter_images, process_images, process_images_overlapped
 from kfaar.faces.detect import DetectorOptions, Face, FaceDetector, main_face
 from kfaar.faces.encode import EMBEDDING_DIM, SFaceEncoder
-from kfaar.faces.image import load_alpha, load_image, load_image_alpha
+from kfaar.faces.image import PhotoFile, load_alpha, load_image, load_image_alpha, load_photo_file
 
 __all__ = [
     "CANONICAL_TEMPLATE",
@@ -32,6 +32,7 @@ __all__ = [
     "DetectorOptions",
     "Face",
     "FaceDetector",
+    "PhotoFile",
     "SFaceEncoder",
     "align_face",
     "canonical_template",
@@ -40,8 +41,10 @@ __all__ = [
     "load_alpha",
     "load_image_alpha",
     "load_image",
+    "load_photo_file",
     "main_face",
     "paste_back",
     "process_images",
+    "process_images_overlapped",
     "transform_points",
 ]

@@ -1,10 +1,17 @@
 """Folder processing: expand paths to image files, run a function on each, skip and report failures.
 
-The pattern every batch command (anonymize, enroll, data prepare) follows::
+One function per file, on the calling thread (``data prepare``'s pattern)::
 
     report = BatchReport()
-    for path, result in process_images(iter_images(args), work, report=report, desc="anonymize"):
-        save(path, result)
+    for path, result in process_images(iter_images(args), work, report=report, desc="encode"):
+        keep(path, result)
+
+or read, work and write as three stages, the reading of the next files and the writing of
+the last results on two threads beside the work (``kfaar anonymize``: Pillow's decoders and
+zlib release the GIL, so a PNG being compressed costs the model little)::
+
+    for path, saved in process_images_overlapped(paths, read, work, write, report=report):
+        ...
     for path, error in report.failed:
         click.echo(f"skipped {path}: {error}", err=True)
 
@@ -15,7 +22,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -27,6 +36,8 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"})
 
 T = TypeVar("T")
+L = TypeVar("L")
+R = TypeVar("R")
 
 
 def iter_images(paths: str | os.PathLike | Iterable[str | os.PathLike], recursive: bool = True) -> Iterator[Path]:
@@ -86,10 +97,78 @@ def process_images(
             try:
                 result = fn(path)
             except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
-                msg = f"{type(e).__name__}: {e}"
-                log.warning("skipping %s: %s", path, msg)
-                report.failed.append((path, msg))
-                bar.set_postfix(skipped=len(report.failed), refresh=False)
+                _skip(report, bar, path, e)
                 continue
             report.ok += 1
             yield path, result
+
+
+def process_images_overlapped(
+    paths: Iterable[str | os.PathLike],
+    read: Callable[[Path], L],
+    work: Callable[[L], R],
+    write: Callable[[Path, R], T],
+    *,
+    report: BatchReport | None = None,
+    progress: bool = True,
+    desc: str = "images",
+    ahead: int = 1,
+) -> Iterator[tuple[Path, T]]:
+    """Yield ``(path, write(path, work(read(path))))`` for each path, in the order given.
+
+    ``work`` runs on the calling thread; ``read`` runs on a reader thread up to ``ahead``
+    files before it, ``write`` on a writer thread with at most ``ahead`` results waiting for
+    it, so memory holds at most about ``2 * ahead + 1`` files' data. A path whose stage
+    raises is recorded in ``report`` and skipped, in its place in the order, as
+    :func:`process_images` does. When the loop stops early (an exception, ``KeyboardInterrupt``,
+    the caller breaking off) the files already read or being written are finished, no others.
+    """
+    if not isinstance(ahead, int) or ahead < 1:
+        raise ValueError(f"ahead: got {ahead!r}, expected an int >= 1")
+    report = report if report is not None else BatchReport()
+    items = [Path(p) for p in paths]
+    todo = iter(items)
+    reading: deque[tuple[Path, Future]] = deque()
+    # each path's last stage, in order: the Future of its write, or the exception that ended it
+    ending: deque[tuple[Path, Future | Exception]] = deque()
+    with ThreadPoolExecutor(1, thread_name_prefix="kfaar-read") as reader, \
+            ThreadPoolExecutor(1, thread_name_prefix="kfaar-write") as writer, \
+            tqdm(total=len(items), desc=desc, unit="img", disable=not progress, leave=False) as bar:
+
+        def read_ahead() -> None:
+            while len(reading) < ahead and (path := next(todo, None)) is not None:
+                reading.append((path, reader.submit(read, path)))
+
+        def settled(wait: bool) -> Iterator[tuple[Path, T]]:
+            while ending and (wait or len(ending) > ahead or not isinstance(ending[0][1], Future)
+                              or ending[0][1].done()):
+                path, end = ending.popleft()
+                bar.update()
+                try:
+                    if isinstance(end, Exception):
+                        raise end
+                    result = end.result()
+                except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
+                    _skip(report, bar, path, e)
+                    continue
+                report.ok += 1
+                yield path, result
+
+        read_ahead()
+        while reading:
+            path, loading = reading.popleft()
+            read_ahead()
+            try:
+                ending.append((path, writer.submit(write, path, work(loading.result()))))
+            except Exception as e:  # noqa: BLE001 - recorded in its place by settled()
+                ending.append((path, e))
+            del loading
+            yield from settled(wait=False)
+        yield from settled(wait=True)
+
+
+def _skip(report: BatchReport, bar: tqdm, path: Path, e: Exception) -> None:
+    msg = f"{type(e).__name__}: {e}"
+    log.warning("skipping %s: %s", path, msg)
+    report.failed.append((path, msg))
+    bar.set_postfix(skipped=len(report.failed), refresh=False)

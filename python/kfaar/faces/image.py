@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
@@ -48,7 +49,36 @@ def load_alpha(path: str | os.PathLike) -> np.ndarray | None:
 
 def load_image_alpha(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     """``(load_image(path), load_alpha(path))`` from one decoding of the file."""
-    return _decode(Path(path), lambda im, name: (_from_pil(im, name), _alpha(im, name)))
+    photo = load_photo_file(path)
+    return photo.rgb, photo.alpha
+
+
+@dataclass(frozen=True, eq=False)
+class PhotoFile:
+    """What a tool rewriting a photo file needs from it: the pixels as :func:`load_image` reads
+    them, the alpha channel as :func:`load_alpha` does, and the file's ICC colour profile when
+    it describes RGB values (the profile says which red, green and blue the numbers mean: a
+    Display P3 phone photo written back without it looks duller in a colour-managed viewer).
+    Nothing else of the file is kept — EXIF, XMP and comments can carry the place, the camera
+    and a thumbnail of the original photo, faces included."""
+
+    rgb: np.ndarray = field(repr=False)
+    alpha: np.ndarray | None = field(repr=False)
+    icc_profile: bytes | None = field(repr=False)
+
+
+def load_photo_file(path: str | os.PathLike) -> PhotoFile:
+    """The :class:`PhotoFile` of the image file at ``path``, from one decoding of it."""
+    return _decode(Path(path), lambda im, name: PhotoFile(_from_pil(im, name), _alpha(im, name), _rgb_icc(im)))
+
+
+def _rgb_icc(im: Image.Image) -> bytes | None:
+    """The ICC profile of ``im`` if it is one for RGB data (its header's colour space field, bytes
+    16-19, reads "RGB "); a grey or CMYK profile would mislabel the RGB pixels kfaar writes."""
+    icc = im.info.get("icc_profile")
+    if not isinstance(icc, bytes) or len(icc) < 128 or icc[16:20] != b"RGB ":
+        return None
+    return icc
 
 
 def like_input(src: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
