@@ -12,13 +12,17 @@ Both run: detect (YuNet) -> 5-point align to a 128-px crop -> networks on the cr
 anonymizer pastes each virtual crop back through the generator's own face-interior mask, so
 only the pixels it changed are blended into the photo. Everything is deterministic: the same
 photo and key give the same bytes. Options are frozen dataclasses; objects own their
-detector/encoder sessions and release them in :meth:`close` (or a ``with`` block).
+detector/encoder sessions and release them in :meth:`close` (or a ``with`` block). One object
+may serve several threads at once (each thread gets its own detector; the ORT sessions are
+shared), with the same results as one thread.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,19 +86,41 @@ class _Base:
         self.options = options
         self._engine = load_engine(options.model, options.model_sha256, backend=options.backend,
                                    threads=options.threads, precision=options.precision)
-        self._detector = FaceDetector(options.detector)
+        # OpenCV's YuNet network keeps per-input-size state (and crashed the process when two
+        # threads shared one): each thread that calls in gets its own detector. The engine's
+        # and the encoder's ORT sessions are shared; their ``run`` is thread-safe.
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._local.detector = FaceDetector(options.detector)  # this thread's, made here: a bad model fails early
+        self._detectors = weakref.WeakSet([self._local.detector])  # to close; a finished thread's goes with it
         self._encoder = SFaceEncoder(threads=options.threads)
         self._closed = False
+
+    @property
+    def _detector(self):
+        """The calling thread's face detector (created on its first call)."""
+        from kfaar.faces import FaceDetector
+
+        det = getattr(self._local, "detector", None)
+        if det is None:
+            det = FaceDetector(self.options.detector)
+            with self._lock:
+                self._check_open()
+                self._detectors.add(det)
+            self._local.detector = det
+        return det
 
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is closed; create a new one")
 
     def close(self) -> None:
-        if not self._closed:
-            self._detector.close()
-            self._encoder.close()
-            self._closed = True
+        with self._lock:
+            if not self._closed:
+                for det in self._detectors:
+                    det.close()
+                self._encoder.close()
+                self._closed = True
 
     def __enter__(self):
         return self
