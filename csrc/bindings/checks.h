@@ -42,7 +42,9 @@ py::array_t<T> checked(const py::handle& obj, const char* name, int ndim, const 
     throw py::type_error(std::string(name) + ": expected a numpy " + dtype + " array " + layout + ", got " +
                          std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
   auto a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<T>()))
+  // equal, not the same object: an unpickled float32 array carries its own (equal) dtype
+  // instance; a byte-swapped one ('>f4') is not equal and is refused
+  if (!a.dtype().equal(py::dtype::of<T>()))
     throw py::type_error(std::string(name) + ": expected dtype " + dtype + ", got " + std::string(py::str(a.dtype())) +
                          " (convert with .astype(np." + dtype + "))");
   if (a.ndim() != ndim)

@@ -110,6 +110,13 @@ class _Base:
             self._local.detector = det
         return det
 
+    def __getstate__(self) -> dict:  # pickles for process pools: the detectors are made anew there
+        return {k: v for k, v in self.__dict__.items() if k not in ("_local", "_lock", "_detectors")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local, self._lock, self._detectors = threading.local(), threading.Lock(), weakref.WeakSet()
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is closed; create a new one")

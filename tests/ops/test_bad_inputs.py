@@ -4,6 +4,8 @@ argument, with the same words in Python and C++."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,7 +27,8 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 @st.composite
 def arrays(draw, near_shape: tuple[int, ...]):
     """Mostly arrays close to the expected shape, with a wrong dtype, layout or value now and then."""
-    kind = draw(st.sampled_from(["ok", "ok", "dtype", "ndim", "shape", "empty", "strided", "misaligned", "nan", "inf", "object"]))
+    kind = draw(st.sampled_from(["ok", "ok", "dtype", "ndim", "shape", "empty", "strided", "misaligned", "nan", "inf",
+                                 "object", "unpickled", "swapped"]))
     shape = list(near_shape)
     if kind == "ndim":
         shape = draw(st.lists(st.integers(1, 4), min_size=0, max_size=4).filter(lambda s: len(s) != len(near_shape)))
@@ -42,6 +45,10 @@ def arrays(draw, near_shape: tuple[int, ...]):
     if kind == "misaligned" and a.size:
         raw = np.zeros(a.nbytes + 1, np.uint8)
         a = np.frombuffer(raw.data, np.float32, count=a.size, offset=1).reshape(a.shape)
+    if kind == "unpickled":  # float32, but not numpy's own dtype object (what a process pool hands over)
+        a = pickle.loads(pickle.dumps(a))
+    if kind == "swapped":  # big-endian float32: not the float32 the kernels read
+        a = a.astype(a.dtype.newbyteorder(">"))
     if kind in ("nan", "inf") and a.size:
         a = a.copy()
         a.flat[draw(st.integers(0, a.size - 1))] = np.nan if kind == "nan" else -np.inf
@@ -136,6 +143,23 @@ def test_scoring_binding_and_op_agree(probes, templates):
 def test_binding_messages_name_the_argument(z, error, match):
     with pytest.raises(error, match=match):
         _C.projection_cpu(z, PARAMS.signs, PARAMS.perms)
+
+
+def test_binding_takes_an_equal_dtype_that_is_not_numpys_own_object():
+    """An unpickled float32 array has an equal dtype object of its own: the kernels read it (they
+    compared dtype objects by identity and refused it, breaking a pickled Anonymizer)."""
+    z = pickle.loads(pickle.dumps(np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)))
+    assert z.dtype == np.float32 and z.dtype is not np.dtype(np.float32)
+    np.testing.assert_array_equal(_C.projection_cpu(z, PARAMS.signs, PARAMS.perms),
+                                  _C.projection_cpu(z.copy(), PARAMS.signs, PARAMS.perms))
+    perms = pickle.loads(pickle.dumps(PARAMS.perms))
+    np.testing.assert_array_equal(_C.projection_cpu(z, PARAMS.signs, perms), project(z.copy(), PARAMS, backend="cpu"))
+    np.testing.assert_array_equal(_C.scoring_cpu(z, z), cosine_scores(z.copy(), z.copy(), backend="cpu"))
+    swapped = z.astype(">f4")
+    with pytest.raises(TypeError, match=r"z: expected dtype float32, got >f4"):
+        _C.projection_cpu(swapped, PARAMS.signs, PARAMS.perms)
+    with pytest.raises(TypeError, match=r"z: expected dtype float32, got >f4"):
+        project(swapped, PARAMS, backend="ref")
 
 
 def test_binding_rejects_a_misaligned_buffer():

@@ -141,6 +141,18 @@ def test_one_object_serves_several_threads_with_the_results_of_one(anon, auth, g
     assert len(anon._detectors) == 1  # the pool's threads are gone, and their detectors with them
 
 
+def test_a_pickled_anonymizer_gives_the_same_bytes(anon, grace_hopper):
+    """Process pools pickle the object: the copy makes its own detectors and the same faces."""
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(anon))
+    try:
+        np.testing.assert_array_equal(copy.anonymize(grace_hopper, _key("A")), anon.anonymize(grace_hopper, _key("A")))
+    finally:
+        copy.close()
+    assert anon.anonymize(grace_hopper, _key("A")).shape == grace_hopper.shape  # the original still open
+
+
 def test_right_key_scores_above_wrong_keys(auth, grace_hopper, virtual):
     t = auth.enroll(grace_hopper)
     right = auth.score(auth.recover(virtual, _key("A")), t)
