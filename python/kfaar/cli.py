@@ -48,11 +48,30 @@ class LazyGroup(click.Group):
         return getattr(importlib.import_module(module_name), attr)
 
 
-@click.group(cls=LazyGroup, lazy_subcommands=_COMMANDS)
+class _Main(LazyGroup):
+    """The top-level group: a kfaar error (wrong passphrase, no face, unreadable photo, model
+    checksum...) ends the command with its message and exit code 2, not a traceback (``-vv``
+    logs the traceback). 2 keeps it apart from ``kfaar verify``'s 1 for "no match"."""
+
+    def invoke(self, ctx: click.Context):
+        from kfaar.errors import KfaarError
+
+        try:
+            return super().invoke(ctx)
+        except KfaarError as err:
+            logging.getLogger("kfaar.cli").debug("the command failed", exc_info=True)
+            click.echo(f"Error: {err}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Main, lazy_subcommands=_COMMANDS)
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 @click.version_option(package_name="kfaar")
 def main(verbose: int) -> None:
-    """kfaar: key-driven, identity-preserving face anonymization."""
+    """kfaar: key-driven, identity-preserving face anonymization.
+
+    Exit codes: 0 done (for verify: a match), 1 verify found no match, 2 an error (its message
+    on stderr)."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 

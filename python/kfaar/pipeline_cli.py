@@ -189,13 +189,37 @@ def enroll(photo: str, out_path: str) -> None:
 @_passphrase_env
 @click.option("--template", "template_path", type=click.Path(exists=True, dir_okay=False), required=True)
 def verify(virtual_photo: str, key_file: str, passphrase_env: str | None, template_path: str) -> None:
-    """Check with the key whether VIRTUAL_PHOTO shows the enrolled person; exit code 1 if not."""
+    """Check with the key whether VIRTUAL_PHOTO shows the enrolled person; exit code 1 if not
+    (2 if it cannot tell: no face, a bad template or key file)."""
     from kfaar.pipeline import Authenticator
 
+    template = _load_template(template_path)
     key = _load_key(key_file, passphrase_env)
     with Authenticator() as auth:
         e = auth.recover(virtual_photo, key)
-        s = auth.score(e, np.load(template_path))
+        s = auth.score(e, template)
         ok = s >= auth.threshold
     click.echo(f"{'MATCH' if ok else 'NO MATCH'} score={s:.3f} threshold={auth.threshold:.3f}")
     raise SystemExit(0 if ok else 1)
+
+
+def _load_template(path: str) -> np.ndarray:
+    """The (128,) float32 template ``kfaar enroll`` wrote at ``path`` (a .npy file, never
+    unpickled); anything else is refused, naming the file."""
+    what = f"{path} is not a kfaar template (a .npy file of 128 numbers, written by kfaar enroll)"
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(6) != b"\x93NUMPY":
+                raise ValueError("it is not a .npy file")
+            fh.seek(0)
+            t = np.load(fh, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise click.BadParameter(f"{what}: {err}", param_hint="--template") from None
+    if not isinstance(t, np.ndarray) or t.shape != (128,) or not np.issubdtype(t.dtype, np.floating):
+        shape = getattr(t, "shape", None)
+        raise click.BadParameter(f"{what}: it holds {getattr(t, 'dtype', type(t).__name__)} of shape {shape}",
+                                 param_hint="--template")
+    t = t.astype(np.float32)
+    if not np.all(np.isfinite(t)) or not np.linalg.norm(t) > 0:
+        raise click.BadParameter(f"{what}: its values are not finite, or all zero", param_hint="--template")
+    return t

@@ -185,3 +185,32 @@ def test_a_result_that_cannot_be_written_is_reported_and_leaves_nothing_behind(t
     assert f"skipped {photos / 'sub' / 'a.jpg'}" in r.stderr and "broken.jpg" in r.stderr
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert written == ["a.jpg.png", "a.png.png"]  # the others written, no half file anywhere
+
+
+def test_errors_end_with_their_message_and_exit_code_2_not_a_traceback(tmp_path, grace_hopper_path):
+    """2 is apart from verify's 1 ("no match"): a script can tell "not this person" from "cannot tell"."""
+    runner = CliRunner()
+    key = _key_file(tmp_path, "A")
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((100, 100, 3), 128, np.uint8)).save(blank)
+    template = tmp_path / "me.npy"
+    assert runner.invoke(main, ["enroll", str(grace_hopper_path), "--out", str(template)]).exit_code == 0
+    (tmp_path / "text.npy").write_text("not a template")
+    np.save(tmp_path / "zeros.npy", np.zeros(128, np.float32))
+    np.save(tmp_path / "short.npy", np.ones(64, np.float32))
+    cases = [
+        (["enroll", str(blank), "--out", str(tmp_path / "t.npy")], {}, "Error: enroll: no face found"),
+        (["verify", str(blank), "--key", str(key), "--passphrase-env", "KP", "--template", str(template)], ENV,
+         "Error: recover: no face found"),
+        (["anonymize", str(grace_hopper_path), "--key", str(key), "--passphrase-env", "KP", "--out", str(tmp_path / "o")],
+         {"KP": "not the passphrase"}, "Error: could not open key file"),
+    ] + [
+        (["verify", str(grace_hopper_path), "--key", str(key), "--passphrase-env", "KP", "--template",
+          str(tmp_path / name)], ENV, f"{name} is not a kfaar template")
+        for name in ("text.npy", "zeros.npy", "short.npy")
+    ]
+    for args, env, message in cases:
+        r = runner.invoke(main, args, env=env)
+        assert r.exit_code == 2 and message in r.stderr, (args, r.exit_code, r.stderr)
+        assert isinstance(r.exception, SystemExit), r.exception  # ended by the CLI, not by the error itself
+    assert not (tmp_path / "t.npy").exists()
