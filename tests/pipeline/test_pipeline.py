@@ -153,6 +153,23 @@ def test_a_pickled_anonymizer_gives_the_same_bytes(anon, grace_hopper):
     assert anon.anonymize(grace_hopper, _key("A")).shape == grace_hopper.shape  # the original still open
 
 
+def test_a_face_too_small_to_identify_is_still_replaced(anon, auth, grace_hopper):
+    """A 19-px face: below the 24 px SFace needs (the Authenticator's floor), but a person a
+    viewer may know. The Anonymizer replaces every face YuNet finds."""
+    import cv2
+
+    small = cv2.resize(grace_hopper, None, fx=0.1, fy=0.1, interpolation=cv2.INTER_AREA)
+    photo = np.full((200, 240, 3), 200, np.uint8)
+    photo[40:40 + small.shape[0], 60:60 + small.shape[1]] = small
+    (face,) = anon._detector.detect(photo)
+    assert face.size < 24 and auth._detector.detect(photo) == []
+    r = anon.anonymize_result(photo, _key("A"))
+    assert r.n_faces == 1
+    x, y, w, h = (int(round(v)) for v in face.bbox)
+    assert np.abs(r.image[y:y + h, x:x + w].astype(int) - photo[y:y + h, x:x + w]).mean() > 5
+    np.testing.assert_array_equal(r.image[:30], photo[:30])  # nothing else touched
+
+
 def test_right_key_scores_above_wrong_keys(auth, grace_hopper, virtual):
     t = auth.enroll(grace_hopper)
     right = auth.score(auth.recover(virtual, _key("A")), t)
