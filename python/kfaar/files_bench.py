@@ -84,7 +84,7 @@ def files(sizes: tuple[str, ...], photos: int | None, repeats: int, threads: int
                     out = Path(tmp) / f"out-{size}-{r}-{level}-{int(overlapped)}"
                     targets = [(s, out / (s.stem + ".png")) for s in sources]
                     t = time.perf_counter()
-                    report, _ = anonymize_files(targets, anon, key, png_compression=level, overlapped=overlapped,
+                    report, _, _ = anonymize_files(targets, anon, key, png_compression=level, overlapped=overlapped,
                                                 progress=False)
                     times[way].append(time.perf_counter() - t)
                     if report.failed:

@@ -95,8 +95,10 @@ def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None,
     key = _load_key(key_file, passphrase_env)
     out.mkdir(parents=True, exist_ok=True)
     with Anonymizer() as anon:
-        report, faces = anonymize_files(targets, anon, key, png_compression=png_compression)
+        report, faces, frames = anonymize_files(targets, anon, key, png_compression=png_compression)
     click.echo(f"{report.ok} photo(s), {faces} face(s) anonymized into {out}")
+    for f, n in frames:
+        click.echo(f"note: {f} has {n} frames or pages; only the first was anonymized and written", err=True)
     if inside:
         click.echo(f"left out {len(inside)} photo(s) already in {out}", err=True)
     for f, err in report.failed:
@@ -106,7 +108,9 @@ def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None,
 def anonymize_files(targets: list[tuple[Path, Path]], anon, key, *, png_compression: int = 1,
                     overlapped: bool = True, progress: bool = True):
     """Anonymize each (source, result) photo file of ``targets`` with ``anon`` (an open
-    :class:`~kfaar.pipeline.Anonymizer`) and ``key``; returns (BatchReport, faces replaced).
+    :class:`~kfaar.pipeline.Anonymizer`) and ``key``; returns (BatchReport, faces replaced,
+    [(source, frames)] of the files with more than one frame or page, of which only the first
+    is anonymized and written).
 
     ``overlapped`` reads the next photo and writes the last result on two threads while a
     photo is anonymized (``process_images_overlapped``); False does one photo at a time, which
@@ -121,12 +125,12 @@ def anonymize_files(targets: list[tuple[Path, Path]], anon, key, *, png_compress
 
     def work(photo):  # only what the PNG needs waits for the writer: not the photo's pixels
         result = anon.anonymize_result(photo.rgb, key)
-        return result.image, photo.alpha, photo.icc_profile, result.n_faces
+        return result.image, photo.alpha, photo.icc_profile, result.n_faces, photo.frames
 
-    def write(target: Path, done) -> int:
-        rgb, alpha, icc, n_faces = done
+    def write(target: Path, done) -> tuple[int, int]:
+        rgb, alpha, icc, n_faces, frames = done
         _write_png(target, rgb, alpha, icc, png_compression, mode)
-        return n_faces
+        return n_faces, frames
 
     report = BatchReport()
     if overlapped:
@@ -135,9 +139,13 @@ def anonymize_files(targets: list[tuple[Path, Path]], anon, key, *, png_compress
     else:
         batch = process_images(source_of, lambda t: write(t, work(read(t))), report=report, progress=progress,
                                desc="anonymize")
-    faces = sum(n for _, n in batch)
+    faces, frames = 0, []
+    for target, (n_faces, n_frames) in batch:
+        faces += n_faces
+        if n_frames > 1:
+            frames.append((source_of[target], n_frames))
     report.failed = [(source_of[target], msg) for target, msg in report.failed]  # named by the photo read
-    return report, faces
+    return report, faces, frames
 
 
 def _write_png(target: Path, rgb: np.ndarray, alpha: np.ndarray | None, icc: bytes | None, level: int,

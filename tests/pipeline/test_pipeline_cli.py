@@ -214,3 +214,17 @@ def test_errors_end_with_their_message_and_exit_code_2_not_a_traceback(tmp_path,
         assert r.exit_code == 2 and message in r.stderr, (args, r.exit_code, r.stderr)
         assert isinstance(r.exception, SystemExit), r.exception  # ended by the CLI, not by the error itself
     assert not (tmp_path / "t.npy").exists()
+
+
+def test_a_file_of_several_frames_says_only_the_first_was_written(tmp_path, grace_hopper):
+    src = tmp_path / "in"
+    src.mkdir()
+    frames = [Image.fromarray(grace_hopper)] + [Image.fromarray(np.full_like(grace_hopper, 40 * i)) for i in (1, 2)]
+    frames[0].save(src / "pages.tif", save_all=True, append_images=frames[1:])
+    frames[0].save(src / "one.png")
+    out = tmp_path / "out"
+    r = _anonymize(src, "--key", _key_file(tmp_path, "A"), "--out", out)
+    assert r.exit_code == 0 and "2 photo(s), 2 face(s)" in r.stdout, r.stdout + r.stderr
+    assert f"note: {src / 'pages.tif'} has 3 frames or pages; only the first was anonymized and written" in r.stderr
+    assert "one.png has" not in r.stderr
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "pages.png")), np.asarray(Image.open(out / "one.png")))

@@ -65,11 +65,13 @@ class PhotoFile:
     rgb: np.ndarray = field(repr=False)
     alpha: np.ndarray | None = field(repr=False)
     icc_profile: bytes | None = field(repr=False)
+    frames: int = 1  # frames or pages in the file (an animated GIF, a multi-page TIFF); the pixels are the first's
 
 
 def load_photo_file(path: str | os.PathLike) -> PhotoFile:
     """The :class:`PhotoFile` of the image file at ``path``, from one decoding of it."""
-    return _decode(Path(path), lambda im, name: PhotoFile(_from_pil(im, name), _alpha(im, name), _rgb_icc(im)))
+    return _decode(Path(path), lambda im, name: PhotoFile(_from_pil(im, name), _alpha(im, name), _rgb_icc(im),
+                                                          int(getattr(im, "n_frames", 1))))
 
 
 def _rgb_icc(im: Image.Image) -> bytes | None:
