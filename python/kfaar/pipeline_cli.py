@@ -118,7 +118,6 @@ def anonymize_files(targets: list[tuple[Path, Path]], anon, key, *, png_compress
     from kfaar.faces import BatchReport, load_photo_file, process_images, process_images_overlapped
 
     source_of = {target: source for source, target in targets}  # targets are distinct, sources need not be
-    mode = 0o666 & ~_umask()  # what a plain open() would give the results (read here, before any thread starts)
 
     def read(target: Path):
         return load_photo_file(source_of[target])
@@ -129,7 +128,7 @@ def anonymize_files(targets: list[tuple[Path, Path]], anon, key, *, png_compress
 
     def write(target: Path, done) -> tuple[int, int]:
         rgb, alpha, icc, n_faces, frames = done
-        _write_png(target, rgb, alpha, icc, png_compression, mode)
+        _write_png(target, rgb, alpha, icc, png_compression)
         return n_faces, frames
 
     report = BatchReport()
@@ -148,12 +147,11 @@ def anonymize_files(targets: list[tuple[Path, Path]], anon, key, *, png_compress
     return report, faces, frames
 
 
-def _write_png(target: Path, rgb: np.ndarray, alpha: np.ndarray | None, icc: bytes | None, level: int,
-               mode: int) -> None:
-    """``rgb`` (and ``alpha``) as a PNG at ``target`` with permissions ``mode``, tagged with
-    ``icc``, written under a temporary name and renamed into place: a run stopped mid-write
-    leaves no half file behind under a result's name."""
-    import tempfile
+def _write_png(target: Path, rgb: np.ndarray, alpha: np.ndarray | None, icc: bytes | None, level: int) -> None:
+    """``rgb`` (and ``alpha``) as a PNG at ``target``, tagged with ``icc``, written under a
+    hidden temporary name beside it and renamed into place: a run stopped mid-write leaves no
+    half file under a result's name. The file gets the permissions a plain ``open`` gives."""
+    import secrets
 
     from PIL import Image
 
@@ -161,22 +159,14 @@ def _write_png(target: Path, rgb: np.ndarray, alpha: np.ndarray | None, icc: byt
     if alpha is not None:
         image.putalpha(Image.fromarray(alpha))
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, part = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    part = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(part, "xb") as fh:
             image.save(fh, "PNG", compress_level=level, **({"icc_profile": icc} if icc else {}))
-        os.chmod(part, mode)
         os.replace(part, target)
     except BaseException:
-        Path(part).unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
         raise
-
-
-def _umask() -> int:
-    """The process's umask (reading it means setting it: call before starting threads)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 @click.command("enroll")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 
 import numpy as np
@@ -160,6 +161,9 @@ def test_the_colour_profile_is_kept_and_no_other_metadata(tmp_path, grace_hopper
     assert set(kept.info) <= {"icc_profile", "dpi"}, kept.info
     assert "icc_profile" not in Image.open(out / "g.png").info
     assert sorted(p.name for p in out.iterdir()) == ["g.png", "p.png"]  # no temporary file left
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (out / "p.png").stat().st_mode & 0o777 == 0o666 & ~umask  # what a plain open() gives
 
 
 def test_png_compression_changes_the_bytes_not_the_pixels(tmp_path, grace_hopper_path):
