@@ -80,8 +80,11 @@ def _targets(paths: tuple[str, ...], out: Path) -> tuple[list[tuple[Path, Path]]
 @click.option("--png-compression", type=click.IntRange(0, 9), default=1, show_default=True,
               help="zlib level of the PNG results (0-9). The pixels are the same at every level; 6, Pillow's "
                    "default, writes a 12-megapixel photo 3-5x slower than 1 for 10-25% fewer bytes.")
+@click.option("--skip-existing", is_flag=True,
+              help="Keep results already in --out (an interrupted run's: each is written whole or not at all) "
+                   "and do not read their photos again. Whether they were made with this key is not checked.")
 def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None, out_dir: str,
-              png_compression: int) -> None:
+              png_compression: int, skip_existing: bool) -> None:
     """Replace every face in PATHS (photos or folders) with the key's virtual face.
 
     Results are PNG files in --out, a folder's photos under their path in it; a photo's
@@ -92,11 +95,16 @@ def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None,
 
     out = Path(out_dir)
     targets, inside = _targets(paths, out)
+    kept = [t for t in targets if t[1].is_file()] if skip_existing else []
+    if kept:
+        targets = [t for t in targets if not t[1].is_file()]
     key = _load_key(key_file, passphrase_env)
     out.mkdir(parents=True, exist_ok=True)
     with Anonymizer() as anon:
         report, faces, frames = anonymize_files(targets, anon, key, png_compression=png_compression)
     click.echo(f"{report.ok} photo(s), {faces} face(s) anonymized into {out}")
+    if kept:
+        click.echo(f"kept {len(kept)} result(s) already in {out} (--skip-existing)", err=True)
     for f, n in frames:
         click.echo(f"note: {f} has {n} frames or pages; only the first was anonymized and written", err=True)
     if inside:

@@ -232,3 +232,21 @@ def test_a_file_of_several_frames_says_only_the_first_was_written(tmp_path, grac
     assert f"note: {src / 'pages.tif'} has 3 frames or pages; only the first was anonymized and written" in r.stderr
     assert "one.png has" not in r.stderr
     np.testing.assert_array_equal(np.asarray(Image.open(out / "pages.png")), np.asarray(Image.open(out / "one.png")))
+
+
+def test_skip_existing_keeps_what_an_interrupted_run_wrote_and_does_the_rest(tmp_path, photos):
+    key = _key_file(tmp_path, "A")
+    full = tmp_path / "full"
+    assert _anonymize(photos, "--key", key, "--out", full).exit_code == 0
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / "a.png").write_bytes((full / "sub" / "a.png").read_bytes())  # what the first run got to
+    (out / "a.png.png").write_bytes(b"a stale result the user asked to keep")
+    r = _anonymize(photos, "--key", key, "--out", out, "--skip-existing")
+    assert r.exit_code == 0 and "1 photo(s), 1 face(s)" in r.stdout, r.stdout + r.stderr
+    assert "kept 2 result(s) already in" in r.stderr and f"skipped {photos / 'broken.jpg'}" in r.stderr
+    assert (out / "a.jpg.png").read_bytes() == (full / "a.jpg.png").read_bytes()
+    assert (out / "a.png.png").read_bytes() == b"a stale result the user asked to keep"
+    again = _anonymize(photos, "--key", key, "--out", out)  # without the flag everything is made again
+    assert again.exit_code == 0 and "3 photo(s)" in again.stdout
+    assert (out / "a.png.png").read_bytes() == (full / "a.png.png").read_bytes()
