@@ -17,6 +17,7 @@ from kfaar.errors import (
     KeyVerificationError,
     KfaarError,
     ModelIntegrityError,
+    NoCodeFoundError,
     NoFaceFoundError,
 )
 from kfaar.keys import Key
@@ -33,6 +34,7 @@ __all__ = [
     "KeyVerificationError",
     "KfaarError",
     "ModelIntegrityError",
+    "NoCodeFoundError",
     "NoFaceFoundError",
     "__version__",
 ]

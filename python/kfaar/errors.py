@@ -32,3 +32,8 @@ class BackendUnavailableError(KfaarError, RuntimeError):
 
 class NoFaceFoundError(KfaarError, ValueError):
     """No face was detected where one is required (enroll, recover, verify)."""
+
+
+class NoCodeFoundError(KfaarError, ValueError):
+    """A face was found where a virtual face was expected, but it carries no readable kfaar code:
+    not a virtual face, or a copy too degraded (greyscale, heavy re-encoding) to read."""

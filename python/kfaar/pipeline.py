@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kfaar.errors import NoFaceFoundError
+from kfaar.errors import NoCodeFoundError, NoFaceFoundError
 from kfaar.keys import Key
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,9 @@ __all__ = [
     "AnonymizerOptions",
     "Authenticator",
     "AuthenticatorOptions",
+    "NoCodeFoundError",
     "NoFaceFoundError",
+    "RecoverResult",
 ]
 
 
@@ -82,6 +84,20 @@ class AuthenticatorOptions:
     threshold: float | None = None  # None: the shipped operating point (wrong-key acceptance <= 0.5% on train)
     backend: str | None = None
     precision: str = "fp32"
+    # recover refuses a face whose code carrier's pilot match is below this (NoCodeFoundError;
+    # verify: False). 0, the default, reads every face. Measured on 300 dev identities
+    # (tools/kvfa_robustness.py; THREAT_MODEL.md): faces with no code read at most 0.80 (median
+    # 0.65), virtual photos 0.76-1.0 as made and lower after JPEG. Without a gate 4 of 1,500
+    # code-free faces were accepted at the threshold, with 0.75 none, for no lossless read and
+    # 1.3 points of TAR after JPEG q75 (3 after q50).
+    min_code_match: float = 0.0
+
+
+@dataclass(frozen=True)
+class RecoverResult:
+    embedding: np.ndarray  # (128,) float32, the recovered identity embedding (meaningful only with the right key)
+    code_match: float  # the code carrier's pilot match after re-alignment: ~1 in a virtual face, lower without a code
+    box: tuple  # (x, y, w, h) of the face read, photo pixels
 
 
 @dataclass(frozen=True)
@@ -167,10 +183,10 @@ class _Base:
         face = main_face(self._detector.detect(rgb), rgb.shape)
         if face is None:
             raise NoFaceFoundError(f"{what}: no face found in the photo ({rgb.shape[1]}x{rgb.shape[0]})")
-        return rgb, align_face(rgb, face.landmarks, size=self._engine.crop_size)
+        return rgb, face, align_face(rgb, face.landmarks, size=self._engine.crop_size)
 
     def _main_crop(self, photo, what: str) -> np.ndarray:
-        return self._main_aligned(photo, what)[1].crop[None]
+        return self._main_aligned(photo, what)[2].crop[None]
 
 
 class Anonymizer(_Base):
@@ -240,7 +256,11 @@ class Authenticator(_Base):
     """Key-controlled virtual face authentication (KVFA): recover with the key, compare to a template."""
 
     def __init__(self, options: AuthenticatorOptions | None = None):
-        super().__init__(options or AuthenticatorOptions())
+        options = options or AuthenticatorOptions()
+        m = options.min_code_match
+        if isinstance(m, bool) or not isinstance(m, (int, float, np.floating)) or not 0.0 <= float(m) <= 1.0:
+            raise ValueError(f"min_code_match: got {m!r}, expected a number in [0, 1] (0: read every face)")
+        super().__init__(options)
         t = self.options.threshold
         self.threshold = float(self._engine.threshold if t is None else t)
 
@@ -261,16 +281,27 @@ class Authenticator(_Base):
     def recover(self, virtual_photo, key: Key) -> np.ndarray:
         """A virtual photo and the key -> (128,) float32 recovered identity embedding of its main face.
 
-        The re-detected alignment is refined on the code carrier's pilot signal first."""
+        The re-detected alignment is refined on the code carrier's pilot signal first. A face
+        whose pilot match stays below ``options.min_code_match`` carries no code to read (not a
+        virtual face, or a greyscale or badly re-encoded copy): :class:`NoCodeFoundError`."""
+        r = self.recover_result(virtual_photo, key)
+        if r.code_match < self.options.min_code_match:
+            raise NoCodeFoundError(f"recover: the face carries no readable kfaar code (pilot match {r.code_match:.3f}, "
+                                   f"a virtual face reads >= {self.options.min_code_match:.2f}): not a virtual face, "
+                                   "or a copy too degraded to read")
+        return r.embedding
+
+    def recover_result(self, virtual_photo, key: Key) -> RecoverResult:
+        """:meth:`recover`'s embedding with the code's pilot match and the face's box, whatever the match."""
         import cv2
 
         self._check_open()
-        rgb, aligned = self._main_aligned(virtual_photo, "recover")
+        rgb, face, aligned = self._main_aligned(virtual_photo, "recover")
         matrix, match = self._engine.realign(rgb, aligned.matrix)
         log.debug("recover: pilot match %.3f after re-alignment", match)
         s = self._engine.crop_size
         crop = cv2.warpAffine(rgb, matrix, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        return self._engine.recover(crop[None], key)[0]
+        return RecoverResult(self._engine.recover(crop[None], key)[0], float(match), face.bbox)
 
     def recover_crops(self, crops: np.ndarray, key: Key) -> np.ndarray:
         """Aligned virtual crops (N, 128, 128, 3) uint8 -> (N, 128) recovered embeddings."""
@@ -289,8 +320,13 @@ class Authenticator(_Base):
         return self._engine.scores(np.asarray(embeddings, np.float32), np.asarray(templates, np.float32))
 
     def verify(self, virtual_photo, key: Key, template: np.ndarray) -> bool:
-        """True when the virtual photo, read with ``key``, matches ``template`` at :attr:`threshold`."""
-        return self.score(self.recover(virtual_photo, key), template) >= self.threshold
+        """True when the virtual photo, read with ``key``, matches ``template`` at :attr:`threshold`;
+        False too for a face that carries no readable code (:meth:`recover`'s NoCodeFoundError)."""
+        try:
+            embedding = self.recover(virtual_photo, key)
+        except NoCodeFoundError:
+            return False
+        return self.score(embedding, template) >= self.threshold
 
 
 def _check_crops(crops: np.ndarray, size: int) -> np.ndarray:

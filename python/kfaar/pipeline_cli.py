@@ -194,18 +194,28 @@ def enroll(photo: str, out_path: str) -> None:
 @_key_file
 @_passphrase_env
 @click.option("--template", "template_path", type=click.Path(exists=True, dir_okay=False), required=True)
-def verify(virtual_photo: str, key_file: str, passphrase_env: str | None, template_path: str) -> None:
+@click.option("--min-code-match", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Refuse a face whose code carrier's pilot match is below this: no kfaar code, or a copy too "
+                   "degraded to read (0.75 refuses faces without a code; see THREAT_MODEL.md).")
+def verify(virtual_photo: str, key_file: str, passphrase_env: str | None, template_path: str,
+           min_code_match: float) -> None:
     """Check with the key whether VIRTUAL_PHOTO shows the enrolled person; exit code 1 if not
     (2 if it cannot tell: no face, a bad template or key file)."""
-    from kfaar.pipeline import Authenticator
+    from kfaar.pipeline import Authenticator, AuthenticatorOptions
 
     template = _load_template(template_path)
     key = _load_key(key_file, passphrase_env)
-    with Authenticator() as auth:
-        e = auth.recover(virtual_photo, key)
-        s = auth.score(e, template)
+    with Authenticator(AuthenticatorOptions(min_code_match=min_code_match)) as auth:
+        r = auth.recover_result(virtual_photo, key)
+        gate = auth.options.min_code_match
+        if r.code_match < gate:
+            click.echo(f"NO MATCH no readable kfaar code in the face (pilot match {r.code_match:.3f}, "
+                       f"a virtual face reads >= {gate:.2f})")
+            raise SystemExit(1)
+        s = auth.score(r.embedding, template)
         ok = s >= auth.threshold
-    click.echo(f"{'MATCH' if ok else 'NO MATCH'} score={s:.3f} threshold={auth.threshold:.3f}")
+    click.echo(f"{'MATCH' if ok else 'NO MATCH'} score={s:.3f} threshold={auth.threshold:.3f} "
+               f"code={r.code_match:.3f}")
     raise SystemExit(0 if ok else 1)
 
 

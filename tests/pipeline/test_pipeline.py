@@ -188,6 +188,31 @@ def test_a_face_the_detector_is_less_sure_of_is_still_replaced(anon, auth, grace
     assert np.abs(r.image[y:y + h, x:x + w].astype(int) - photo[y:y + h, x:x + w]).mean() > 5
 
 
+def test_the_code_match_tells_a_virtual_face_from_one_without_a_code(auth, grace_hopper, virtual):
+    from kfaar import NoCodeFoundError
+    from kfaar.pipeline import AuthenticatorOptions, Authenticator
+
+    key = _key("A")
+    read = auth.recover_result(virtual, key)
+    plain = auth.recover_result(grace_hopper, key)  # the original: no code in it
+    assert read.code_match > 0.85 and plain.code_match < 0.8, (read.code_match, plain.code_match)
+    np.testing.assert_array_equal(read.embedding, auth.recover(virtual, key))
+    assert read.box == plain.box or all(abs(a - b) < 20 for a, b in zip(read.box, plain.box))
+    t = auth.enroll(grace_hopper)
+    gated = Authenticator(AuthenticatorOptions(min_code_match=0.8))
+    try:
+        with pytest.raises(NoCodeFoundError, match="no readable kfaar code"):
+            gated.recover(grace_hopper, key)
+        assert gated.verify(grace_hopper, key, t) is False  # fails closed
+        assert gated.verify(virtual, key, t) is True
+    finally:
+        gated.close()
+    assert auth.recover(grace_hopper, key).shape == (128,)  # the default gate (0) reads every face
+    for bad in (-0.1, 1.5, float("nan"), "0.5", True):
+        with pytest.raises(ValueError, match="min_code_match"):
+            Authenticator(AuthenticatorOptions(min_code_match=bad))
+
+
 def test_right_key_scores_above_wrong_keys(auth, grace_hopper, virtual):
     t = auth.enroll(grace_hopper)
     right = auth.score(auth.recover(virtual, _key("A")), t)

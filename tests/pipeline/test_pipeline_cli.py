@@ -120,6 +120,10 @@ def test_enroll_then_verify_with_the_right_and_a_wrong_key(tmp_path, grace_hoppe
         r = runner.invoke(main, ["verify", str(virtual), "--key", str(_key_file(tmp_path, label)),
                                  "--passphrase-env", "KP", "--template", str(template)], env=ENV)
         assert r.exit_code == code and r.stdout.startswith(verdict + " score="), (label, r.stdout, r.stderr)
+    # the genuine photo itself carries no code: with a gate it is refused as such
+    r = runner.invoke(main, ["verify", str(grace_hopper_path), "--key", str(_key_file(tmp_path, "A")),
+                             "--passphrase-env", "KP", "--template", str(template), "--min-code-match", "0.8"], env=ENV)
+    assert r.exit_code == 1 and r.stdout.startswith("NO MATCH no readable kfaar code"), (r.stdout, r.stderr)
 
 
 def test_output_names_stay_distinct_when_a_numbered_name_is_also_a_photo(tmp_path):
