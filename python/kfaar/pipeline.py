@@ -207,12 +207,18 @@ class Anonymizer(_Base):
         (H, W, 4); uint16, float in [0, 1] or bool — comes back in its own shape and dtype:
         the replaced faces' pixels converted to it, every other pixel and the alpha channel
         exactly the input's. A photo without faces comes back unchanged (a copy), and the log
-        says so."""
+        says so. A grey or bool result cannot hold the colour code the Authenticator reads, so
+        its faces will not authenticate (the log warns): pass such a photo as RGB to keep it."""
         if isinstance(photo, np.ndarray) and (photo.dtype != np.uint8 or photo.shape[2:] != (3,)):
             from kfaar.faces.image import like_input
 
             rgb = self._load(photo)
-            return like_input(photo, rgb, self.anonymize_result(rgb, key).image)
+            result = self.anonymize_result(rgb, key)
+            if result.n_faces and (photo.ndim == 2 or photo.shape[2] == 1 or photo.dtype == np.bool_):
+                log.warning("anonymize: a %s result cannot hold the colour code the Authenticator reads; its %d "
+                            "face(s) will not authenticate (pass the photo as RGB to keep the code)",
+                            "black-and-white" if photo.dtype == np.bool_ else "grey", result.n_faces)
+            return like_input(photo, rgb, result.image)
         return self.anonymize_result(photo, key).image
 
     def anonymize_result(self, photo, key: Key) -> AnonymizeResult:

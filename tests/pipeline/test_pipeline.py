@@ -213,6 +213,19 @@ def test_the_code_match_tells_a_virtual_face_from_one_without_a_code(auth, grace
             Authenticator(AuthenticatorOptions(min_code_match=bad))
 
 
+def test_a_grey_result_says_it_cannot_carry_the_code_and_an_rgb_one_keeps_it(anon, auth, grace_hopper, caplog):
+    grey = (grace_hopper.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).round().astype(np.uint8)
+    t, key = auth.enroll(grace_hopper), _key("A")
+    with caplog.at_level("WARNING", logger="kfaar.pipeline"):
+        out = anon.anonymize(grey, key)
+    assert out.shape == grey.shape and "grey result cannot hold the colour code" in caplog.text
+    assert not auth.verify(np.repeat(out[:, :, None], 3, axis=2), key, t)  # the code went with the colour
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kfaar.pipeline"):
+        rgb_out = anon.anonymize(np.repeat(grey[:, :, None], 3, axis=2), key)
+    assert "colour code" not in caplog.text and auth.verify(rgb_out, key, t)
+
+
 def test_right_key_scores_above_wrong_keys(auth, grace_hopper, virtual):
     t = auth.enroll(grace_hopper)
     right = auth.score(auth.recover(virtual, _key("A")), t)
