@@ -7,14 +7,33 @@
 
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 
 #include "kfaar/finite.h"
+#include "kfaar/isa.h"
 
 namespace kfaar::bind {
 
 namespace py = pybind11;
+
+// Refuses to run a C++ kernel on a CPU without the instructions it was compiled for (it would
+// die of SIGILL): the Python dispatch never gets here then (kfaar/ops/_dispatch.py), a direct
+// call of kfaar._C.<op>_cpu gets a RuntimeError.
+inline void require_cpu_isa() {
+  if (const uint32_t missing = missing_isa())
+    throw std::runtime_error("the C++ kernels were built for instructions this CPU lacks (" + isa_names(missing) +
+                             "): use the reference kernels (KFAAR_KERNELS=ref), or rebuild for this CPU with "
+                             "pip install . -C cmake.define.KFAAR_CPU_FLAGS=-O3");
+}
+
+// A host kernel behind that check.
+template <class Params, void (*Kernel)(const Params&)>
+void checked_cpu(const Params& p) {
+  require_cpu_isa();
+  Kernel(p);
+}
 
 inline std::string shape_str(const py::array& a) {
   std::string s = "(";

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cpu/threads.h"
+#include "kfaar/isa.h"
 #include "register.h"
 #ifdef KFAAR_WITH_CUDA
 #include "kfaar/cuda_device.h"
@@ -37,6 +38,8 @@ void register_build_info(py::module_& m) {
         d["build_type"] = KFAAR_BUILD_TYPE;
         d["cxx_compiler"] = KFAAR_CXX_COMPILER;
         d["cpu_flags"] = KFAAR_CPU_FLAGS;
+        d["kernels_isa"] = isa_names(kernels_isa());  // what the kernels were compiled to use
+        d["cpu_missing"] = isa_names(missing_isa());  // what of it this CPU lacks ("" : it runs them)
 #ifdef _OPENMP
         d["openmp"] = std::to_string(_OPENMP);
         d["omp_max_threads"] = omp_get_max_threads();

@@ -112,7 +112,7 @@ void def_mapping(py::module_& m, const char* name, Kernel kernel, const char* do
 }  // namespace
 
 void register_mapping(py::module_& m) {
-  def_mapping(m, "mapping_cpu", &mapping_cpu,
+  def_mapping(m, "mapping_cpu", &checked_cpu<MappingParams, mapping_cpu>,
               "Fused latent mapping on the CPU: x (batch, in_dim) -> W+ (batch, n_styles, style_dim). "
               "check_weights=False skips the NaN/inf scan of weights already validated once.");
 #ifdef KFAAR_WITH_CUDA

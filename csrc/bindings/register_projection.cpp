@@ -102,7 +102,7 @@ void def_projection(py::module_& m, const char* name, Kernel kernel, const char*
 }  // namespace
 
 void register_projection(py::module_& m) {
-  def_projection(m, "projection_cpu", &projection_cpu,
+  def_projection(m, "projection_cpu", &checked_cpu<ProjectionParams, projection_cpu>,
                  "Keyed projection on the CPU: z (batch, dim) float32 -> (batch, dim). "
                  "out = mean + color · Q^{±1} · whiten · (z - mean), or Q^{±1} z without whitening.");
 #ifdef KFAAR_WITH_CUDA

@@ -38,7 +38,7 @@ void def_scoring(py::module_& m, const char* name, Kernel kernel, const char* do
 }  // namespace
 
 void register_scoring(py::module_& m) {
-  def_scoring(m, "scoring_cpu", &scoring_cpu,
+  def_scoring(m, "scoring_cpu", &checked_cpu<ScoringParams, scoring_cpu>,
               "Cosine similarity on the CPU: probes (P, dim), templates (T, dim) -> (P, T) float32.");
 #ifdef KFAAR_WITH_CUDA
   def_scoring(m, "scoring_cuda", &scoring_cuda, "Cosine similarity on the GPU (host arrays in and out).");

@@ -37,7 +37,7 @@ py::array_t<uint16_t> warp_cells(const py::handle& photo_obj, const py::handle& 
   p.out = out.mutable_data();
   {
     py::gil_scoped_release release;
-    warp_cells_cpu(p);
+    checked_cpu<WarpCellsParams, warp_cells_cpu>(p);
   }
   return out;
 }

@@ -78,6 +78,11 @@ def format_info(d: dict) -> str:
             else "no OpenMP"
         )
         lines.append(f"  build: {n['build_type']}, {n['cxx_compiler']}, {n['cpu_flags']}, {openmp}")
+        if n.get("kernels_isa"):
+            missing = n.get("cpu_missing")
+            lines.append(f"  instructions: {n['kernels_isa']}; "
+                         + (f"this CPU lacks {missing}: the kernels run as the numpy reference" if missing
+                            else "this CPU has them all"))
         if n["cuda_compiled"]:
             devices = ", ".join(n["cuda_devices"]) or "none visible"
             lines.append(

@@ -39,6 +39,11 @@ static int check(int status, const char* what) {
 }
 
 int main(void) {
+  if (!kfaar_cpu_supported()) { /* a CPU without the instructions the library was built for */
+    printf("cpu_unsupported %d %s\n", kfaar_projection_forward(NULL, NULL, NULL, 0),
+           kfaar_status_string(KFAAR_ERROR_UNSUPPORTED_CPU));
+    return 3;
+  }
   /* keyed projection and its inverse */
   float signs[ROUNDS * DIM], z[BATCH * DIM], zp[BATCH * DIM], back[BATCH * DIM];
   int32_t perms[ROUNDS * DIM];

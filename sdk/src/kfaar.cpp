@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kfaar/finite.h"
+#include "kfaar/isa.h"
 #include "kfaar/mapping_params.h"
 #include "kfaar/projection_params.h"
 #include "kfaar/scoring_params.h"
@@ -19,6 +20,7 @@ using kfaar::all_finite;
 
 template <class F>
 int guarded(F&& body) {
+  if (kfaar::missing_isa()) return KFAAR_ERROR_UNSUPPORTED_CPU;  // first: nothing below may run on such a CPU
   try {
     return body();
   } catch (const std::bad_alloc&) {
@@ -83,11 +85,15 @@ const char* kfaar_status_string(int status) {
     case KFAAR_ERROR_NOT_FINITE: return "an input contained NaN or inf";
     case KFAAR_ERROR_OUT_OF_MEMORY: return "out of memory";
     case KFAAR_ERROR_INTERNAL: return "internal error";
+    case KFAAR_ERROR_UNSUPPORTED_CPU:
+      return "this CPU lacks instructions the kernels were built for (see kfaar_cpu_supported)";
     default: return "unknown status";
   }
 }
 
 int kfaar_abi_version(void) { return KFAAR_SDK_ABI_VERSION; }
+
+int kfaar_cpu_supported(void) { return kfaar::missing_isa() == 0 ? 1 : 0; }
 
 int kfaar_projection_forward(const kfaar_projection* params, const float* in, float* out, int64_t batch) {
   return projection(params, in, out, batch, false);

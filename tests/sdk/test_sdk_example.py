@@ -92,3 +92,15 @@ def test_sdk_paths_point_at_the_header_and_library():
     paths = sdk_paths()
     assert (paths.include / "kfaar" / "kfaar.h").is_file()
     assert any(paths.lib.glob("libkfaar_sdk*"))
+
+
+def test_the_library_says_whether_this_cpu_runs_it():
+    import ctypes
+
+    if _dispatch.native_module() is None:
+        pytest.skip(f"kfaar is not compiled; {_dispatch.BUILD_HINT}")
+    lib = ctypes.CDLL(str(next(sdk_paths()[1].glob("libkfaar_sdk*"))))
+    lib.kfaar_status_string.restype = ctypes.c_char_p
+    assert lib.kfaar_abi_version() == 3
+    assert lib.kfaar_cpu_supported() == (0 if _dispatch.cpu_missing() else 1)
+    assert lib.kfaar_status_string(7).startswith(b"this CPU lacks instructions the kernels were built for")

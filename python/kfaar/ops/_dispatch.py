@@ -55,6 +55,14 @@ def cuda_devices() -> tuple[str, ...]:
     return tuple(native_module().cuda_devices()) if cuda_compiled() else ()
 
 
+@functools.cache
+def cpu_missing() -> str:
+    """The instructions the C++ kernels were built for that this CPU lacks ("" when it runs them;
+    e.g. "AVX, AVX2, FMA, ..." on an x86 CPU older than x86-64-v3, where they would die of SIGILL)."""
+    mod = native_module()
+    return "" if mod is None else str(mod.build_info().get("cpu_missing", ""))
+
+
 def _why_not(backend: str) -> str | None:
     """None when ``backend`` can run here, else the reason it cannot."""
     if backend == "ref":
@@ -62,6 +70,9 @@ def _why_not(backend: str) -> str | None:
     mod = native_module()
     if mod is None:
         return f"kfaar._C is not compiled; {BUILD_HINT}"
+    if backend == "cpu" and cpu_missing():
+        return (f"the C++ kernels were built for instructions this CPU lacks ({cpu_missing()}); rebuild them for "
+                "this CPU with `pip install . -C cmake.define.KFAAR_CPU_FLAGS=-O3`")
     if backend == "cuda":
         if not cuda_compiled():
             return "this build of kfaar._C has no CUDA kernels (nvcc was not found, or KFAAR_WITH_CUDA=OFF)"
@@ -90,7 +101,9 @@ def resolve(op: str, backend: str | None = None) -> str:
     forced = requested(backend)
     if forced is None:
         best = best_available()
-        return "cpu" if op in HOST_OPS and best == "cuda" else best
+        if op in HOST_OPS and best == "cuda":  # no CUDA twin: the C++ build, where this CPU runs it
+            return "cpu" if _why_not("cpu") is None else "ref"
+        return best
     run = "cpu" if op in HOST_OPS and forced == "cuda" else forced
     reason = _why_not(run)
     if reason is not None:
@@ -102,7 +115,10 @@ def resolve(op: str, backend: str | None = None) -> str:
 @functools.cache
 def best_available() -> str:
     """The first of cuda, cpu, ref that can run in this process (fixed once the build is loaded)."""
-    return next(candidate for candidate in BACKENDS if _why_not(candidate) is None)
+    best = next(candidate for candidate in BACKENDS if _why_not(candidate) is None)
+    if best == "ref" and native_module() is not None:  # built, but not for this CPU: say so once
+        log.warning("using the slow numpy reference kernels: %s", _why_not("cpu"))
+    return best
 
 
 def native_kernel(op: str, backend: str) -> Callable:

@@ -36,7 +36,9 @@
 extern "C" {
 #endif
 
-#define KFAAR_SDK_ABI_VERSION 2 /* 2: kfaar_warp_cell_sums added */
+#define KFAAR_SDK_ABI_VERSION 3 /* 2: kfaar_warp_cell_sums added; 3: KFAAR_ERROR_UNSUPPORTED_CPU and
+                                    kfaar_cpu_supported, where a CPU without the kernels' instructions
+                                    had crashed the process (SIGILL) */
 
 typedef enum kfaar_status {
   KFAAR_OK = 0,
@@ -45,7 +47,8 @@ typedef enum kfaar_status {
   KFAAR_ERROR_INVALID_PARAMS = 3,  /* signs not +-1, perms not a permutation, too many layers, a cell off the grid */
   KFAAR_ERROR_NOT_FINITE = 4,    /* an input held NaN or inf */
   KFAAR_ERROR_OUT_OF_MEMORY = 5,
-  KFAAR_ERROR_INTERNAL = 6
+  KFAAR_ERROR_INTERNAL = 6,
+  KFAAR_ERROR_UNSUPPORTED_CPU = 7 /* this CPU lacks instructions the kernels were built for (e.g. AVX2) */
 } kfaar_status;
 
 /* A static, human-readable description of `status` (never NULL). */
@@ -53,6 +56,11 @@ KFAAR_API const char* kfaar_status_string(int status);
 
 /* KFAAR_SDK_ABI_VERSION of the linked library. */
 KFAAR_API int kfaar_abi_version(void);
+
+/* 1 when this CPU runs the kernels as built, 0 when it lacks instructions they use (the library
+ * is built for x86-64-v3: AVX2, FMA, BMI2...); every kernel function then returns
+ * KFAAR_ERROR_UNSUPPORTED_CPU instead of running. Rebuild with -DKFAAR_CPU_FLAGS=-O3 for such a CPU. */
+KFAAR_API int kfaar_cpu_supported(void);
 
 /* Keyed projection: z' = mean + color . Q . whiten . (z - mean), Q = prod_r P_r H S_r.
  * Without whitening (mean == NULL) z' = Q z; whiten and color are then ignored. */
