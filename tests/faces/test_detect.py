@@ -54,6 +54,15 @@ def test_no_face_in_synthetic_images(detector, kind):
     assert detector.detect(img) == []
 
 
+@pytest.mark.parametrize("shape", [(1, 5000, 3), (3, 20000, 3), (8, 3000, 3)])
+def test_a_photo_a_few_pixels_high_has_no_face(shape):
+    """YuNet itself reports a box 0 wide and 1e11 high far outside such a photo, at score 1.0
+    (which the Anonymizer, taking faces of any size, then tried to replace)."""
+    photo = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    with FaceDetector(DetectorOptions(min_face_size=0, score_threshold=0.5)) as det:
+        assert det.detect(photo) == []
+
+
 def test_large_photo_is_downscaled_and_mapped_back(grace_hopper):
     big = cv2.resize(grace_hopper, None, fx=3, fy=3, interpolation=cv2.INTER_LINEAR)  # 1536x1800
     with FaceDetector(DetectorOptions(max_side=600)) as det:

@@ -136,10 +136,26 @@ class FaceDetector:
             if min(bbox[2], bbox[3]) < self.options.min_face_size:
                 continue
             lm = (r[4:14].reshape(5, 2) * np.array([fx, fy], np.float32)).astype(np.float32)
+            if not _plausible(bbox, lm, w, h):
+                continue
             lm.setflags(write=False)
             faces.append(Face(bbox=bbox, landmarks=lm, score=float(r[14])))
         faces.sort(key=lambda f: -f.score)
         return faces
+
+
+def _plausible(bbox: tuple[float, float, float, float], landmarks: np.ndarray, w: int, h: int) -> bool:
+    """Whether a YuNet row describes a face at all. On photos a few pixels high (1 x 5,000, say)
+    it reports boxes of width 0 and height 1e11 far outside the photo at score 1.0: a box must be
+    finite, of positive size and aspect between 1:4 and 4:1, overlap the photo, and hold its
+    five points (within one box size of it)."""
+    x, y, bw, bh = bbox
+    if not (np.isfinite(bbox).all() and np.isfinite(landmarks).all() and bw > 0 and bh > 0):
+        return False
+    if not 0.25 <= bw / bh <= 4.0 or x >= w or y >= h or x + bw <= 0 or y + bh <= 0:
+        return False
+    lx, ly = landmarks[:, 0], landmarks[:, 1]
+    return bool(((lx >= x - bw) & (lx <= x + 2 * bw) & (ly >= y - bh) & (ly <= y + 2 * bh)).all())
 
 
 def _is_rgb_u8(x: object) -> bool:
