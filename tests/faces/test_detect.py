@@ -63,6 +63,27 @@ def test_a_photo_a_few_pixels_high_has_no_face(shape):
         assert det.detect(photo) == []
 
 
+@pytest.mark.parametrize("quarter_turns", [1, 2, 3])
+def test_rotations_find_a_face_lying_on_its_side_where_it_lies(grace_hopper, quarter_turns):
+    """The photo turned by 90/180/270 degrees: with ``rotations`` the face is found, its box and
+    five points where the upright face's land (each point still the subject's own)."""
+    h, w = grace_hopper.shape[:2]
+    with FaceDetector(DetectorOptions(min_face_size=0, score_threshold=0.5)) as det:
+        (upright,) = det.detect(grace_hopper)
+    turned = np.ascontiguousarray(np.rot90(grace_hopper, quarter_turns))  # counter-clockwise
+    lm = upright.landmarks.astype(np.float64)
+    expect = {1: np.stack([lm[:, 1], w - 1 - lm[:, 0]], 1), 2: np.stack([w - 1 - lm[:, 0], h - 1 - lm[:, 1]], 1),
+              3: np.stack([h - 1 - lm[:, 1], lm[:, 0]], 1)}[quarter_turns]
+    with FaceDetector(DetectorOptions(min_face_size=0, score_threshold=0.5, rotations=(0, 90, 180, 270))) as det:
+        faces = det.detect(turned)
+    assert len(faces) == 1 and faces[0].score == pytest.approx(upright.score, abs=0.02)
+    np.testing.assert_allclose(faces[0].landmarks, expect, atol=0.5)
+    assert faces[0].size == pytest.approx(upright.size, abs=0.5)
+    if quarter_turns != 2:  # YuNet alone misses the face on its side
+        with FaceDetector(DetectorOptions(min_face_size=0, score_threshold=0.5)) as det:
+            assert det.detect(turned) == []
+
+
 def test_large_photo_is_downscaled_and_mapped_back(grace_hopper):
     big = cv2.resize(grace_hopper, None, fx=3, fy=3, interpolation=cv2.INTER_LINEAR)  # 1536x1800
     with FaceDetector(DetectorOptions(max_side=600)) as det:
@@ -99,6 +120,10 @@ def test_several_faces_sorted_by_score(detector, grace_hopper):
         ({"nms_threshold": -0.1}, "nms_threshold"),
         ({"min_face_size": -1}, "min_face_size"),
         ({"max_side": 8}, "max_side: got 8"),
+        ({"rotations": (0, 45)}, "rotations: got"),
+        ({"rotations": ()}, "rotations: got"),
+        ({"rotations": (90, 90)}, "rotations: got"),
+        ({"rotations": [0, 90]}, "rotations: got"),
     ],
 )
 def test_options_are_checked(kwargs, match):

@@ -226,6 +226,25 @@ def test_a_grey_result_says_it_cannot_carry_the_code_and_an_rgb_one_keeps_it(ano
     assert "colour code" not in caplog.text and auth.verify(rgb_out, key, t)
 
 
+def test_a_face_on_its_side_is_replaced_when_the_anonymizer_searches_turned_photos(anon, grace_hopper):
+    from kfaar.faces import DetectorOptions
+    from kfaar.pipeline import Anonymizer, AnonymizerOptions
+
+    sideways = np.ascontiguousarray(np.rot90(grace_hopper))
+    assert anon.anonymize_result(sideways, _key("A")).n_faces == 0  # the default searches it upright only
+    turning = Anonymizer(AnonymizerOptions(detector=DetectorOptions(min_face_size=0, score_threshold=0.5,
+                                                                    rotations=(0, 90, 270))))
+    try:
+        r = turning.anonymize_result(sideways, _key("A"))
+    finally:
+        turning.close()
+    assert r.n_faces == 1
+    # the virtual face sits where the face was, turned with it: the same as anonymizing upright, turned
+    upright = anon.anonymize(grace_hopper, _key("A"))
+    diff = np.abs(r.image.astype(int) - np.rot90(upright).astype(int))
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) < 20
+
+
 def test_right_key_scores_above_wrong_keys(auth, grace_hopper, virtual):
     t = auth.enroll(grace_hopper)
     right = auth.score(auth.recover(virtual, _key("A")), t)

@@ -244,9 +244,21 @@ def _settings(opts: PrepareOptions) -> dict:
         "size": opts.size,
         "align": "arcface5-umeyama-bilinear-black",  # align_face defaults; change => new cache
         "shard_size": opts.shard_size,
-        "detector": {k: v for k, v in asdict(opts.detector).items() if k != "model_path"},
+        "detector": _detector_settings(opts.detector),
         "models": {"yunet": YUNET.sha256, "sface": SFACE.sha256},
     }
+
+
+def _detector_settings(detector) -> dict:
+    """The detector's options as a manifest records them (JSON: lists for tuples). ``rotations``
+    is recorded only when it is not the upright-only default, so caches made before the option
+    existed keep matching the settings they were made with."""
+    d = {k: v for k, v in asdict(detector).items() if k != "model_path"}
+    if tuple(d.get("rotations", (0,))) == (0,):
+        d.pop("rotations", None)
+    else:
+        d["rotations"] = list(d["rotations"])
+    return d
 
 
 def _read_manifest(out: Path) -> dict | None:

