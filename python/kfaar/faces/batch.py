@@ -168,7 +168,8 @@ def process_images_overlapped(
 
 
 def _skip(report: BatchReport, bar: tqdm, path: Path, e: Exception) -> None:
+    """Record a skipped file (logged at INFO: the caller reports ``report.failed`` its own way)."""
     msg = f"{type(e).__name__}: {e}"
-    log.warning("skipping %s: %s", path, msg)
+    log.info("skipping %s: %s", path, msg)
     report.failed.append((path, msg))
     bar.set_postfix(skipped=len(report.failed), refresh=False)
