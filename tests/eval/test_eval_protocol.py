@@ -252,7 +252,8 @@ def test_a_method_that_fails_or_misbehaves_is_counted_not_fatal(fake_data):
 
 def test_recovery_is_also_run_on_the_virtual_saved_as_jpeg(fake_data):
     """KVFA after JPEG: per photo, recover() sees the key-A virtual as it reads back from a
-    JPEG of KVFA_JPEG_QUALITY, with key A; the lossless virtual is recovered as before."""
+    JPEG of KVFA_JPEG_QUALITY, with key A; the lossless virtual is recovered as before; and
+    the original photo, with key A (what a verifier accepts from a face with no code)."""
     from kfaar.eval.properties import KVFA_JPEG_QUALITY
     from kfaar.eval.runner import _run_method
     from kfaar.faces.image import jpeg_roundtrip
@@ -269,14 +270,17 @@ def test_recovery_is_also_run_on_the_virtual_saved_as_jpeg(fake_data):
     bar = SimpleNamespace(update=lambda n: None)
     rows = _run_method(Method("keyed", lambda p, k: p[::-1].copy(), recover=recover), es, photos, _CountingStore(),
                        set(), bar)
-    assert len(seen) == 3 * len(photos)
+    assert len(seen) == 4 * len(photos)
     for n, photo in enumerate(photos):
-        (lossless, ka), (_, wrong), (jpeg, kj) = seen[3 * n: 3 * n + 3]
+        (lossless, ka), (_, wrong), (jpeg, kj), (plain, kp) = seen[4 * n: 4 * n + 4]
         virtual = photo[::-1]
         assert np.array_equal(lossless, virtual) and kj is ka and wrong is not ka
         assert np.array_equal(jpeg, jpeg_roundtrip(virtual, KVFA_JPEG_QUALITY)) and not np.array_equal(jpeg, virtual)
         np.testing.assert_array_equal(rows.recovered_jpeg[n], jpeg.reshape(-1)[:8])
-    assert rows.recovered.shape == rows.recovered_jpeg.shape == (len(photos), 8)
+        # and the original photo itself (no code in it) with the same key: the code-free row
+        assert np.array_equal(plain, photo) and kp is ka
+        np.testing.assert_array_equal(rows.recovered_plain[n], photo.reshape(-1)[:8])
+    assert rows.recovered.shape == rows.recovered_jpeg.shape == rows.recovered_plain.shape == (len(photos), 8)
 
 
 def test_markdown_table_reads_nested_keys_and_flags_small_n():
@@ -316,3 +320,18 @@ def test_judge_cache_round_trip_and_invalidation(tmp_path):
 
     other = JudgesEnv(env.venv, env.python, {"mediapipe": "0.10.22"})  # other judge versions
     assert "h1" not in JudgeCache(tmp_path, other)
+
+
+def test_code_free_acceptance_counts_each_pair_and_a_failed_read_as_a_rejection():
+    from kfaar.eval.properties import MethodRows, code_free
+
+    templates = np.eye(4, dtype=np.float32) + 0.01
+    plain = np.full((4, 4), np.nan, np.float32)  # photo 3: no face found, a rejection
+    plain[0] = templates[1]  # photo 0 read as its pair's template: accepted
+    plain[1] = -templates[0]
+    plain[2] = templates[2]  # close to its own template, not its pair's (3)
+    rows = MethodRows(a=np.arange(4), b=-np.ones(4, int), recovered_plain=plain, templates=templates)
+    pairs = np.array([[0, 1], [1, 0], [2, 3], [3, 2]])
+    out = code_free(Method("m", lambda p, k: p), rows, {}, pairs, thr=0.5)
+    assert out["value"] == 0.25 and out["n"] == 4 and out["threshold"] == 0.5
+    assert out["recovered"]["value"] == 0.75

@@ -33,10 +33,11 @@ class MethodRows:
     recovered: np.ndarray | None = None  # (N, D) recover(virtual_a, key A), nan rows where None
     recovered_wrong: np.ndarray | None = None  # (N, D) recover(virtual_a, wrong key)
     recovered_jpeg: np.ndarray | None = None  # (N, D) recover(virtual_a as JPEG KVFA_JPEG_QUALITY, key A)
+    recovered_plain: np.ndarray | None = None  # (N, D) recover(the original photo, key A): a face with no code
     templates: np.ndarray | None = None  # (N, D) method.enroll(original)
     grid: list = field(default_factory=list)
     seconds: float = 0.0  # in method.anonymize
-    recover_seconds: float = 0.0  # in method.recover (three times per photo) and method.enroll
+    recover_seconds: float = 0.0  # in method.recover (four times per photo) and method.enroll
     failures: int = 0
 
 
@@ -177,9 +178,12 @@ def method_properties(method: Method, rows: MethodRows, feats: Features, orig: d
 
     props["authentication"] = None
     props["wrong_key_acceptance"] = None
+    props["code_free_acceptance"] = None
     if rows.recovered is not None:
         props["authentication"], props["wrong_key_acceptance"], kv = kvfa(method, rows, orig, labels, pairs, fars)
         curves["kvfa"] = kv
+        if rows.recovered_plain is not None:
+            props["code_free_acceptance"] = code_free(method, rows, orig, pairs, props["wrong_key_acceptance"]["threshold"])
     return MethodResult(method.name, method.description, props, curves, pose, rows.grid, rows.seconds)
 
 
@@ -246,6 +250,24 @@ def kvfa(method: Method, rows: MethodRows, orig: dict, labels: np.ndarray, pairs
     wrong = M.share(accepted[okt[j]]).to_json()
     wrong.update({"threshold": thr, "far_at_threshold": auth["operating"]["far"]})
     return auth, wrong, roc
+
+
+def code_free(method: Method, rows: MethodRows, orig: dict, pairs: np.ndarray, thr: float) -> dict:
+    """An ordinary photo of the person, read with their key, against their template from another
+    photo (each same-person pair): what a verifier accepts when shown a face with no code in it.
+    A failed recovery (no face, or refused for carrying no code) is a rejection."""
+    tmpl = rows.templates if rows.templates is not None else orig["sface_emb"]
+    e = rows.recovered_plain
+    i, j = pairs[:, 0], pairs[:, 1]
+    ok, okt = np.isfinite(e).all(1), np.isfinite(tmpl).all(1)
+    fill = np.zeros(tmpl.shape[1], np.float32)
+    fill[0] = 1.0
+    score = method.scores or _cosine_scores
+    st = np.asarray(score(np.where(ok[:, None], e, fill), np.where(okt[:, None], tmpl, fill)), np.float64)
+    accepted = ok[i] & (st[i, j] >= thr)
+    out = M.share(accepted[okt[j]]).to_json()
+    out.update({"threshold": thr, "recovered": M.share(ok).to_json()})
+    return out
 
 
 def _operating(genuine: np.ndarray, impostor: np.ndarray, thr: float) -> dict:

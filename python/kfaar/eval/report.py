@@ -109,6 +109,8 @@ def _row_specs() -> list[tuple[str, str, str, str, str]]:
     rows.append((f"TAR @ FAR 1%, right key, after JPEG q{KVFA_JPEG_QUALITY}", "high", "pct", f"{after}/tar",
                  f"{after}/n_genuine"))
     rows.append(("Wrong-key acceptance", "= FAR", "pct", "wrong_key_acceptance/value", "wrong_key_acceptance/n"))
+    rows.append(("Acceptance of the person's original photo (no code), their key", "= FAR", "pct",
+                 "code_free_acceptance/value", "code_free_acceptance/n"))
     for a in ("yaw", "pitch", "roll"):
         rows.append((f"Abs. Δ {a}, median / p90 (°)", "low", "pose", f"synchronism/{a}", f"synchronism/{a}/n"))
     for r, label in (("mouth_ratio", "Mouth-ratio correlation"), ("eye_ratio", "Eye-ratio correlation")):

@@ -181,7 +181,7 @@ def _run_method(method: Method, es: EvalSet, photos: list[np.ndarray], store: _I
                 grid_ids: set[int], bar) -> MethodRows:
     n = len(es.photos)
     rows = MethodRows(a=np.full(n, -1, np.int64), b=np.full(n, -1, np.int64))
-    rec, rec_wrong, rec_jpeg, tmpl = [], [], [], []
+    rec, rec_wrong, rec_jpeg, rec_plain, tmpl = [], [], [], [], []
     keys = {k: identity_keys(es.names[k], es.seed) for k in {p.identity for p in es.photos}}
     for i, (photo, meta) in enumerate(zip(photos, es.photos)):
         k = keys[meta.identity]
@@ -206,6 +206,7 @@ def _run_method(method: Method, es: EvalSet, photos: list[np.ndarray], store: _I
             rec_wrong.append(_safe(method.recover, va.copy(), k.wrong) if va is not None else None)
             rec_jpeg.append(_safe(method.recover, jpeg_roundtrip(va, KVFA_JPEG_QUALITY), k.a)
                             if va is not None else None)
+            rec_plain.append(_safe(method.recover, photo.copy(), k.a))  # the original: no code in it
             tmpl.append(_safe(method.enroll, photo.copy()) if method.enroll is not None else None)
             rows.recover_seconds += time.perf_counter() - t
         if i in grid_ids and va is not None and vb is not None:
@@ -213,6 +214,7 @@ def _run_method(method: Method, es: EvalSet, photos: list[np.ndarray], store: _I
         bar.update(1)
     if method.recover is not None:
         rows.recovered, rows.recovered_wrong, rows.recovered_jpeg = _stack(rec), _stack(rec_wrong), _stack(rec_jpeg)
+        rows.recovered_plain = _stack(rec_plain)
         rows.templates = _stack(tmpl) if method.enroll is not None else None
     if rows.failures:
         log.warning("%s failed on %d of %d photos", method.name, rows.failures, n)
