@@ -299,11 +299,32 @@ class Authenticator(_Base):
 
     def recover_result(self, virtual_photo, key: Key) -> RecoverResult:
         """:meth:`recover`'s embedding with the code's pilot match and the face's box, whatever the match."""
-        import cv2
-
         self._check_open()
         rgb, face, aligned = self._main_aligned(virtual_photo, "recover")
-        matrix, match = self._engine.realign(rgb, aligned.matrix)
+        return self._read(rgb, face, aligned.matrix, key)
+
+    def recover_all(self, virtual_photo, key: Key) -> list[RecoverResult]:
+        """Every face of the photo read with the key, the main face (the one :meth:`recover`
+        reads) first, then the others by detector score; [] when there is none. For a group
+        photo whose faces were all made with one key; a face without a readable code comes
+        back with its low ``code_match``, not refused."""
+        from kfaar.faces import align_face, main_face
+
+        self._check_open()
+        rgb = self._load(virtual_photo)
+        faces = self._detector.detect(rgb)
+        if not faces:
+            return []
+        first = main_face(faces, rgb.shape)
+        faces = [first] + [f for f in faces if f is not first]
+        return [self._read(rgb, f, align_face(rgb, f.landmarks, size=self._engine.crop_size).matrix, key)
+                for f in faces]
+
+    def _read(self, rgb: np.ndarray, face, matrix: np.ndarray, key: Key) -> RecoverResult:
+        """One face: its alignment refined on the code's pilots, then read and inverted with ``key``."""
+        import cv2
+
+        matrix, match = self._engine.realign(rgb, matrix)
         log.debug("recover: pilot match %.3f after re-alignment", match)
         s = self._engine.crop_size
         crop = cv2.warpAffine(rgb, matrix, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -245,6 +245,24 @@ def test_a_face_on_its_side_is_replaced_when_the_anonymizer_searches_turned_phot
     assert diff.mean() < 1.0 and np.percentile(diff, 99) < 20
 
 
+def test_recover_all_reads_every_virtual_face_of_a_group_photo(anon, auth, grace_hopper):
+    import cv2
+
+    face = cv2.resize(grace_hopper, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    group = np.full((400, 700, 3), 180, np.uint8)
+    group[50:50 + face.shape[0], 30:30 + face.shape[1]] = face
+    group[80:80 + face.shape[0], 380:380 + face.shape[1]] = face  # the same person twice
+    key, t = _key("A"), auth.enroll(grace_hopper)
+    virtual = anon.anonymize(group, key)
+    results = auth.recover_all(virtual, key)
+    assert len(results) == 2
+    main = auth.recover_result(virtual, key)
+    np.testing.assert_array_equal(results[0].embedding, main.embedding)
+    assert results[0].box == main.box and results[0].box != results[1].box
+    assert all(r.code_match > 0.8 and auth.score(r.embedding, t) >= auth.threshold for r in results)
+    assert auth.recover_all(np.full((60, 80, 3), 90, np.uint8), key) == []
+
+
 def test_right_key_scores_above_wrong_keys(auth, grace_hopper, virtual):
     t = auth.enroll(grace_hopper)
     right = auth.score(auth.recover(virtual, _key("A")), t)
