@@ -152,7 +152,7 @@ class FaceDetector:
         rgb = photo if _is_rgb_u8(photo) else load_image(photo)
         h, w = rgb.shape[:2]
         scale = min(1.0, self.options.max_side / max(h, w))
-        if scale < 1.0:  # resized first: each channel alone, so the same as converting first, at less memory
+        if scale < 1.0:  # resized before the colour conversion: a 12-MP photo is not converted whole
             sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
             small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
         else:
