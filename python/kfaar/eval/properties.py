@@ -200,23 +200,15 @@ def _cosine_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def kvfa(method: Method, rows: MethodRows, orig: dict, labels: np.ndarray, pairs: np.ndarray,
          fars: tuple[float, ...]) -> tuple[dict, dict, M.RocResult]:
     """Authentication with the right key and acceptance of wrong keys, scored by ``method.scores``."""
-    tmpl = rows.templates if rows.templates is not None else orig["sface_emb"]
+    tmpl = _templates(rows, orig)
     r, w = rows.recovered, rows.recovered_wrong
     if r.shape[1] != tmpl.shape[1]:
         raise ValueError(
             f"{method.name}: recover() gives {r.shape[1]}-D embeddings but templates are {tmpl.shape[1]}-D; "
             "give the Method an enroll() that makes matching templates"
         )
-    okr, okw, okt = (np.isfinite(x).all(1) for x in (r, w, tmpl))
-    score = method.scores or _cosine_scores
-    # (N, N) score matrices; rows / columns without an embedding are masked out below.
-    # Missing rows are filled with a unit vector so custom score functions see valid input.
-    fill = np.zeros(tmpl.shape[1], np.float32)
-    fill[0] = 1.0
-    t_in = np.where(okt[:, None], tmpl, fill)
-
-    def scores(e: np.ndarray, ok: np.ndarray) -> np.ndarray:
-        return np.asarray(score(np.where(ok[:, None], e, fill), t_in), np.float64)
+    okr = np.isfinite(r).all(1)
+    scores, okt = _template_scores(method, tmpl)
 
     def genuine_impostor(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ok = np.isfinite(e).all(1)
@@ -228,7 +220,6 @@ def kvfa(method: Method, rows: MethodRows, orig: dict, labels: np.ndarray, pairs
 
     i, j = pairs[:, 0], pairs[:, 1]
     genuine, impostor = genuine_impostor(r)
-    wt = scores(w, okw)
     roc = M.roc_curve(genuine, impostor)
     auth = {"auc": M.json_float(roc.auc), "recovered": M.share(okr).to_json()}
     for far in fars:
@@ -246,8 +237,7 @@ def kvfa(method: Method, rows: MethodRows, orig: dict, labels: np.ndarray, pairs
                               **{f"tar_at_far_{far:g}": M.tar_at_far(gj, ij, far).to_json() for far in fars},
                               "operating": _operating(gj, ij, thr)}
     # wrong key: the person's photo recovered with a key that is not theirs, vs their template
-    accepted = okw[i] & (wt[i, j] >= thr)  # a failed recovery is a rejection here too
-    wrong = M.share(accepted[okt[j]]).to_json()
+    wrong = _pair_acceptance(scores, okt, w, pairs, thr)
     wrong.update({"threshold": thr, "far_at_threshold": auth["operating"]["far"]})
     return auth, wrong, roc
 
@@ -256,18 +246,40 @@ def code_free(method: Method, rows: MethodRows, orig: dict, pairs: np.ndarray, t
     """An ordinary photo of the person, read with their key, against their template from another
     photo (each same-person pair): what a verifier accepts when shown a face with no code in it.
     A failed recovery (no face, or refused for carrying no code) is a rejection."""
-    tmpl = rows.templates if rows.templates is not None else orig["sface_emb"]
-    e = rows.recovered_plain
-    i, j = pairs[:, 0], pairs[:, 1]
-    ok, okt = np.isfinite(e).all(1), np.isfinite(tmpl).all(1)
+    scores, okt = _template_scores(method, _templates(rows, orig))
+    out = _pair_acceptance(scores, okt, rows.recovered_plain, pairs, thr)
+    out.update({"threshold": thr, "recovered": M.share(np.isfinite(rows.recovered_plain).all(1)).to_json()})
+    return out
+
+
+def _templates(rows: MethodRows, orig: dict) -> np.ndarray:
+    """The method's own templates where it enrolls, else SFace's of the originals."""
+    return rows.templates if rows.templates is not None else orig["sface_emb"]
+
+
+def _template_scores(method: Method, tmpl: np.ndarray):
+    """(``scores(e, ok)``: the (N, M) float64 scores of embeddings against ``tmpl`` by
+    ``method.scores``, and which templates exist). Rows and templates without an embedding are
+    filled with a unit vector so custom score functions see valid input; callers mask them out."""
+    okt = np.isfinite(tmpl).all(1)
+    score = method.scores or _cosine_scores
     fill = np.zeros(tmpl.shape[1], np.float32)
     fill[0] = 1.0
-    score = method.scores or _cosine_scores
-    st = np.asarray(score(np.where(ok[:, None], e, fill), np.where(okt[:, None], tmpl, fill)), np.float64)
-    accepted = ok[i] & (st[i, j] >= thr)
-    out = M.share(accepted[okt[j]]).to_json()
-    out.update({"threshold": thr, "recovered": M.share(ok).to_json()})
-    return out
+    t_in = np.where(okt[:, None], tmpl, fill)
+
+    def scores(e: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        return np.asarray(score(np.where(ok[:, None], e, fill), t_in), np.float64)
+
+    return scores, okt
+
+
+def _pair_acceptance(scores, okt: np.ndarray, e: np.ndarray, pairs: np.ndarray, thr: float) -> dict:
+    """The share of same-person pairs (i, j), template j present, whose embedding e[i] scores
+    >= ``thr`` against template j; a missing e[i] (a failed recovery) is a rejection."""
+    ok = np.isfinite(e).all(1)
+    i, j = pairs[:, 0], pairs[:, 1]
+    accepted = ok[i] & (scores(e, ok)[i, j] >= thr)
+    return M.share(accepted[okt[j]]).to_json()
 
 
 def _operating(genuine: np.ndarray, impostor: np.ndarray, thr: float) -> dict:
