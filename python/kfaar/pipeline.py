@@ -92,6 +92,11 @@ class AuthenticatorOptions:
     # 1.3 points of TAR after JPEG q75 (3 after q50).
     min_code_match: float = 0.0
 
+    def __post_init__(self) -> None:
+        m = self.min_code_match
+        if isinstance(m, bool) or not isinstance(m, (int, float, np.floating)) or not 0.0 <= float(m) <= 1.0:
+            raise ValueError(f"min_code_match: got {m!r}, expected a number in [0, 1] (0: read every face)")
+
 
 @dataclass(frozen=True)
 class RecoverResult:
@@ -176,14 +181,26 @@ class _Base:
             return view
         return load_image(photo)
 
-    def _main_aligned(self, photo, what: str):
-        from kfaar.faces import align_face, main_face
+    def _faces(self, rgb: np.ndarray) -> list:
+        """The photo's faces, its main one (``main_face``: what enroll and recover read) first,
+        then the others by detector score."""
+        from kfaar.faces import main_face
 
+        faces = self._detector.detect(rgb)
+        first = main_face(faces, rgb.shape)
+        return [] if first is None else [first] + [f for f in faces if f is not first]
+
+    def _aligned(self, rgb: np.ndarray, face):
+        from kfaar.faces import align_face
+
+        return align_face(rgb, face.landmarks, size=self._engine.crop_size)
+
+    def _main_aligned(self, photo, what: str):
         rgb = self._load(photo)
-        face = main_face(self._detector.detect(rgb), rgb.shape)
-        if face is None:
+        faces = self._faces(rgb)
+        if not faces:
             raise NoFaceFoundError(f"{what}: no face found in the photo ({rgb.shape[1]}x{rgb.shape[0]})")
-        return rgb, face, align_face(rgb, face.landmarks, size=self._engine.crop_size)
+        return rgb, faces[0], self._aligned(rgb, faces[0])
 
     def _main_crop(self, photo, what: str) -> np.ndarray:
         return self._main_aligned(photo, what)[2].crop[None]
@@ -222,7 +239,7 @@ class Anonymizer(_Base):
         return self.anonymize_result(photo, key).image
 
     def anonymize_result(self, photo, key: Key) -> AnonymizeResult:
-        from kfaar.faces import align_face, paste_back, transform_points
+        from kfaar.faces import paste_back, transform_points
 
         self._check_open()
         rgb = self._load(photo)
@@ -230,7 +247,7 @@ class Anonymizer(_Base):
         if not faces:
             log.info("anonymize: no face found in the %dx%d photo; returned unchanged", rgb.shape[1], rgb.shape[0])
             return AnonymizeResult(rgb.copy(), 0, ())
-        aligned = [align_face(rgb, f.landmarks, size=self._engine.crop_size) for f in faces]
+        aligned = [self._aligned(rgb, f) for f in faces]
         landmarks = np.stack([transform_points(a.matrix, f.landmarks) for a, f in zip(aligned, faces)])
         virtual = self.anonymize_crops(np.stack([a.crop for a in aligned]), key, landmarks)
         out = rgb
@@ -262,11 +279,7 @@ class Authenticator(_Base):
     """Key-controlled virtual face authentication (KVFA): recover with the key, compare to a template."""
 
     def __init__(self, options: AuthenticatorOptions | None = None):
-        options = options or AuthenticatorOptions()
-        m = options.min_code_match
-        if isinstance(m, bool) or not isinstance(m, (int, float, np.floating)) or not 0.0 <= float(m) <= 1.0:
-            raise ValueError(f"min_code_match: got {m!r}, expected a number in [0, 1] (0: read every face)")
-        super().__init__(options)
+        super().__init__(options or AuthenticatorOptions())
         t = self.options.threshold
         self.threshold = float(self._engine.threshold if t is None else t)
 
@@ -308,17 +321,9 @@ class Authenticator(_Base):
         reads) first, then the others by detector score; [] when there is none. For a group
         photo whose faces were all made with one key; a face without a readable code comes
         back with its low ``code_match``, not refused."""
-        from kfaar.faces import align_face, main_face
-
         self._check_open()
         rgb = self._load(virtual_photo)
-        faces = self._detector.detect(rgb)
-        if not faces:
-            return []
-        first = main_face(faces, rgb.shape)
-        faces = [first] + [f for f in faces if f is not first]
-        return [self._read(rgb, f, align_face(rgb, f.landmarks, size=self._engine.crop_size).matrix, key)
-                for f in faces]
+        return [self._read(rgb, f, self._aligned(rgb, f).matrix, key) for f in self._faces(rgb)]
 
     def _read(self, rgb: np.ndarray, face, matrix: np.ndarray, key: Key) -> RecoverResult:
         """One face: its alignment refined on the code's pilots, then read and inverted with ``key``."""

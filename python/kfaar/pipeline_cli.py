@@ -95,9 +95,8 @@ def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None,
 
     out = Path(out_dir)
     targets, inside = _targets(paths, out)
-    kept = [t for t in targets if t[1].is_file()] if skip_existing else []
-    if kept:
-        targets = [t for t in targets if not t[1].is_file()]
+    kept = {target for _, target in targets if target.is_file()} if skip_existing else set()
+    targets = [t for t in targets if t[1] not in kept]
     key = _load_key(key_file, passphrase_env)
     out.mkdir(parents=True, exist_ok=True)
     with Anonymizer() as anon:
