@@ -19,6 +19,7 @@ from kfaar.errors import (
     ModelIntegrityError,
     NoCodeFoundError,
     NoFaceFoundError,
+    TemplateMismatchError,
 )
 from kfaar.keys import Key
 
@@ -36,6 +37,8 @@ __all__ = [
     "ModelIntegrityError",
     "NoCodeFoundError",
     "NoFaceFoundError",
+    "ProtectedTemplate",
+    "TemplateMismatchError",
     "__version__",
 ]
 
@@ -43,10 +46,12 @@ __all__ = [
 _LAZY = {
     "Anonymizer": "kfaar.pipeline",
     "Authenticator": "kfaar.pipeline",
+    "ProtectedTemplate": "kfaar.templates",
 }
 
 if TYPE_CHECKING:
     from kfaar.pipeline import Anonymizer, Authenticator
+    from kfaar.templates import ProtectedTemplate
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY)

@@ -37,3 +37,7 @@ class NoFaceFoundError(KfaarError, ValueError):
 class NoCodeFoundError(KfaarError, ValueError):
     """A face was found where a virtual face was expected, but it carries no readable kfaar code:
     not a virtual face, or a copy too degraded (greyscale, heavy re-encoding) to read."""
+
+
+class TemplateMismatchError(KfaarError, ValueError):
+    """A protected template was used with a key, or a model, other than the one it was made with."""

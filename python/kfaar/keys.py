@@ -249,7 +249,7 @@ class Key:
         ).encode("utf-8")
         prefix = _MAGIC + struct.pack(">H", len(header)) + header
         sealed = AESGCM(params.derive(pw)).encrypt(nonce, self._material, prefix)
-        _write_private(path, prefix + sealed, overwrite=overwrite)
+        write_private(path, prefix + sealed, overwrite=overwrite)
         return path
 
     @classmethod
@@ -315,10 +315,11 @@ def _with_salt(kdf: PassphraseKdf, salt: bytes) -> PassphraseKdf:
     return PassphraseKdf(**{**asdict(kdf), "salt": salt})
 
 
-def _write_private(path: Path, data: bytes, *, overwrite: bool) -> None:
-    """Write ``data`` to ``path`` with mode 0600 via a temp file and an atomic rename."""
+def write_private(path: Path, data: bytes, *, overwrite: bool, what: str = "key file") -> None:
+    """Write ``data`` to ``path`` with mode 0600 via a temp file and an atomic rename (key files,
+    templates): no other user can read it, and no half-written file is left under its name."""
     if path.exists() and not overwrite:
-        raise FileExistsError(f"key file already exists: {path} (pass overwrite=True to replace it)")
+        raise FileExistsError(f"{what} already exists: {path} (pass overwrite=True to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -7,6 +7,8 @@
 >>> with Authenticator() as auth:
 ...     t = auth.enroll("genuine.jpg")                   # SFace template, computed on device
 ...     auth.verify(virtual, key, t)                     # True with the right key
+...     pt = auth.enroll_protected("genuine.jpg", key)   # what a service should keep instead
+...     auth.verify_protected(virtual, pt)               # True, and the service needs no key
 
 Both run: detect (YuNet) -> 5-point align to a 128-px crop -> networks on the crop. The
 anonymizer pastes each virtual crop back through the generator's own face-interior mask, so
@@ -27,8 +29,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kfaar.errors import NoCodeFoundError, NoFaceFoundError
+from kfaar.errors import NoCodeFoundError, NoFaceFoundError, TemplateMismatchError
 from kfaar.keys import Key
+from kfaar.templates import ProtectedTemplate
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,7 @@ __all__ = [
     "AnonymizerOptions",
     "Authenticator",
     "AuthenticatorOptions",
+    "CodeRead",
     "NoCodeFoundError",
     "NoFaceFoundError",
     "RecoverResult",
@@ -102,6 +106,13 @@ class AuthenticatorOptions:
 class RecoverResult:
     embedding: np.ndarray  # (128,) float32, the recovered identity embedding (meaningful only with the right key)
     code_match: float  # the code carrier's pilot match after re-alignment: ~1 in a virtual face, lower without a code
+    box: tuple  # (x, y, w, h) of the face read, photo pixels
+
+
+@dataclass(frozen=True)
+class CodeRead:
+    code: np.ndarray  # (128,) float32 unit: the keyed code the face carries, read without a key (the reader is public)
+    code_match: float  # as RecoverResult's
     box: tuple  # (x, y, w, h) of the face read, photo pixels
 
 
@@ -327,13 +338,18 @@ class Authenticator(_Base):
 
     def _read(self, rgb: np.ndarray, face, matrix: np.ndarray, key: Key) -> RecoverResult:
         """One face: its alignment refined on the code's pilots, then read and inverted with ``key``."""
+        crop, match = self._realigned(rgb, matrix)
+        return RecoverResult(self._engine.recover(crop[None], key)[0], match, face.bbox)
+
+    def _realigned(self, rgb: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, float]:
+        """The face's crop at the alignment its code's pilots line up at, and their match."""
         import cv2
 
         matrix, match = self._engine.realign(rgb, matrix)
         log.debug("recover: pilot match %.3f after re-alignment", match)
         s = self._engine.crop_size
         crop = cv2.warpAffine(rgb, matrix, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        return RecoverResult(self._engine.recover(crop[None], key)[0], float(match), face.bbox)
+        return crop, float(match)
 
     def recover_crops(self, crops: np.ndarray, key: Key) -> np.ndarray:
         """Aligned virtual crops (N, 128, 128, 3) uint8 -> (N, 128) recovered embeddings."""
@@ -342,6 +358,9 @@ class Authenticator(_Base):
 
     def score(self, embedding: np.ndarray, template: np.ndarray) -> float:
         """Similarity of one recovered embedding and one template (centred, whitened cosine)."""
+        if isinstance(template, ProtectedTemplate):
+            raise TypeError("template: a ProtectedTemplate is scored against the code a virtual face carries: "
+                            "score_code(read_code(virtual_photo).code, template), or verify_protected")
         e, t = np.asarray(embedding, np.float32), np.asarray(template, np.float32)
         if e.shape != (128,) or t.shape != (128,):
             raise ValueError(f"embedding, template: expected (128,) each, got {e.shape} and {t.shape}")
@@ -351,14 +370,79 @@ class Authenticator(_Base):
         """(N, 128) x (M, 128) -> (N, M) similarities."""
         return self._engine.scores(np.asarray(embeddings, np.float32), np.asarray(templates, np.float32))
 
-    def verify(self, virtual_photo, key: Key, template: np.ndarray) -> bool:
+    def verify(self, virtual_photo, key: Key, template: np.ndarray | ProtectedTemplate) -> bool:
         """True when the virtual photo, read with ``key``, matches ``template`` at :attr:`threshold`;
-        False too for a face that carries no readable code (:meth:`recover`'s NoCodeFoundError)."""
+        False too for a face that carries no readable code (:meth:`recover`'s NoCodeFoundError).
+
+        ``template``: a plain one (:meth:`enroll`) or a :class:`ProtectedTemplate`, which must
+        have been made with ``key`` (TemplateMismatchError otherwise: under another key every
+        face would read as a stranger's)."""
+        if isinstance(template, ProtectedTemplate):
+            self._check_protected(template)
+            template.check_key(key)
+            return self.verify_protected(virtual_photo, template)
         try:
             embedding = self.recover(virtual_photo, key)
         except NoCodeFoundError:
             return False
         return self.score(embedding, template) >= self.threshold
+
+    # -------------------------------------------------------------- protected templates
+    def protect(self, template: np.ndarray, key: Key) -> ProtectedTemplate:
+        """A plain template (:meth:`enroll`) -> the person's :class:`ProtectedTemplate` under
+        ``key``, for a service to keep instead (it matches only virtual faces made with ``key``;
+        a new key revokes it). Run it where the key is, on the device."""
+        self._check_open()
+        t = np.asarray(template, np.float32)
+        if t.shape != (128,) or not np.all(np.isfinite(t)) or not np.linalg.norm(t) > 0:
+            raise ValueError(f"template: expected (128,) finite numbers, not all zero (Authenticator.enroll), "
+                             f"got shape {t.shape}")
+        code = self._engine.protected_code(t[None], key)[0]
+        return ProtectedTemplate(code, key.fingerprint, self._engine.space)
+
+    def enroll_protected(self, photo, key: Key) -> ProtectedTemplate:
+        """A genuine photo and the key -> the main face's :class:`ProtectedTemplate`; the plain
+        template it is made from never leaves this call."""
+        return self.protect(self.enroll(photo), key)
+
+    def read_code(self, virtual_photo) -> CodeRead:
+        """The keyed code the main face of a virtual photo carries, read without a key, with its
+        pilot match and box (whatever the match). Scored against a protected template by
+        :meth:`score_code`."""
+        self._check_open()
+        rgb, face, aligned = self._main_aligned(virtual_photo, "read_code")
+        crop, match = self._realigned(rgb, aligned.matrix)
+        return CodeRead(self._engine.read(crop[None])[0], match, face.bbox)
+
+    def score_code(self, code: np.ndarray, template: ProtectedTemplate) -> float:
+        """Similarity of a code read from a virtual face (:meth:`read_code`) and a protected
+        template, on :meth:`score`'s scale (equal to the plain template's score): compare to
+        :attr:`threshold`."""
+        self._check_protected(template)
+        c = np.asarray(code, np.float32)
+        if c.shape != (128,):
+            raise ValueError(f"code: expected (128,) (Authenticator.read_code), got {c.shape}")
+        return float(self._engine.code_scores(c[None], template.code[None])[0, 0])
+
+    def verify_protected(self, virtual_photo, template: ProtectedTemplate) -> bool:
+        """True when the virtual photo's main face matches the protected template at
+        :attr:`threshold` — no key needed, so a service can check a login with only what it
+        stores. False for a face whose code is unreadable (below ``options.min_code_match``).
+        It checks only that the face carries this person's code: a copy of one of their virtual
+        photos passes as well (THREAT_MODEL.md)."""
+        self._check_protected(template)
+        r = self.read_code(virtual_photo)
+        if r.code_match < self.options.min_code_match:
+            return False
+        return self.score_code(r.code, template) >= self.threshold
+
+    def _check_protected(self, template: object) -> None:
+        if not isinstance(template, ProtectedTemplate):
+            raise TypeError(f"template: expected kfaar.ProtectedTemplate, got {type(template).__name__}")
+        if template.space != self._engine.space:
+            raise TemplateMismatchError(
+                f"template: made in identity space {template.space}, this model's is {self._engine.space}: "
+                "enroll the person again with this model")
 
 
 def _check_crops(crops: np.ndarray, size: int) -> np.ndarray:

@@ -178,58 +178,109 @@ def _write_png(target: Path, rgb: np.ndarray, alpha: np.ndarray | None, icc: byt
 
 @click.command("enroll")
 @click.argument("photo", type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, help="Template file (.npy).")
-def enroll(photo: str, out_path: str) -> None:
-    """Compute the identity template of PHOTO's main face (on this device)."""
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True,
+              help="Template file: a .npy of the face's SFace embedding, or with --key a protected template "
+                   "(JSON; .kft by convention). Written under exactly this name.")
+@click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Sealed key file: write a protected template, which matches only virtual faces made with "
+                   "this key, for a service to keep instead of the face's own embedding.")
+@_passphrase_env
+def enroll(photo: str, out_path: str, key_file: str | None, passphrase_env: str | None) -> None:
+    """Compute the identity template of PHOTO's main face (on this device).
+
+    Without --key the template is the face's SFace embedding: whoever holds it can find the
+    person in any photo collection indexed with SFace, so keep it on the device. With --key it
+    is a protected template (the person's identity in the key's space, what every virtual face
+    made with the key carries anyway): a new key revokes it."""
     from kfaar.pipeline import Authenticator
 
+    from kfaar.keys import write_private
+
+    key = _load_key(key_file, passphrase_env) if key_file else None
     with Authenticator() as auth:
-        np.save(out_path, auth.enroll(photo))
-    click.echo(f"template written to {out_path}")
+        template = auth.enroll(photo)
+        data = auth.protect(template, key).to_bytes() if key is not None else _npy_bytes(template)
+    write_private(Path(out_path), data, overwrite=True, what="template file")
+    kind = "protected template" if key is not None else "template (the face's SFace embedding)"
+    click.echo(f"{kind} written to {out_path}")
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return buf.getvalue()
 
 
 @click.command("verify")
 @click.argument("virtual_photo", type=click.Path(exists=True, dir_okay=False))
-@_key_file
+@click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Sealed key file (kfaar keygen). Needed for a plain template; for a protected one it is "
+                   "optional and checked against the key the template was made with.")
 @_passphrase_env
-@click.option("--template", "template_path", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--template", "template_path", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="The template kfaar enroll wrote: plain (.npy) or protected (--key).")
 @click.option("--min-code-match", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Refuse a face whose code carrier's pilot match is below this: no kfaar code, or a copy too "
                    "degraded to read (0.75 refuses faces without a code; see THREAT_MODEL.md).")
-def verify(virtual_photo: str, key_file: str, passphrase_env: str | None, template_path: str,
+def verify(virtual_photo: str, key_file: str | None, passphrase_env: str | None, template_path: str,
            min_code_match: float) -> None:
-    """Check with the key whether VIRTUAL_PHOTO shows the enrolled person; exit code 1 if not
-    (2 if it cannot tell: no face, a bad template or key file)."""
+    """Check whether VIRTUAL_PHOTO shows the enrolled person; exit code 1 if not (2 if it
+    cannot tell: no face, a bad template or key file).
+
+    A plain template needs the key (the face is read and turned back into an identity with it);
+    a protected template does not: the code the face carries is compared with it directly."""
     from kfaar.pipeline import Authenticator, AuthenticatorOptions
+    from kfaar.templates import ProtectedTemplate
 
     template = _load_template(template_path)
-    key = _load_key(key_file, passphrase_env)
+    protected = isinstance(template, ProtectedTemplate)
+    if key_file is None and not protected:
+        raise click.UsageError("--key: a plain template (.npy) is read with the key; give the key file "
+                               "(only a protected template, kfaar enroll --key, is verified without it)")
+    key = _load_key(key_file, passphrase_env) if key_file else None
     with Authenticator(AuthenticatorOptions(min_code_match=min_code_match)) as auth:
-        r = auth.recover_result(virtual_photo, key)
+        if protected:
+            if key is not None:
+                template.check_key(key)
+            r = auth.read_code(virtual_photo)
+        else:
+            r = auth.recover_result(virtual_photo, key)
         gate = auth.options.min_code_match
         if r.code_match < gate:
             click.echo(f"NO MATCH no readable kfaar code in the face (pilot match {r.code_match:.3f}, "
                        f"a virtual face reads >= {gate:.2f})")
             raise SystemExit(1)
-        s = auth.score(r.embedding, template)
+        s = auth.score_code(r.code, template) if protected else auth.score(r.embedding, template)
         ok = s >= auth.threshold
     click.echo(f"{'MATCH' if ok else 'NO MATCH'} score={s:.3f} threshold={auth.threshold:.3f} "
                f"code={r.code_match:.3f}")
     raise SystemExit(0 if ok else 1)
 
 
-def _load_template(path: str) -> np.ndarray:
-    """The (128,) float32 template ``kfaar enroll`` wrote at ``path`` (a .npy file, never
-    unpickled); anything else is refused, naming the file."""
-    what = f"{path} is not a kfaar template (a .npy file of 128 numbers, written by kfaar enroll)"
+def _load_template(path: str):
+    """The template ``kfaar enroll`` wrote at ``path``: a (128,) float32 array from a .npy file
+    (never unpickled), or a :class:`~kfaar.templates.ProtectedTemplate` from its JSON file;
+    anything else is refused, naming the file."""
+    from kfaar.templates import ProtectedTemplate
+
+    what = f"{path} is not a kfaar template (a .npy file of 128 numbers or a protected template, written by kfaar enroll)"
     try:
         with open(path, "rb") as fh:
-            if fh.read(6) != b"\x93NUMPY":
-                raise ValueError("it is not a .npy file")
+            head = fh.read(6)
             fh.seek(0)
-            t = np.load(fh, allow_pickle=False)
+            t = np.load(fh, allow_pickle=False) if head == b"\x93NUMPY" else None
     except (ValueError, OSError, EOFError) as err:
         raise click.BadParameter(f"{what}: {err}", param_hint="--template") from None
+    if t is None:
+        if head.lstrip()[:1] != b"{":
+            raise click.BadParameter(f"{what}: it is neither a .npy file nor a protected template",
+                                     param_hint="--template")
+        try:
+            return ProtectedTemplate.load(path)  # its errors name the file
+        except (ValueError, OSError) as err:
+            raise click.BadParameter(str(err), param_hint="--template") from None
     if not isinstance(t, np.ndarray) or t.shape != (128,) or not np.issubdtype(t.dtype, np.floating):
         shape = getattr(t, "shape", None)
         raise click.BadParameter(f"{what}: it holds {getattr(t, 'dtype', type(t).__name__)} of shape {shape}",

@@ -8,6 +8,10 @@ never becomes part of a graph file:
     u' = whiten (P_K(z) - mean)                  keyed_code   (projection kernel with the Whitening affine)
     W+ = M(u' / rms(u'))                         w_plus       (fused mapping kernel)
     ẑ  = P_K^-1(mean + color · radius · û')      from_read    (inverse projection kernel)
+
+A protected template is u' itself, made unit (``protected_code``): since whiten · color = 1,
+u' = R_K whiten (z - mean) with R_K orthogonal, so cos(û', u'_t) is exactly the score of ẑ
+against the plain template t, without the inverse projection (``code_scores``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 from kfaar.keys import Key
 from kfaar.ops.mapping import MappingWeights, map_latent
 from kfaar.ops.projection import ProjectionParams, Whitening, project
+from kfaar.templates import space_id
 
 # params.safetensors tensor names
 SPACE = ("space.mean", "space.whiten", "space.color", "space.radius")
@@ -32,6 +37,7 @@ class IdentityCodes:
         self.color = params["space.color"].astype(np.float32)  # (d, d) C^1/2
         self.radius = float(np.asarray(params["space.radius"]).reshape(-1)[0])  # median |u| on train
         self.whitening = Whitening(self.mean, self.whiten, self.color)
+        self.space = space_id(self.mean, self.whiten)  # names the space protected templates live in
         self.mapping = MappingWeights(
             tuple(params[f"mapping.layer{i}.weight"] for i in range(n_layers)),
             tuple(params[f"mapping.layer{i}.bias"] for i in range(n_layers)),
@@ -56,6 +62,11 @@ class IdentityCodes:
         zk = project(np.ascontiguousarray(z, np.float32), self.params(key), whitening=self.whitening)
         return np.ascontiguousarray((zk - self.mean) @ self.whiten.T, np.float32)
 
+    def protected_code(self, z: np.ndarray, key: Key) -> np.ndarray:
+        """(N, 128) SFace embeddings -> (N, 128) unit keyed codes u' / |u'| (protected templates)."""
+        u = self.keyed_code(z, key)
+        return np.ascontiguousarray(u / np.linalg.norm(u, axis=1, keepdims=True), np.float32)
+
     def w_plus(self, u: np.ndarray) -> np.ndarray:
         """(N, 128) keyed codes -> W+ (N, n_styles, style_dim) through the mapping kernel."""
         u = np.asarray(u, np.float32)
@@ -75,6 +86,14 @@ class IdentityCodes:
         from kfaar.ops.scoring import cosine_scores
 
         return cosine_scores(self.to_code(np.atleast_2d(probes)), self.to_code(np.atleast_2d(templates)))
+
+    @staticmethod
+    def code_scores(reads: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """(N, 128) codes read from virtual faces x (M, 128) protected codes -> (N, M) cosines
+        (equal to :meth:`scores` of the recovered embeddings against the plain templates)."""
+        from kfaar.ops.scoring import cosine_scores
+
+        return cosine_scores(np.atleast_2d(np.asarray(reads, np.float32)), np.atleast_2d(np.asarray(codes, np.float32)))
 
 
 def check_offsets(offsets: np.ndarray | None, n: int) -> np.ndarray:
@@ -107,6 +126,15 @@ class CodesMixin:
         """(N, 128) SFace embeddings -> (N, 128) keyed whitened codes u' = whiten (z'_K - mean)."""
         return self.codes.keyed_code(z, key)
 
+    def protected_code(self, z: np.ndarray, key: Key) -> np.ndarray:
+        """(N, 128) SFace embeddings -> (N, 128) unit keyed codes (protected templates)."""
+        return self.codes.protected_code(z, key)
+
+    @property
+    def space(self) -> str:
+        """The identity space's id (:func:`kfaar.templates.space_id`)."""
+        return self.codes.space
+
     def w_plus(self, u: np.ndarray) -> np.ndarray:
         """(N, 128) keyed codes -> W+ (N, n_styles, style_dim) through the mapping kernel."""
         return self.codes.w_plus(u)
@@ -114,3 +142,7 @@ class CodesMixin:
     def scores(self, probes: np.ndarray, templates: np.ndarray) -> np.ndarray:
         """(N, 128) x (M, 128) -> (N, M) cosine of centred, whitened embeddings."""
         return self.codes.scores(probes, templates)
+
+    def code_scores(self, reads: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """(N, 128) codes read from virtual faces x (M, 128) protected codes -> (N, M) cosines."""
+        return self.codes.code_scores(reads, codes)
