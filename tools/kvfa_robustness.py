@@ -37,8 +37,20 @@ def rescale(rgb: np.ndarray, s: float) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((round(w * s), round(h * s)), Image.BICUBIC))
 
 
+def jpeg444(rgb: np.ndarray, quality: int) -> np.ndarray:
+    """As ``kfaar anonymize --format jpeg --jpeg-quality Q`` writes it (Pillow, 4:4:4) and it reads back."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=quality, subsampling=0)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
 EDITS = {
     "png (lossless)": lambda a: a,
+    "--format jpeg (q95)": lambda a: jpeg444(a, 95),
+    "--format jpeg, q85": lambda a: jpeg444(a, 85),
+    "--format jpeg, q75": lambda a: jpeg444(a, 75),
     "jpeg q95": lambda a: jpeg_roundtrip(a, 95),
     "jpeg q85": lambda a: jpeg_roundtrip(a, 85),
     "jpeg q75": lambda a: jpeg_roundtrip(a, 75),

@@ -3,14 +3,15 @@
 The folder is made from the sample photo (matplotlib's ``grace_hopper.jpg``, one face): the
 photo as it is (512 x 600) and the photo enlarged to a 12-megapixel phone picture (3024 x
 4032, bicubic), each file with its own seeded sensor-like noise (s.d. 3 grey levels: no two
-files alike, and PNG results not unrealistically compressible), saved as a JPEG of quality 90. Every repeat runs the three ways in turn
+files alike, and PNG results not unrealistically compressible), saved as a JPEG of quality 90. Every repeat runs the four ways in turn
 on the same files, into fresh output folders:
 
 - ``one at a time, PNG 6``: read, anonymize, write each photo in turn at zlib level 6
   (Pillow's default): ``kfaar anonymize`` before 2026-11-27;
 - ``one at a time, PNG 1``: the same at level 1 (the default since);
 - ``overlapped, PNG 1``: the next photo read and the last result written on two threads
-  while a photo is anonymized (``kfaar anonymize`` as it runs now).
+  while a photo is anonymized (``kfaar anonymize`` as it runs now);
+- ``overlapped, JPEG 95``: the same, writing JPEG results (``--format jpeg``, quality 95, 4:4:4).
 
 Figures are medians over the repeats; ratios are against the first way, from this one run.
 """
@@ -26,10 +27,11 @@ from pathlib import Path
 import click
 import numpy as np
 
-WAYS = {  # name -> (overlapped, PNG compression level)
-    "one at a time, PNG 6": (False, 6),
-    "one at a time, PNG 1": (False, 1),
-    "overlapped, PNG 1": (True, 1),
+WAYS = {  # name -> (overlapped, ResultFormat's arguments)
+    "one at a time, PNG 6": (False, {"png_compression": 6}),
+    "one at a time, PNG 1": (False, {"png_compression": 1}),
+    "overlapped, PNG 1": (True, {"png_compression": 1}),
+    "overlapped, JPEG 95": (True, {"kind": "jpeg", "jpeg_quality": 95}),
 }
 SIZES = {"sample": None, "12mp": (3024, 4032)}  # (width, height) or None: the sample photo as it is
 
@@ -66,7 +68,7 @@ def files(sizes: tuple[str, ...], photos: int | None, repeats: int, threads: int
     from kfaar.keys import Key
     from kfaar.pipeline import Anonymizer, AnonymizerOptions
     from kfaar.pipeline_bench import KEY_SEED
-    from kfaar.pipeline_cli import anonymize_files
+    from kfaar.pipeline_cli import ResultFormat, anonymize_files
 
     if repeats < 1 or (photos is not None and photos < 1):
         raise click.BadParameter("--photos and --repeats take a count >= 1")
@@ -80,12 +82,12 @@ def files(sizes: tuple[str, ...], photos: int | None, repeats: int, threads: int
             times: dict[str, list[float]] = {w: [] for w in WAYS}
             out_mb: dict[str, float] = {}
             for r in range(repeats):
-                for way, (overlapped, level) in WAYS.items():
-                    out = Path(tmp) / f"out-{size}-{r}-{level}-{int(overlapped)}"
-                    targets = [(s, out / (s.stem + ".png")) for s in sources]
+                for i, (way, (overlapped, fmt)) in enumerate(WAYS.items()):
+                    out = Path(tmp) / f"out-{size}-{r}-{i}"
+                    fmt = ResultFormat(**fmt)
+                    targets = [(s, out / (s.stem + fmt.suffix)) for s in sources]
                     t = time.perf_counter()
-                    report, _, _ = anonymize_files(targets, anon, key, png_compression=level, overlapped=overlapped,
-                                                progress=False)
+                    report, _, _ = anonymize_files(targets, anon, key, fmt, overlapped=overlapped, progress=False)
                     times[way].append(time.perf_counter() - t)
                     if report.failed:
                         raise click.ClickException(f"{way}: {report.failed[0][0]}: {report.failed[0][1]}")

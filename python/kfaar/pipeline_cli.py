@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -29,14 +30,14 @@ def _load_key(key_file: str, passphrase_env: str | None):
     return Key.load(key_file, passphrase=passphrase)
 
 
-def _targets(paths: tuple[str, ...], out: Path) -> tuple[list[tuple[Path, Path]], list[Path]]:
+def _targets(paths: tuple[str, ...], out: Path, suffix: str = ".png") -> tuple[list[tuple[Path, Path]], list[Path]]:
     """(source, output file) for every photo under ``paths``, and the files left out because
     they lie in ``out`` (an earlier run's results, when ``out`` is inside an input folder).
 
-    A folder's photos keep their path below it, a named file goes to the top of ``out``; the
-    result is always PNG (lossless: the keyed code the virtual face carries survives it).
-    Outputs never overwrite each other — ``a.jpg`` and ``a.png`` become ``a.jpg.png`` and
-    ``a.png.png``, and names still shared get ``-2``, ``-3``... in input order — nor an input:
+    A folder's photos keep their path below it, a named file goes to the top of ``out``; a
+    result's name ends in ``suffix`` (its format's). Outputs never overwrite each other —
+    ``a.jpg`` and ``a.png`` become ``a.jpg.png`` and ``a.png.png``, and names still shared get
+    ``-2``, ``-3``... in input order — nor an input:
     a path named on the command line that lies in ``out`` is refused before any photo is read."""
     from kfaar.faces import iter_images
 
@@ -59,9 +60,9 @@ def _targets(paths: tuple[str, ...], out: Path) -> tuple[list[tuple[Path, Path]]
             seen.setdefault(r, set()).add(f.suffix)
         return seen
 
-    rels = [rel.with_suffix(".png") for _, rel in pairs]
+    rels = [rel.with_suffix(suffix) for _, rel in pairs]
     mixed = {r for r, sfx in suffixes(rels).items() if len(sfx) > 1}  # a.jpg and a.png: say which
-    rels = [rel.with_name(rel.name + ".png") if r in mixed else r for (_, rel), r in zip(pairs, rels)]
+    rels = [rel.with_name(rel.name + suffix) if r in mixed else r for (_, rel), r in zip(pairs, rels)]
     taken: set[Path] = set()
     for i, r in enumerate(rels):  # still shared (one name in two folders): number the later ones
         n = 1
@@ -77,30 +78,37 @@ def _targets(paths: tuple[str, ...], out: Path) -> tuple[list[tuple[Path, Path]]
 @_key_file
 @_passphrase_env
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--format", "fmt", type=click.Choice(["png", "jpeg"]), default="png", show_default=True,
+              help="Results as PNG (lossless) or JPEG (a fifth to a quarter of the bytes; written at --jpeg-quality "
+                   "with full-resolution colour, which the code that authenticates the face is written in). "
+                   "A photo with transparency is skipped as JPEG.")
 @click.option("--png-compression", type=click.IntRange(0, 9), default=1, show_default=True,
               help="zlib level of the PNG results (0-9). The pixels are the same at every level; 6, Pillow's "
                    "default, writes a 12-megapixel photo 3-5x slower than 1 for 10-25% fewer bytes.")
+@click.option("--jpeg-quality", type=click.IntRange(50, 100), default=95, show_default=True,
+              help="Quality of JPEG results (50-100). Lower loses more of the code: see docs/THREAT_MODEL.md.")
 @click.option("--skip-existing", is_flag=True,
               help="Keep results already in --out (an interrupted run's: each is written whole or not at all) "
                    "and do not read their photos again. Whether they were made with this key is not checked.")
-def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None, out_dir: str,
-              png_compression: int, skip_existing: bool) -> None:
+def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None, out_dir: str, fmt: str,
+              png_compression: int, jpeg_quality: int, skip_existing: bool) -> None:
     """Replace every face in PATHS (photos or folders) with the key's virtual face.
 
-    Results are PNG files in --out, a folder's photos under their path in it; a photo's
-    transparency and RGB colour profile are kept, its EXIF and other metadata (place, camera,
-    the original's thumbnail) are not. Unreadable files are reported and skipped. The next
+    Results are PNG (or JPEG) files in --out, a folder's photos under their path in it; a
+    photo's transparency and RGB colour profile are kept, its EXIF and other metadata (place,
+    camera, the original's thumbnail) are not. Unreadable files are reported and skipped. The next
     photos are read and the last results written while a photo is anonymized."""
     from kfaar.pipeline import Anonymizer
 
     out = Path(out_dir)
-    targets, inside = _targets(paths, out)
+    result_format = ResultFormat(fmt, png_compression=png_compression, jpeg_quality=jpeg_quality)
+    targets, inside = _targets(paths, out, result_format.suffix)
     kept = {target for _, target in targets if target.is_file()} if skip_existing else set()
     targets = [t for t in targets if t[1] not in kept]
     key = _load_key(key_file, passphrase_env)
     out.mkdir(parents=True, exist_ok=True)
     with Anonymizer() as anon:
-        report, faces, frames = anonymize_files(targets, anon, key, png_compression=png_compression)
+        report, faces, frames = anonymize_files(targets, anon, key, result_format)
     click.echo(f"{report.ok} photo(s), {faces} face(s) anonymized into {out}")
     if kept:
         click.echo(f"kept {len(kept)} result(s) already in {out} (--skip-existing)", err=True)
@@ -112,30 +120,32 @@ def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None,
         click.echo(f"skipped {f}: {err}", err=True)
 
 
-def anonymize_files(targets: list[tuple[Path, Path]], anon, key, *, png_compression: int = 1,
+def anonymize_files(targets: list[tuple[Path, Path]], anon, key, result_format: ResultFormat | None = None, *,
                     overlapped: bool = True, progress: bool = True):
     """Anonymize each (source, result) photo file of ``targets`` with ``anon`` (an open
     :class:`~kfaar.pipeline.Anonymizer`) and ``key``; returns (BatchReport, faces replaced,
     [(source, frames)] of the files with more than one frame or page, of which only the first
-    is anonymized and written).
+    is anonymized and written). ``result_format``: how results are written (default: PNG, zlib level 1).
 
     ``overlapped`` reads the next photo and writes the last result on two threads while a
     photo is anonymized (``process_images_overlapped``); False does one photo at a time, which
     ``kfaar bench files`` compares it with."""
     from kfaar.faces import BatchReport, load_photo_file, process_images, process_images_overlapped
 
+    fmt = result_format or ResultFormat()
     source_of = {target: source for source, target in targets}  # targets are distinct, sources need not be
 
     def read(target: Path):
         return load_photo_file(source_of[target])
 
-    def work(photo):  # only what the PNG needs waits for the writer: not the photo's pixels
+    def work(photo):  # only what the result file needs waits for the writer: not the photo's pixels
+        fmt.check(photo.alpha)  # before the work, not after
         result = anon.anonymize_result(photo.rgb, key)
         return result.image, photo.alpha, photo.icc_profile, result.n_faces, photo.frames
 
     def write(target: Path, done) -> tuple[int, int]:
         rgb, alpha, icc, n_faces, frames = done
-        _write_png(target, rgb, alpha, icc, png_compression)
+        fmt.write(target, rgb, alpha, icc)
         return n_faces, frames
 
     report = BatchReport()
@@ -154,26 +164,53 @@ def anonymize_files(targets: list[tuple[Path, Path]], anon, key, *, png_compress
     return report, faces, frames
 
 
-def _write_png(target: Path, rgb: np.ndarray, alpha: np.ndarray | None, icc: bytes | None, level: int) -> None:
-    """``rgb`` (and ``alpha``) as a PNG at ``target``, tagged with ``icc``, written under a
-    hidden temporary name beside it and renamed into place: a run stopped mid-write leaves no
-    half file under a result's name. The file gets the permissions a plain ``open`` gives."""
-    import secrets
+@dataclass(frozen=True)
+class ResultFormat:
+    """How ``kfaar anonymize`` writes a result: PNG (lossless) or JPEG, tagged with the photo's
+    ICC profile, under a hidden temporary name beside the target and renamed into place (a run
+    stopped mid-write leaves no half file under a result's name), with the permissions a plain
+    ``open`` gives."""
 
-    from PIL import Image
+    kind: str = "png"  # "png" | "jpeg"
+    png_compression: int = 1  # zlib level; the pixels are the same at every level
+    # JPEG: 4:4:4 (no chroma subsampling), since the code carrier is written in chroma
+    jpeg_quality: int = 95
 
-    image = Image.fromarray(rgb)
-    if alpha is not None:
-        image.putalpha(Image.fromarray(alpha))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
-    try:
-        with open(part, "xb") as fh:
-            image.save(fh, "PNG", compress_level=level, **({"icc_profile": icc} if icc else {}))
-        os.replace(part, target)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
+    def __post_init__(self) -> None:
+        if self.kind not in ("png", "jpeg"):
+            raise ValueError(f"kind: got {self.kind!r}, expected 'png' or 'jpeg'")
+
+    @property
+    def suffix(self) -> str:
+        return ".png" if self.kind == "png" else ".jpg"
+
+    def check(self, alpha: np.ndarray | None) -> None:
+        if alpha is not None and self.kind == "jpeg":
+            raise ValueError("it has transparency, which a JPEG cannot hold: anonymize it with --format png")
+
+    def write(self, target: Path, rgb: np.ndarray, alpha: np.ndarray | None, icc: bytes | None) -> None:
+        import secrets
+
+        from PIL import Image
+
+        self.check(alpha)
+        image = Image.fromarray(rgb)
+        if alpha is not None:
+            image.putalpha(Image.fromarray(alpha))
+        extra = {"icc_profile": icc} if icc else {}
+        if self.kind == "png":
+            extra["compress_level"] = self.png_compression
+        else:
+            extra.update(quality=self.jpeg_quality, subsampling=0)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
+        try:
+            with open(part, "xb") as fh:
+                image.save(fh, self.kind.upper(), **extra)
+            os.replace(part, target)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
 
 
 @click.command("enroll")

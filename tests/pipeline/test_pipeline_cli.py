@@ -195,6 +195,38 @@ def test_a_result_that_cannot_be_written_is_reported_and_leaves_nothing_behind(t
     assert written == ["a.jpg.png", "a.png.png"]  # the others written, no half file anywhere
 
 
+def test_jpeg_results_keep_the_profile_and_the_code_and_skip_what_jpeg_cannot_hold(tmp_path, grace_hopper):
+    icc = _srgb_icc()
+    src = tmp_path / "in"
+    src.mkdir()
+    im = Image.fromarray(grace_hopper)
+    exif = im.getexif()
+    exif[0x010F] = "PhoneMaker"
+    im.save(src / "p.jpg", quality=95, icc_profile=icc, exif=exif)
+    im.save(src / "p.png")  # same name, other format
+    alpha = np.full(grace_hopper.shape[:2], 255, np.uint8)
+    alpha[:50] = 0
+    Image.fromarray(np.dstack([grace_hopper, alpha])).save(src / "clear.png")
+    out, key = tmp_path / "out", _key_file(tmp_path, "A")
+    r = _anonymize(src, "--key", key, "--out", out, "--format", "jpeg")
+    assert r.exit_code == 0 and "2 photo(s), 2 face(s)" in r.stdout, r.stdout + r.stderr
+    assert f"skipped {src / 'clear.png'}: ValueError: it has transparency, which a JPEG cannot hold" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["p.jpg.jpg", "p.png.jpg"]
+    result = Image.open(out / "p.jpg.jpg")
+    assert result.format == "JPEG" and result.info.get("icc_profile") == icc and not result.getexif()
+    assert result.layer[0][1:3] == result.layer[1][1:3] == (1, 1)  # 4:4:4: the chroma code kept at full resolution
+    png = _anonymize(src / "p.jpg", "--key", key, "--out", tmp_path / "png")
+    assert png.exit_code == 0
+    lossless = np.asarray(Image.open(tmp_path / "png" / "p.png"), dtype=float)
+    assert np.abs(np.asarray(result, dtype=float) - lossless).mean() < 2  # the same picture, re-encoded
+    template = tmp_path / "me.npy"
+    assert CliRunner().invoke(main, ["enroll", str(src / "p.png"), "--out", str(template)]).exit_code == 0
+    v = CliRunner().invoke(main, ["verify", str(out / "p.jpg.jpg"), "--key", str(key), "--passphrase-env", "KP",
+                                  "--template", str(template), "--min-code-match", "0.75"], env=ENV)
+    assert v.exit_code == 0 and v.stdout.startswith("MATCH"), v.stdout + v.stderr
+    assert _anonymize(src / "p.jpg", "--key", key, "--out", tmp_path / "x", "--jpeg-quality", "40").exit_code == 2
+
+
 def test_errors_end_with_their_message_and_exit_code_2_not_a_traceback(tmp_path, grace_hopper_path):
     """2 is apart from verify's 1 ("no match"): a script can tell "not this person" from "cannot tell"."""
     runner = CliRunner()
