@@ -107,7 +107,7 @@ class ProtectedTemplate:
         what = f"{name} is not a kfaar protected template"
         try:
             doc = json.loads(bytes(data).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:  # RecursionError: "[[[[..."
             raise ValueError(f"{what}: {e}") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise ValueError(f"{what} (no \"format\": \"{FORMAT}\")")

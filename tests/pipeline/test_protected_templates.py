@@ -220,3 +220,26 @@ def test_cli_enroll_with_a_key_then_verify_without_it(tmp_path, grace_hopper_pat
     (tmp_path / "broken.kft").write_text(VECTORS["file"].replace('"version": 1', '"version": 9'))
     r = runner.invoke(main, ["verify", str(tmp_path / "virtualA.png"), "--template", str(tmp_path / "broken.kft")])
     assert r.exit_code == 2 and "broken.kft is not a kfaar protected template" in r.stderr, r.stderr
+
+
+def test_any_bytes_either_parse_or_raise_value_error():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    good = VECTORS["file"].encode()
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.one_of(st.binary(max_size=2000),
+                     st.tuples(st.integers(0, len(good) - 1), st.binary(min_size=1, max_size=8)).map(
+                         lambda c: good[:c[0]] + c[1] + good[c[0] + len(c[1]):])))
+    def check(data):
+        try:
+            t = ProtectedTemplate.from_bytes(data)
+        except ValueError as e:
+            assert str(e).startswith("data is not a kfaar protected template")
+        else:
+            assert t.code.shape == (128,) and np.isfinite(t.code).all()
+
+    check()
+    with pytest.raises(ValueError, match="data is not a kfaar protected template: maximum recursion depth"):
+        ProtectedTemplate.from_bytes(b"[" * 50_000)
