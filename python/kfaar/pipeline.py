@@ -45,6 +45,7 @@ __all__ = [
     "NoCodeFoundError",
     "NoFaceFoundError",
     "RecoverResult",
+    "VerifyResult",
 ]
 
 
@@ -113,6 +114,14 @@ class RecoverResult:
 class CodeRead:
     code: np.ndarray  # (128,) float32 unit: the keyed code the face carries, read without a key (the reader is public)
     code_match: float  # as RecoverResult's
+    box: tuple  # (x, y, w, h) of the face read, photo pixels
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    match: bool  # score >= the Authenticator's threshold, and the code readable
+    score: float | None  # on score()'s scale; None when the code was not read (code_match below the gate)
+    code_match: float  # the code carrier's pilot match after re-alignment
     box: tuple  # (x, y, w, h) of the face read, photo pixels
 
 
@@ -372,20 +381,37 @@ class Authenticator(_Base):
 
     def verify(self, virtual_photo, key: Key, template: np.ndarray | ProtectedTemplate) -> bool:
         """True when the virtual photo, read with ``key``, matches ``template`` at :attr:`threshold`;
-        False too for a face that carries no readable code (:meth:`recover`'s NoCodeFoundError).
+        False too for a face that carries no readable code (below ``options.min_code_match``).
 
         ``template``: a plain one (:meth:`enroll`) or a :class:`ProtectedTemplate`, which must
         have been made with ``key`` (TemplateMismatchError otherwise: under another key every
         face would read as a stranger's)."""
+        if not isinstance(key, Key):
+            raise TypeError(f"key: expected kfaar.Key, got {type(key).__name__}")
+        return self.verify_result(virtual_photo, key, template).match
+
+    def verify_result(self, virtual_photo, key: Key | None, template: np.ndarray | ProtectedTemplate
+                      ) -> VerifyResult:
+        """:meth:`verify`'s decision with its score, the code's pilot match and the face's box.
+        ``key`` may be None for a protected template (:meth:`verify_protected`); a plain one
+        is read with the key."""
         if isinstance(template, ProtectedTemplate):
             self._check_protected(template)
-            template.check_key(key)
-            return self.verify_protected(virtual_photo, template)
-        try:
-            embedding = self.recover(virtual_photo, key)
-        except NoCodeFoundError:
-            return False
-        return self.score(embedding, template) >= self.threshold
+            if key is not None:
+                template.check_key(key)
+            r = self.read_code(virtual_photo)
+        elif key is None:
+            raise TypeError("key: a plain template is read with the key (only a ProtectedTemplate is verified "
+                            "without one)")
+        else:
+            r = self.recover_result(virtual_photo, key)
+        if r.code_match < self.options.min_code_match:
+            return VerifyResult(False, None, r.code_match, r.box)
+        if isinstance(template, ProtectedTemplate):
+            s = self.score_code(r.code, template)
+        else:
+            s = self.score(r.embedding, template)
+        return VerifyResult(s >= self.threshold, s, r.code_match, r.box)
 
     # -------------------------------------------------------------- protected templates
     def protect(self, template: np.ndarray, key: Key) -> ProtectedTemplate:
@@ -431,10 +457,7 @@ class Authenticator(_Base):
         It checks only that the face carries this person's code: a copy of one of their virtual
         photos passes as well (THREAT_MODEL.md)."""
         self._check_protected(template)
-        r = self.read_code(virtual_photo)
-        if r.code_match < self.options.min_code_match:
-            return False
-        return self.score_code(r.code, template) >= self.threshold
+        return self.verify_result(virtual_photo, None, template).match
 
     def _check_protected(self, template: object) -> None:
         if not isinstance(template, ProtectedTemplate):

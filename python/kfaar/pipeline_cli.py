@@ -278,22 +278,14 @@ def verify(virtual_photo: str, key_file: str | None, passphrase_env: str | None,
                                "(only a protected template, kfaar enroll --key, is verified without it)")
     key = _load_key(key_file, passphrase_env) if key_file else None
     with Authenticator(AuthenticatorOptions(min_code_match=min_code_match)) as auth:
-        if protected:
-            if key is not None:
-                template.check_key(key)
-            r = auth.read_code(virtual_photo)
-        else:
-            r = auth.recover_result(virtual_photo, key)
-        gate = auth.options.min_code_match
-        if r.code_match < gate:
-            click.echo(f"NO MATCH no readable kfaar code in the face (pilot match {r.code_match:.3f}, "
-                       f"a virtual face reads >= {gate:.2f})")
-            raise SystemExit(1)
-        s = auth.score_code(r.code, template) if protected else auth.score(r.embedding, template)
-        ok = s >= auth.threshold
-    click.echo(f"{'MATCH' if ok else 'NO MATCH'} score={s:.3f} threshold={auth.threshold:.3f} "
+        r = auth.verify_result(virtual_photo, key, template)
+    if r.score is None:
+        click.echo(f"NO MATCH no readable kfaar code in the face (pilot match {r.code_match:.3f}, "
+                   f"a virtual face reads >= {min_code_match:.2f})")
+        raise SystemExit(1)
+    click.echo(f"{'MATCH' if r.match else 'NO MATCH'} score={r.score:.3f} threshold={auth.threshold:.3f} "
                f"code={r.code_match:.3f}")
-    raise SystemExit(0 if ok else 1)
+    raise SystemExit(0 if r.match else 1)
 
 
 def _load_template(path: str):

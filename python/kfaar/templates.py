@@ -63,10 +63,10 @@ class ProtectedTemplate:
     space: str
 
     def __post_init__(self) -> None:
-        c = np.array(self.code, dtype=np.float32)  # a private copy, so the caller's array cannot change it
+        c = np.asarray(self.code, dtype=np.float32).astype(np.float64)  # a private copy; float64: no overflow
         if c.shape != (DIM,) or not np.all(np.isfinite(c)) or not np.linalg.norm(c) > 0:
             raise ValueError(f"code: expected ({DIM},) finite numbers, not all zero; got shape {c.shape}")
-        c /= np.linalg.norm(c)
+        c = (c / np.linalg.norm(c)).astype(np.float32)
         c.setflags(write=False)
         object.__setattr__(self, "code", c)
         for name in ("key_fingerprint", "space"):

@@ -115,6 +115,29 @@ def test_verify_and_verify_protected_agree_with_the_plain_template(auth, faces):
         auth.score(auth.recover(faces["B"], key), faces["template"]), abs=2e-5)
 
 
+def test_verify_result_gives_the_decision_its_score_and_the_code_match(auth, faces, grace_hopper):
+    from kfaar import Authenticator
+    from kfaar.pipeline import AuthenticatorOptions
+
+    key, t = _key("A"), faces["template"]
+    pt = auth.protect(t, key)
+    plain, keyless, keyed = (auth.verify_result(faces["A"], key, t), auth.verify_result(faces["A"], None, pt),
+                             auth.verify_result(faces["A"], key, pt))
+    assert plain.match and keyless.match and keyed.match
+    assert plain.score == pytest.approx(keyless.score, abs=2e-5) and keyless == keyed
+    assert plain.code_match == keyless.code_match and plain.box == keyless.box
+    other = auth.verify_result(faces["B"], None, pt)
+    assert not other.match and other.score < auth.threshold
+    with pytest.raises(TypeError, match="a plain template is read with the key"):
+        auth.verify_result(faces["A"], None, t)
+    with pytest.raises(TypeError, match="key: expected kfaar.Key, got NoneType"):
+        auth.verify(faces["A"], None, pt)
+    with Authenticator(AuthenticatorOptions(min_code_match=0.8)) as gated:
+        for template in (t, pt):
+            r = gated.verify_result(grace_hopper, key, template)  # the genuine photo: no code to read
+            assert not r.match and r.score is None and r.code_match < 0.8
+
+
 def test_enroll_protected_is_protect_of_enroll(auth, grace_hopper, faces):
     assert auth.enroll_protected(grace_hopper, _key("A")) == auth.protect(faces["template"], _key("A"))
 
@@ -151,6 +174,8 @@ def test_the_template_holds_a_private_read_only_unit_code_and_its_repr_shows_no_
     assert t.code.dtype == np.float32 and np.linalg.norm(t.code) == pytest.approx(1.0)
     assert not t.code.flags.writeable
     assert repr(t) == "ProtectedTemplate(key_fingerprint='kfp-AAAA-BBBB-CCCC-DDDD', space='0123456789abcdef')"
+    huge = ProtectedTemplate(np.full(128, 3e38, np.float32), "kfp-x", "s")  # |code| overflows float32
+    np.testing.assert_allclose(huge.code, np.full(128, 128 ** -0.5), rtol=1e-6)
     for code in (np.zeros(128), np.ones(64), np.full(128, np.nan)):
         with pytest.raises(ValueError, match=r"code: expected \(128,\) finite numbers"):
             ProtectedTemplate(code, "kfp-x", "s")
