@@ -16,10 +16,18 @@ _key_file = click.option("--key", "key_file", type=click.Path(exists=True, dir_o
                          help="Sealed key file (kfaar keygen).")
 _passphrase_env = click.option("--passphrase-env", metavar="VAR", default=None,
                                help="Read the key file's passphrase from this environment variable (else prompt).")
+_service = click.option("--service", metavar="NAME", default=None,
+                        help="Use the key's own subkey for this service (Key.for_relying_party): the virtual faces "
+                             "and templates made for two services cannot be linked. Give the same NAME to "
+                             "anonymize, enroll and verify.")
 
 
-def _load_key(key_file: str, passphrase_env: str | None):
+def _load_key(key_file: str, passphrase_env: str | None, service: str | None = None):
+    """The sealed key at ``key_file``, or its subkey for ``service``."""
     from kfaar.keys import Key
+
+    if service is not None and not service:
+        raise click.BadParameter("the service's name must not be empty", param_hint="--service")
 
     if passphrase_env:
         if passphrase_env not in os.environ:
@@ -27,7 +35,8 @@ def _load_key(key_file: str, passphrase_env: str | None):
         passphrase = os.environ[passphrase_env]
     else:
         passphrase = click.prompt("Key passphrase", hide_input=True)
-    return Key.load(key_file, passphrase=passphrase)
+    key = Key.load(key_file, passphrase=passphrase)
+    return key.for_relying_party(service) if service is not None else key
 
 
 def _targets(paths: tuple[str, ...], out: Path, suffix: str = ".png") -> tuple[list[tuple[Path, Path]], list[Path]]:
@@ -77,6 +86,7 @@ def _targets(paths: tuple[str, ...], out: Path, suffix: str = ".png") -> tuple[l
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @_key_file
 @_passphrase_env
+@_service
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--format", "fmt", type=click.Choice(["png", "jpeg"]), default="png", show_default=True,
               help="Results as PNG (lossless) or JPEG (a fifth to a quarter of the bytes; written at --jpeg-quality "
@@ -90,7 +100,8 @@ def _targets(paths: tuple[str, ...], out: Path, suffix: str = ".png") -> tuple[l
 @click.option("--skip-existing", is_flag=True,
               help="Keep results already in --out (an interrupted run's: each is written whole or not at all) "
                    "and do not read their photos again. Whether they were made with this key is not checked.")
-def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None, out_dir: str, fmt: str,
+def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None, service: str | None, out_dir: str,
+              fmt: str,
               png_compression: int, jpeg_quality: int, skip_existing: bool) -> None:
     """Replace every face in PATHS (photos or folders) with the key's virtual face.
 
@@ -105,7 +116,7 @@ def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None,
     targets, inside = _targets(paths, out, result_format.suffix)
     kept = {target for _, target in targets if target.is_file()} if skip_existing else set()
     targets = [t for t in targets if t[1] not in kept]
-    key = _load_key(key_file, passphrase_env)
+    key = _load_key(key_file, passphrase_env, service)
     out.mkdir(parents=True, exist_ok=True)
     with Anonymizer() as anon:
         report, faces, frames = anonymize_files(targets, anon, key, result_format)
@@ -222,7 +233,8 @@ class ResultFormat:
               help="Sealed key file: write a protected template, which matches only virtual faces made with "
                    "this key, for a service to keep instead of the face's own embedding.")
 @_passphrase_env
-def enroll(photo: str, out_path: str, key_file: str | None, passphrase_env: str | None) -> None:
+@_service
+def enroll(photo: str, out_path: str, key_file: str | None, passphrase_env: str | None, service: str | None) -> None:
     """Compute the identity template of PHOTO's main face (on this device).
 
     Without --key the template is the face's SFace embedding: whoever holds it can find the
@@ -233,7 +245,9 @@ def enroll(photo: str, out_path: str, key_file: str | None, passphrase_env: str 
 
     from kfaar.keys import write_private
 
-    key = _load_key(key_file, passphrase_env) if key_file else None
+    if service is not None and key_file is None:
+        raise click.UsageError("--service: a service's subkey needs the key (--key); a plain template has none")
+    key = _load_key(key_file, passphrase_env, service) if key_file else None
     with Authenticator() as auth:
         template = auth.enroll(photo)
         data = auth.protect(template, key).to_bytes() if key is not None else _npy_bytes(template)
@@ -256,13 +270,14 @@ def _npy_bytes(a: np.ndarray) -> bytes:
               help="Sealed key file (kfaar keygen). Needed for a plain template; for a protected one it is "
                    "optional and checked against the key the template was made with.")
 @_passphrase_env
+@_service
 @click.option("--template", "template_path", type=click.Path(exists=True, dir_okay=False), required=True,
               help="The template kfaar enroll wrote: plain (.npy) or protected (--key).")
 @click.option("--min-code-match", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Refuse a face whose code carrier's pilot match is below this: no kfaar code, or a copy too "
                    "degraded to read (0.75 refuses faces without a code; see THREAT_MODEL.md).")
-def verify(virtual_photo: str, key_file: str | None, passphrase_env: str | None, template_path: str,
-           min_code_match: float) -> None:
+def verify(virtual_photo: str, key_file: str | None, passphrase_env: str | None, service: str | None,
+           template_path: str, min_code_match: float) -> None:
     """Check whether VIRTUAL_PHOTO shows the enrolled person; exit code 1 if not (2 if it
     cannot tell: no face, a bad template or key file).
 
@@ -276,7 +291,9 @@ def verify(virtual_photo: str, key_file: str | None, passphrase_env: str | None,
     if key_file is None and not protected:
         raise click.UsageError("--key: a plain template (.npy) is read with the key; give the key file "
                                "(only a protected template, kfaar enroll --key, is verified without it)")
-    key = _load_key(key_file, passphrase_env) if key_file else None
+    if service is not None and key_file is None:
+        raise click.UsageError("--service: a service's subkey needs the key (--key)")
+    key = _load_key(key_file, passphrase_env, service) if key_file else None
     with Authenticator(AuthenticatorOptions(min_code_match=min_code_match)) as auth:
         r = auth.verify_result(virtual_photo, key, template)
     if r.score is None:

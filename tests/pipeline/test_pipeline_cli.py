@@ -286,3 +286,34 @@ def test_skip_existing_keeps_what_an_interrupted_run_wrote_and_does_the_rest(tmp
     again = _anonymize(photos, "--key", key, "--out", out)  # without the flag everything is made again
     assert again.exit_code == 0 and "3 photo(s)" in again.stdout
     assert (out / "a.png.png").read_bytes() == (full / "a.png.png").read_bytes()
+
+
+def test_a_services_subkey_is_used_by_anonymize_enroll_and_verify_alike(tmp_path, grace_hopper_path):
+    from kfaar import ProtectedTemplate
+
+    runner, key = CliRunner(), _key_file(tmp_path, "A")
+    for name, extra in (("bank", ["--service", "bank"]), ("plain", [])):
+        r = _anonymize(grace_hopper_path, "--key", key, "--out", tmp_path / name, *extra)
+        assert r.exit_code == 0, r.stdout + r.stderr
+    bank, plain = (tmp_path / d / (grace_hopper_path.stem + ".png") for d in ("bank", "plain"))
+    assert not np.array_equal(np.asarray(Image.open(bank)), np.asarray(Image.open(plain)))
+    template, protected = tmp_path / "me.npy", tmp_path / "me.kft"
+    assert runner.invoke(main, ["enroll", str(grace_hopper_path), "--out", str(template)]).exit_code == 0
+    r = runner.invoke(main, ["enroll", str(grace_hopper_path), "--out", str(protected), "--key", str(key),
+                             "--service", "bank", "--passphrase-env", "KP"], env=ENV)
+    assert r.exit_code == 0, r.stdout + r.stderr
+    subkey = Key.from_bytes(hashlib.sha256(b"A").digest()).for_relying_party("bank")
+    assert ProtectedTemplate.load(protected).key_fingerprint == subkey.fingerprint
+    cases = [  # (photo, arguments, exit code)
+        (bank, ["--template", str(template), "--key", str(key), "--service", "bank"], 0),
+        (bank, ["--template", str(template), "--key", str(key)], 1),  # the main key reads the bank's face as noise
+        (plain, ["--template", str(template), "--key", str(key), "--service", "bank"], 1),
+        (bank, ["--template", str(protected)], 0),
+        (plain, ["--template", str(protected)], 1),
+        (bank, ["--template", str(protected), "--service", "bank"], 2),  # a subkey needs the key
+        (bank, ["--template", str(protected), "--key", str(key)], 2),  # made with the bank's subkey, not the key
+        (bank, ["--template", str(template), "--key", str(key), "--service", ""], 2),
+    ]
+    for photo, args, code in cases:
+        r = runner.invoke(main, ["verify", str(photo), *args, "--passphrase-env", "KP"], env=ENV)
+        assert r.exit_code == code, (photo.parent.name, args, r.stdout, r.stderr)
