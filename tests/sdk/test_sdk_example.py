@@ -1,5 +1,9 @@
 """The C SDK: compile sdk/examples/example.c with the system C compiler against the installed
-header and library, run it, and check every array it prints against the Python references."""
+header and library, run it, and check every array it prints against the Python references.
+
+The same on 64-bit ARM (phones, edge boxes) where a cross toolchain and QEMU's user mode are
+installed (Debian: g++-aarch64-linux-gnu, qemu-user): the SDK alone is cross-built with CMake
+(-DKFAAR_BUILD_PYTHON=OFF, the portable C++ kernels) and the example run emulated."""
 
 from __future__ import annotations
 
@@ -21,21 +25,51 @@ EXAMPLE = Path(__file__).parents[2] / "sdk" / "examples" / "example.c"
 DTYPES = {"perms": np.int32, "cells": np.int32, "photo": np.uint8, "matrices": np.float64, "cell_sums": np.uint16}
 
 
-@pytest.fixture(scope="module")
-def example_output(tmp_path_factory) -> dict[str, np.ndarray]:
+ROOT = Path(__file__).parents[2]
+ARM = {"cc": "aarch64-linux-gnu-gcc", "cxx": "aarch64-linux-gnu-g++", "qemu": "qemu-aarch64",
+       "sysroot": "/usr/aarch64-linux-gnu"}
+
+
+def _compile_example(cc: str, include: Path, lib: Path, exe: Path) -> None:
+    subprocess.run(
+        [cc, "-std=c99", "-Wall", "-Werror", str(EXAMPLE), f"-I{include}", f"-L{lib}", f"-Wl,-rpath,{lib}",
+         "-lkfaar_sdk", "-lm", "-o", str(exe)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def _run_native(tmp: Path) -> str:
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         pytest.skip("no C compiler (cc, gcc or clang) on PATH")
     if _dispatch.native_module() is None:
         pytest.skip(f"kfaar is not compiled; {_dispatch.BUILD_HINT}")
     include, lib = sdk_paths()
-    exe = tmp_path_factory.mktemp("sdk") / "example"
-    subprocess.run(
-        [cc, "-std=c99", "-Wall", "-Werror", str(EXAMPLE), f"-I{include}", f"-L{lib}", f"-Wl,-rpath,{lib}",
-         "-lkfaar_sdk", "-lm", "-o", str(exe)],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True, timeout=60).stdout
+    _compile_example(cc, include, lib, tmp / "example")
+    return subprocess.run([str(tmp / "example")], check=True, capture_output=True, text=True, timeout=60).stdout
+
+
+def _run_arm64(tmp: Path) -> str:
+    missing = [t for t in (ARM["cc"], ARM["cxx"], ARM["qemu"], "cmake") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"no {', '.join(missing)}: the arm64 build needs a cross toolchain and QEMU's user mode "
+                    "(Debian: g++-aarch64-linux-gnu qemu-user)")
+    build = tmp / "build"
+    configure = ["cmake", "-S", str(ROOT), "-B", str(build), "-DKFAAR_BUILD_PYTHON=OFF", "-DKFAAR_WITH_CUDA=OFF",
+                 "-DCMAKE_BUILD_TYPE=Release", "-DCMAKE_SYSTEM_NAME=Linux", "-DCMAKE_SYSTEM_PROCESSOR=aarch64",
+                 f"-DCMAKE_C_COMPILER={ARM['cc']}", f"-DCMAKE_CXX_COMPILER={ARM['cxx']}"]
+    for cmd in (configure, ["cmake", "--build", str(build), "--target", "kfaar_sdk", "-j2"]):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, (cmd, r.stdout[-3000:], r.stderr[-3000:])
+    _compile_example(ARM["cc"], ROOT / "sdk" / "include", build, tmp / "example")
+    return subprocess.run([ARM["qemu"], "-L", ARM["sysroot"], str(tmp / "example")], check=True, capture_output=True,
+                          text=True, timeout=120).stdout
+
+
+@pytest.fixture(scope="module", params=["native", "arm64"])
+def example_output(request, tmp_path_factory) -> dict[str, np.ndarray]:
+    run = {"native": _run_native, "arm64": _run_arm64}[request.param]
+    out = run(tmp_path_factory.mktemp(f"sdk-{request.param}"))
     arrays: dict[str, np.ndarray] = {}
     for line in out.splitlines():
         name, *rest = line.split()
