@@ -95,6 +95,46 @@ def test_large_photo_is_downscaled_and_mapped_back(grace_hopper):
     np.testing.assert_allclose(f[0].bbox, np.array(ref.bbox) * 3, atol=12)
 
 
+def _crowd(grace_hopper, face_px: int, spots: list[tuple[int, int]]) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """A 12-megapixel photo (4032 x 3024) holding the sample photo shrunk so its face is about
+    ``face_px`` wide, with its top-left corner at each of ``spots``; the faces' expected centres."""
+    with FaceDetector() as det:
+        ref = det.detect(grace_hopper)[0]
+    s = face_px / ref.bbox[2]
+    small = cv2.resize(grace_hopper, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    canvas = np.full((3024, 4032, 3), 90, np.uint8)
+    for x, y in spots:
+        canvas[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return canvas, [(x + ref.center[0] * s, y + ref.center[1] * s) for x, y in spots]
+
+
+def test_small_faces_of_a_large_photo_are_found_by_the_fine_pass_each_once(grace_hopper):
+    # tiles start every 896 px and overlap by 128: spots across a tile's edge, in an overlap,
+    # in the overlap of four tiles, and at the photo's edges
+    spots = [(100, 100), (990, 300), (2000, 860), (1770, 1760), (3900, 2900), (0, 2500), (2650, 40)]
+    canvas, centres = _crowd(grace_hopper, 28, spots)
+    with FaceDetector(DetectorOptions(min_face_size=0, score_threshold=0.5)) as det:
+        assert det.detect(canvas) == []  # at 1280 px these faces are ~9 px: below YuNet
+    with FaceDetector(DetectorOptions(min_face_size=0, score_threshold=0.5, fine_max_side=4096)) as det:
+        faces = det.detect(canvas)
+    assert len(faces) == len(spots)
+    for cx, cy in centres:
+        near = [f for f in faces if abs(f.center[0] - cx) < 8 and abs(f.center[1] - cy) < 8]
+        assert len(near) == 1, (cx, cy, [f.center for f in faces])
+        _plausible(near[0])
+
+
+def test_a_large_face_is_found_once_with_the_fine_pass(grace_hopper):
+    canvas = np.full((3024, 4032, 3), 90, np.uint8)
+    big = cv2.resize(grace_hopper, (2560, 3000), interpolation=cv2.INTER_LINEAR)  # the face ~900 px
+    canvas[:3000, 700:3260] = big
+    with FaceDetector(DetectorOptions(min_face_size=0, score_threshold=0.5)) as one, \
+            FaceDetector(DetectorOptions(min_face_size=0, score_threshold=0.5, fine_max_side=4096)) as two:
+        a, b = one.detect(canvas), two.detect(canvas)
+    assert len(a) == 1 and len(b) == 1  # no part of the big face taken for a small one
+    np.testing.assert_array_equal(a[0].landmarks, b[0].landmarks)
+
+
 def test_min_face_size_filters(grace_hopper):
     with FaceDetector(DetectorOptions(min_face_size=400)) as det:
         assert det.detect(grace_hopper) == []
@@ -120,6 +160,8 @@ def test_several_faces_sorted_by_score(detector, grace_hopper):
         ({"nms_threshold": -0.1}, "nms_threshold"),
         ({"min_face_size": -1}, "min_face_size"),
         ({"max_side": 8}, "max_side: got 8"),
+        ({"fine_max_side": 1280}, r"fine_max_side: got 1280, expected None or an int above max_side \(1280\)"),
+        ({"fine_max_side": True}, "fine_max_side: got True"),
         ({"rotations": (0, 45)}, "rotations: got"),
         ({"rotations": ()}, "rotations: got"),
         ({"rotations": (90, 90)}, "rotations: got"),

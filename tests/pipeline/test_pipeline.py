@@ -170,6 +170,26 @@ def test_a_face_too_small_to_identify_is_still_replaced(anon, auth, grace_hopper
     np.testing.assert_array_equal(r.image[:30], photo[:30])  # nothing else touched
 
 
+def test_the_small_faces_of_a_12_megapixel_photo_are_replaced(anon, grace_hopper):
+    """Faces ~28 px wide in a 4032 x 3024 photo: ~9 px once it is downscaled to the 1,280 px the
+    detector's first pass sees, found by the second, tiled pass at full resolution."""
+    import cv2
+
+    s = 0.16
+    small = cv2.resize(grace_hopper, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    photo = np.full((3024, 4032, 3), 90, np.uint8)
+    spots = [(300, 200), (990, 1500), (3900, 2900)]
+    for x, y in spots:
+        photo[y:y + small.shape[0], x:x + small.shape[1]] = small
+    r = anon.anonymize_result(photo, _key("A"))
+    assert r.n_faces == len(spots)
+    for x, y in spots:
+        patch = (slice(y, y + small.shape[0]), slice(x, x + small.shape[1]))
+        assert np.abs(r.image[patch].astype(int) - photo[patch]).mean() > 3
+    changed = np.any(r.image != photo, axis=2)
+    assert changed.mean() < 0.002  # the three faces, nothing else
+
+
 def test_a_face_the_detector_is_less_sure_of_is_still_replaced(anon, auth, grace_hopper):
     """The sample face at a quarter size, blurred (sigma 6 px): YuNet scores it 0.68, under the
     0.7 the Authenticator asks for and over the Anonymizer's 0.5."""

@@ -317,3 +317,19 @@ def test_a_services_subkey_is_used_by_anonymize_enroll_and_verify_alike(tmp_path
     for photo, args, code in cases:
         r = runner.invoke(main, ["verify", str(photo), *args, "--passphrase-env", "KP"], env=ENV)
         assert r.exit_code == code, (photo.parent.name, args, r.stdout, r.stderr)
+
+
+def test_the_small_faces_of_a_large_photo_are_replaced_unless_asked_not_to(tmp_path, grace_hopper):
+    import cv2
+
+    small = cv2.resize(grace_hopper, None, fx=0.16, fy=0.16, interpolation=cv2.INTER_AREA)  # a ~28-px face
+    photo = np.full((3024, 4032, 3), 90, np.uint8)
+    for x, y in ((300, 200), (2500, 1800)):
+        photo[y:y + small.shape[0], x:x + small.shape[1]] = small
+    Image.fromarray(photo).save(tmp_path / "crowd.png", compress_level=1)
+    key = _key_file(tmp_path, "A")
+    r = _anonymize(tmp_path / "crowd.png", "--key", key, "--out", tmp_path / "all")
+    assert r.exit_code == 0 and "1 photo(s), 2 face(s)" in r.stdout, r.stdout + r.stderr
+    r = _anonymize(tmp_path / "crowd.png", "--key", key, "--out", tmp_path / "fast", "--no-small-faces")
+    assert r.exit_code == 0 and r.stdout.startswith("1 photo(s), "), r.stdout + r.stderr
+    assert int(r.stdout.split()[2]) < 2  # at 1,280 px the faces are ~9 px: YuNet finds one at most

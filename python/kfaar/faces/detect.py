@@ -24,6 +24,13 @@ class DetectorOptions:
     # and the faces merged: YuNet misses a face lying on its side (a sideways photo without its
     # EXIF orientation, a person lying down). Each turn costs one more pass of the network.
     rotations: tuple[int, ...] = (0,)
+    # A second pass for the faces the first misses because they are too small once the photo is
+    # downscaled to max_side (YuNet finds faces down to ~13 px of what it sees: ~40 px of a
+    # 12-megapixel photo at 1280): the photo at up to this longer side (at full resolution when
+    # it is smaller), in overlapping tiles of FINE_TILE px, so that its memory stays that of a
+    # tile (a whole 12-megapixel pass took 1 GB more); it keeps only faces small enough to lie
+    # whole in a tile's overlap, the first pass finds the rest. None: no second pass.
+    fine_max_side: int | None = None
 
     def __post_init__(self) -> None:
         _check_range("score_threshold", self.score_threshold, 0.0, 1.0)
@@ -34,11 +41,19 @@ class DetectorOptions:
             raise ValueError(f"max_side: got {self.max_side!r}, expected an int >= 32")
         if not isinstance(self.top_k, (int, np.integer)) or self.top_k < 1:
             raise ValueError(f"top_k: got {self.top_k!r}, expected an int >= 1")
+        f = self.fine_max_side
+        if f is not None and (isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f <= self.max_side):
+            raise ValueError(f"fine_max_side: got {f!r}, expected None or an int above max_side ({self.max_side})")
         r = self.rotations
         if (not isinstance(r, tuple) or not r or len(set(r)) != len(r)
                 or not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) and a in _TURNS for a in r)):
             raise ValueError(f"rotations: got {r!r}, expected a tuple of distinct angles from (0, 90, 180, 270)")
 
+
+# The fine pass: tiles of FINE_TILE px overlapping by FINE_OVERLAP, keeping faces of at most
+# FINE_MAX_FACE px (their longer box side, in the pass's pixels), which therefore lie whole in
+# some tile; a face cut by a tile's edge is left to the tile that holds it whole.
+FINE_TILE, FINE_OVERLAP, FINE_MAX_FACE = 1024, 128, 96
 
 # angle (clockwise) -> the cv2.rotate code that turns the photo by it
 _TURNS = {0: None, 90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
@@ -132,10 +147,14 @@ class FaceDetector:
             _, rows = self._network((img.shape[1], img.shape[0])).detect(img)
             if rows is not None:
                 found.append(rows if angle == 0 else _unturn(rows, angle, w, h))
-        if not found:
-            return None
-        if len(self.options.rotations) == 1:
-            return found[0]
+        return self._merge(found)
+
+    def _merge(self, found: list[np.ndarray]) -> np.ndarray | None:
+        """Rows of several searches of one photo as one set: a box overlapping a better-scored
+        one by more than ``nms_threshold`` is dropped."""
+        found = [f for f in found if f is not None and len(f)]
+        if len(found) <= 1:
+            return found[0] if found else None
         rows = np.concatenate(found)
         kept: list[np.ndarray] = []
         for r in rows[np.argsort(-rows[:, 14], kind="stable")]:
@@ -143,32 +162,67 @@ class FaceDetector:
                 kept.append(r)
         return np.stack(kept)
 
-    def detect(self, photo: ImageSource) -> list[Face]:
-        """All faces in ``photo`` (anything :func:`load_image` takes), sorted by score, best first.
-
-        Photos whose longer side exceeds ``max_side`` are downscaled for the network and the
-        boxes and landmarks mapped back to the original pixels.
-        """
-        rgb = photo if _is_rgb_u8(photo) else load_image(photo)
+    def _pass(self, rgb: np.ndarray, max_side: int, tiled: bool) -> np.ndarray | None:
+        """YuNet's rows on ``rgb`` downscaled to at most ``max_side``, in ``rgb``'s pixels;
+        ``tiled``: searched in overlapping tiles, keeping only faces that fit whole in one."""
         h, w = rgb.shape[:2]
-        scale = min(1.0, self.options.max_side / max(h, w))
+        scale = min(1.0, max_side / max(h, w))
         if scale < 1.0:  # resized before the colour conversion: a 12-MP photo is not converted whole
             sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
             small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
         else:
             sw, sh, small = w, h, rgb
-        bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
-        rows = self._rows(bgr)
+        if not tiled:
+            rows = self._rows(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+        else:
+            found = []
+            step = FINE_TILE - FINE_OVERLAP
+            for y0 in range(0, max(1, sh - FINE_OVERLAP), step):
+                for x0 in range(0, max(1, sw - FINE_OVERLAP), step):
+                    tile = small[y0:y0 + FINE_TILE, x0:x0 + FINE_TILE]
+                    t = self._rows(cv2.cvtColor(tile, cv2.COLOR_RGB2BGR))
+                    if t is None:
+                        continue
+                    th, tw = tile.shape[:2]
+                    x, y, bw, bh = t[:, 0], t[:, 1], t[:, 2], t[:, 3]
+                    # whole in the tile, away from an edge it shares with a neighbour
+                    inside = ((x0 == 0) | (x >= 1)) & ((y0 == 0) | (y >= 1)) \
+                        & ((x0 + tw >= sw) | (x + bw <= tw - 1)) & ((y0 + th >= sh) | (y + bh <= th - 1))
+                    t = t[inside & (np.maximum(bw, bh) <= FINE_MAX_FACE)]
+                    t[:, [0, 4, 6, 8, 10, 12]] += x0
+                    t[:, [1, 5, 7, 9, 11, 13]] += y0
+                    found.append(t)
+            rows = self._merge(found)
+        if rows is None:
+            return None
+        rows = rows.copy()  # undo the downscale: YuNet reports in the resized image's pixels
+        rows[:, 0:14:2] *= w / sw
+        rows[:, 1:14:2] *= h / sh
+        return rows
+
+    def detect(self, photo: ImageSource) -> list[Face]:
+        """All faces in ``photo`` (anything :func:`load_image` takes), sorted by score, best first.
+
+        Photos whose longer side exceeds ``max_side`` are downscaled for the network and the
+        boxes and landmarks mapped back to the original pixels; with ``fine_max_side`` they are
+        searched again, in tiles, for the faces too small to be seen downscaled, and the two
+        passes' faces merged.
+        """
+        rgb = photo if _is_rgb_u8(photo) else load_image(photo)
+        h, w = rgb.shape[:2]
+        o = self.options
+        found = [self._pass(rgb, o.max_side, tiled=False)]
+        if o.fine_max_side is not None and max(h, w) > o.max_side:
+            found.append(self._pass(rgb, o.fine_max_side, tiled=True))
+        rows = self._merge(found)
         if rows is None:
             return []
-        # undo the downscale: YuNet reports in the resized image's pixels
-        fx, fy = w / sw, h / sh
         faces = []
         for r in rows:
-            bbox = (float(r[0] * fx), float(r[1] * fy), float(r[2] * fx), float(r[3] * fy))
-            if min(bbox[2], bbox[3]) < self.options.min_face_size:
+            bbox = (float(r[0]), float(r[1]), float(r[2]), float(r[3]))
+            if min(bbox[2], bbox[3]) < o.min_face_size:
                 continue
-            lm = (r[4:14].reshape(5, 2) * np.array([fx, fy], np.float32)).astype(np.float32)
+            lm = r[4:14].reshape(5, 2).astype(np.float32)
             if not _plausible(bbox, lm, w, h):
                 continue
             lm.setflags(write=False)
