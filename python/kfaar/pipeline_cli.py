@@ -28,7 +28,6 @@ def _load_key(key_file: str, passphrase_env: str | None, service: str | None = N
 
     if service is not None and not service:
         raise click.BadParameter("the service's name must not be empty", param_hint="--service")
-
     if passphrase_env:
         if passphrase_env not in os.environ:
             raise click.UsageError(f"--passphrase-env: environment variable {passphrase_env} is not set")
@@ -248,9 +247,8 @@ def enroll(photo: str, out_path: str, key_file: str | None, passphrase_env: str 
     person in any photo collection indexed with SFace, so keep it on the device. With --key it
     is a protected template (the person's identity in the key's space, what every virtual face
     made with the key carries anyway): a new key revokes it."""
-    from kfaar.pipeline import Authenticator
-
     from kfaar.keys import write_private
+    from kfaar.pipeline import Authenticator
 
     if service is not None and key_file is None:
         raise click.UsageError("--service: a service's subkey needs the key (--key); a plain template has none")
