@@ -163,3 +163,32 @@ def test_a_photo_file_brings_its_rgb_colour_profile_and_nothing_else(tmp_path):
         assert p.icc_profile is None and p.alpha is None, name
     with pytest.raises(ImageReadError, match="no such file"):
         load_photo_file(tmp_path / "nope.png")
+
+
+def test_heic_photos_are_read_with_their_profile_where_pillow_heif_is_installed(tmp_path, grace_hopper):
+    pytest.importorskip("pillow_heif")
+    from PIL import ImageCms
+
+    from kfaar.faces import load_photo_file
+    from kfaar.faces.image import heif_available
+
+    assert heif_available()
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(grace_hopper).save(tmp_path / "p.heic", "HEIF", quality=95, icc_profile=icc)
+    photo = load_photo_file(tmp_path / "p.heic")
+    assert photo.rgb.shape == grace_hopper.shape and photo.icc_profile == icc and photo.alpha is None
+    assert np.abs(photo.rgb.astype(int) - grace_hopper).mean() < 4  # lossy, but the same picture
+
+
+def test_photos_kfaar_cannot_read_say_what_they_need(tmp_path, grace_hopper, monkeypatch):
+    from kfaar.faces import image
+
+    Image.fromarray(grace_hopper).save(tmp_path / "p.tif")
+    (tmp_path / "p.tif").rename(tmp_path / "p.dng")  # a RAW file's TIFF structure: Pillow would open it
+    with pytest.raises(ImageReadError, match=r"p\.dng: a camera RAW file; develop it to JPEG, PNG or TIFF first"):
+        load_image(tmp_path / "p.dng")
+    (tmp_path / "p.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    monkeypatch.setattr(image, "heif_available", lambda: False)
+    with pytest.raises(ImageReadError, match=r"p\.heic: a HEIC/HEIF photo; reading it needs pillow-heif "
+                                             r"\(pip install 'kfaar\[heif\]'\)"):
+        load_image(tmp_path / "p.heic")

@@ -333,3 +333,22 @@ def test_the_small_faces_of_a_large_photo_are_replaced_unless_asked_not_to(tmp_p
     r = _anonymize(tmp_path / "crowd.png", "--key", key, "--out", tmp_path / "fast", "--no-small-faces")
     assert r.exit_code == 0 and r.stdout.startswith("1 photo(s), "), r.stdout + r.stderr
     assert int(r.stdout.split()[2]) < 2  # at 1,280 px the faces are ~9 px: YuNet finds one at most
+
+
+def test_a_folder_of_phone_photos_is_read_whole_and_what_cannot_be_read_is_named(tmp_path, grace_hopper):
+    """HEIC (an iPhone's default) and AVIF are read; a camera RAW file is reported, not passed over."""
+    pytest.importorskip("pillow_heif")
+    src = tmp_path / "in"
+    src.mkdir()
+    im = Image.fromarray(grace_hopper)
+    im.save(src / "a.heic", "HEIF", quality=90)
+    im.save(src / "b.avif", quality=90)
+    im.save(src / "c.tif")
+    (src / "c.tif").rename(src / "c.dng")
+    (src / "notes.txt").write_text("not a photo")
+    out = tmp_path / "out"
+    r = _anonymize(src, "--key", _key_file(tmp_path, "A"), "--out", out)
+    assert r.exit_code == 0 and "2 photo(s), 2 face(s)" in r.stdout, r.stdout + r.stderr
+    assert f"skipped {src / 'c.dng'}: " in r.stderr and "camera RAW" in r.stderr
+    assert "notes.txt" not in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]

@@ -31,9 +31,14 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
+from kfaar.faces.image import HEIF_EXTENSIONS, RAW_EXTENSIONS
+
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"})
+# what a folder contributes: photos Pillow reads, and those it needs a plugin for or cannot read
+# at all (kfaar.faces.image: HEIF, RAW), which a batch then reports one by one
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".avif", ".tif", ".tiff", ".gif", ".ppm",
+                              ".pgm"}) | HEIF_EXTENSIONS | RAW_EXTENSIONS
 
 T = TypeVar("T")
 L = TypeVar("L")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass, field
@@ -18,6 +19,24 @@ log = logging.getLogger(__name__)
 ImageSource = Union[np.ndarray, Image.Image, str, os.PathLike]
 
 # Pillow refuses images above ~179 Mpx as a decompression-bomb guard; that default is kept.
+
+# Photos a folder may hold that Pillow reads only with a plugin (HEIC/HEIF: an iPhone's default,
+# through pillow-heif, the ``heif`` extra) or not at all (camera RAW). A folder's are read all
+# the same (``iter_images``), so that each one is reported with what it needs, not passed over.
+HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif"})
+RAW_EXTENSIONS = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".pef", ".srw"})
+
+
+@functools.cache
+def heif_available() -> bool:
+    """Whether HEIC/HEIF files can be read: pillow-heif installed (its opener is registered with
+    Pillow on the first call)."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
 
 
 def load_image(src: ImageSource) -> np.ndarray:
@@ -143,6 +162,12 @@ def _decode(path: Path, read):
         raise ImageReadError(f"{path}: no such file")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a directory, expected an image file")
+    suffix = path.suffix.lower()
+    if suffix in RAW_EXTENSIONS:  # Pillow may open a RAW file's small TIFF preview as if it were the photo
+        raise ImageReadError(f"{path}: a camera RAW file; develop it to JPEG, PNG or TIFF first")
+    if suffix in HEIF_EXTENSIONS and not heif_available():
+        raise ImageReadError(f"{path}: a HEIC/HEIF photo; reading it needs pillow-heif (pip install 'kfaar[heif]')")
+    heif_available()  # a HEIF file under another name is read too, where the plugin is installed
     try:
         with Image.open(path) as im:
             im.load()
