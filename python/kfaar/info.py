@@ -42,7 +42,8 @@ def collect() -> dict:
         "versions": {
             "kfaar": _version("kfaar"),
             "python": platform.python_version(),
-            **{name: _version(name) for name in ("numpy", "cryptography", "onnxruntime", "opencv-python-headless", "torch")},
+            **{name: _version(name) for name in ("numpy", "cryptography", "onnxruntime", "opencv-python-headless", "pillow",
+                                              "pillow-heif", "torch")},
         },
         "native": None
         if mod is None
