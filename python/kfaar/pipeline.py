@@ -65,7 +65,7 @@ def _anonymizer_detector_options():
     were nearly all faces too (bystanders, faces cut by the frame, blurred ones; about one in
     ten a hand, a sleeve or a blur); below 0.5 the share of non-faces grows.
 
-    Photos larger than 1,280 px are searched a second time at up to 4,096 px, in tiles: at
+    Photos over 1,920 px are searched a second time at up to 4,096 px, in tiles: at
     1,280 a 12-megapixel photo's faces under ~40 px are below what YuNet sees (of 60 faces of
     32 px on a synthetic 12-MP crowd, 11 were found; with the second pass 60, and 60 of 60 at
     24 px), for 0.13 -> 0.89 s of detection a 12-MP photo on 2 cores, at the same peak memory."""

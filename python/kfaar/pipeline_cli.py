@@ -97,7 +97,7 @@ def _targets(paths: tuple[str, ...], out: Path, suffix: str = ".png") -> tuple[l
 @click.option("--jpeg-quality", type=click.IntRange(50, 100), default=95, show_default=True,
               help="Quality of JPEG results (50-100). Lower loses more of the code: see docs/THREAT_MODEL.md.")
 @click.option("--no-small-faces", is_flag=True,
-              help="Skip the second, full-resolution search of photos larger than 1,280 px, which finds their "
+              help="Skip the second, full-resolution search of photos larger than 1,920 px, which finds their "
                    "faces under ~40 px (~0.8 s of a 12-megapixel photo's time). Such faces then stay as they are.")
 @click.option("--skip-existing", is_flag=True,
               help="Keep results already in --out (an interrupted run's: each is written whole or not at all) "

@@ -124,6 +124,18 @@ def test_small_faces_of_a_large_photo_are_found_by_the_fine_pass_each_once(grace
         _plausible(near[0])
 
 
+def test_the_fine_pass_runs_only_where_the_first_misses_faces_over_20_px(grace_hopper, monkeypatch):
+    calls = []
+    real = FaceDetector._pass
+    monkeypatch.setattr(FaceDetector, "_pass", lambda self, rgb, side, tiled: calls.append(tiled) or
+                        real(self, rgb, side, tiled))
+    with FaceDetector(DetectorOptions(fine_max_side=4096)) as det:
+        for longer, tiles in ((1280, []), (1900, []), (1940, [True])):  # over 1.5 x 1,280: searched again
+            calls.clear()
+            det.detect(np.zeros((longer * 3 // 4, longer, 3), np.uint8))
+            assert calls == [False] + tiles, longer
+
+
 def test_a_large_face_is_found_once_with_the_fine_pass(grace_hopper):
     canvas = np.full((3024, 4032, 3), 90, np.uint8)
     big = cv2.resize(grace_hopper, (2560, 3000), interpolation=cv2.INTER_LINEAR)  # the face ~900 px

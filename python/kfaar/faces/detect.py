@@ -26,10 +26,11 @@ class DetectorOptions:
     rotations: tuple[int, ...] = (0,)
     # A second pass for the faces the first misses because they are too small once the photo is
     # downscaled to max_side (YuNet finds faces down to ~13 px of what it sees: ~40 px of a
-    # 12-megapixel photo at 1280): the photo at up to this longer side (at full resolution when
-    # it is smaller), in overlapping tiles of FINE_TILE px, so that its memory stays that of a
-    # tile (a whole 12-megapixel pass took 1 GB more); it keeps only faces small enough to lie
-    # whole in a tile's overlap, the first pass finds the rest. None: no second pass.
+    # 12-megapixel photo at 1280): photos over 1.5 x max_side are searched again at up to this
+    # longer side (at full resolution when they are smaller), in overlapping tiles of FINE_TILE
+    # px, so that its memory stays that of a tile (a whole 12-megapixel pass took 1 GB more); it
+    # keeps only faces small enough to lie whole in a tile's overlap, the first pass finds the
+    # rest. None: no second pass.
     fine_max_side: int | None = None
 
     def __post_init__(self) -> None:
@@ -54,6 +55,10 @@ class DetectorOptions:
 # FINE_MAX_FACE px (their longer box side, in the pass's pixels), which therefore lie whole in
 # some tile; a face cut by a tile's edge is left to the tile that holds it whole.
 FINE_TILE, FINE_OVERLAP, FINE_MAX_FACE = 1024, 128, 96
+# ... and only for photos over 1.5 x max_side: below that the first pass sees faces down to
+# ~20 px of the photo, and the second (4 tiles for a photo just over 1,280 px) would cost more
+# than the first for little
+FINE_MIN_RATIO = 1.5
 
 # angle (clockwise) -> the cv2.rotate code that turns the photo by it
 _TURNS = {0: None, 90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
@@ -212,7 +217,7 @@ class FaceDetector:
         h, w = rgb.shape[:2]
         o = self.options
         found = [self._pass(rgb, o.max_side, tiled=False)]
-        if o.fine_max_side is not None and max(h, w) > o.max_side:
+        if o.fine_max_side is not None and max(h, w) > FINE_MIN_RATIO * o.max_side:
             found.append(self._pass(rgb, o.fine_max_side, tiled=True))
         rows = self._merge(found)
         if rows is None:
