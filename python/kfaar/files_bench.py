@@ -87,7 +87,7 @@ def files(sizes: tuple[str, ...], photos: int | None, repeats: int, threads: int
                     fmt = ResultFormat(**fmt)
                     targets = [(s, out / (s.stem + fmt.suffix)) for s in sources]
                     t = time.perf_counter()
-                    report, _, _ = anonymize_files(targets, anon, key, fmt, overlapped=overlapped, progress=False)
+                    report = anonymize_files(targets, anon, key, fmt, overlapped=overlapped, progress=False).report
                     times[way].append(time.perf_counter() - t)
                     if report.failed:
                         raise click.ClickException(f"{way}: {report.failed[0][0]}: {report.failed[0][1]}")

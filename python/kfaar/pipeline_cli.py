@@ -99,11 +99,15 @@ def _targets(paths: tuple[str, ...], out: Path, suffix: str = ".png") -> tuple[l
 @click.option("--no-small-faces", is_flag=True,
               help="Skip the second, full-resolution search of photos larger than 1,920 px, which finds their "
                    "faces under ~40 px (~0.8 s of a 12-megapixel photo's time). Such faces then stay as they are.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write a JSON file listing each result with the boxes (x, y, w, h) of the faces replaced "
+                   "in it, and the files skipped: to check what was replaced.")
 @click.option("--skip-existing", is_flag=True,
               help="Keep results already in --out (an interrupted run's: each is written whole or not at all) "
                    "and do not read their photos again. Whether they were made with this key is not checked.")
 def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None, service: str | None, out_dir: str,
-              fmt: str, png_compression: int, jpeg_quality: int, no_small_faces: bool, skip_existing: bool) -> None:
+              fmt: str, png_compression: int, jpeg_quality: int, no_small_faces: bool, report_path: str | None,
+              skip_existing: bool) -> None:
     """Replace every face in PATHS (photos or folders) with the key's virtual face.
 
     Results are PNG (or JPEG) files in --out, a folder's photos under their path in it; a
@@ -125,24 +129,55 @@ def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None,
     if no_small_faces:
         options = dataclasses.replace(options, detector=dataclasses.replace(options.detector, fine_max_side=None))
     with Anonymizer(options) as anon:
-        report, faces, frames = anonymize_files(targets, anon, key, result_format)
-    click.echo(f"{report.ok} photo(s), {faces} face(s) anonymized into {out}")
+        done = anonymize_files(targets, anon, key, result_format)
+    if report_path:
+        import json
+
+        Path(report_path).write_text(json.dumps(done.to_json(), indent=1) + "\n")
+    click.echo(f"{done.report.ok} photo(s), {done.faces} face(s) anonymized into {out}")
+    faceless = sum(1 for _, _, boxes, _ in done.written if not boxes)
+    if faceless:
+        click.echo(f"no face found in {faceless} photo(s): their results are the photos as they were"
+                   + (f" (listed in {report_path})" if report_path else " (--report FILE lists them)"), err=True)
     if kept:
         click.echo(f"kept {len(kept)} result(s) already in {out} (--skip-existing)", err=True)
-    for f, n in frames:
+    for f, n in done.several_frames:
         click.echo(f"note: {f} has {n} frames or pages; only the first was anonymized and written", err=True)
     if inside:
         click.echo(f"left out {len(inside)} photo(s) already in {out}", err=True)
-    for f, err in report.failed:
+    for f, err in done.report.failed:
         click.echo(f"skipped {f}: {err}", err=True)
 
 
+@dataclass
+class AnonymizedFiles:
+    """What :func:`anonymize_files` did: the batch's report (its failures named by the photo
+    read) and, for each result written, in input order, (source, result, the boxes of the faces
+    replaced, the file's frames or pages: only the first is anonymized and written)."""
+
+    report: object  # kfaar.faces.BatchReport
+    written: list[tuple[Path, Path, tuple, int]]
+
+    @property
+    def faces(self) -> int:
+        return sum(len(boxes) for _, _, boxes, _ in self.written)
+
+    @property
+    def several_frames(self) -> list[tuple[Path, int]]:
+        return [(source, n) for source, _, _, n in self.written if n > 1]
+
+    def to_json(self) -> dict:
+        """The ``--report`` file: each photo's result and replaced boxes (x, y, w, h; photo pixels)."""
+        return {"photos": [{"source": str(s), "result": str(t), "faces": [[round(v, 1) for v in b] for b in boxes]}
+                           for s, t, boxes, _ in self.written],
+                "skipped": [{"source": str(s), "error": e} for s, e in self.report.failed]}
+
+
 def anonymize_files(targets: list[tuple[Path, Path]], anon, key, result_format: ResultFormat | None = None, *,
-                    overlapped: bool = True, progress: bool = True):
+                    overlapped: bool = True, progress: bool = True) -> AnonymizedFiles:
     """Anonymize each (source, result) photo file of ``targets`` with ``anon`` (an open
-    :class:`~kfaar.pipeline.Anonymizer`) and ``key``; returns (BatchReport, faces replaced,
-    [(source, frames)] of the files with more than one frame or page, of which only the first
-    is anonymized and written). ``result_format``: how results are written (default: PNG, zlib level 1).
+    :class:`~kfaar.pipeline.Anonymizer`) and ``key``. ``result_format``: how results are
+    written (default: PNG, zlib level 1).
 
     ``overlapped`` reads the next photo and writes the last result on two threads while a
     photo is anonymized (``process_images_overlapped``); False does one photo at a time, which
@@ -158,12 +193,12 @@ def anonymize_files(targets: list[tuple[Path, Path]], anon, key, result_format: 
     def work(photo):  # only what the result file needs waits for the writer: not the photo's pixels
         fmt.check(photo.alpha)  # before the work, not after
         result = anon.anonymize_result(photo.rgb, key)
-        return result.image, photo.alpha, photo.icc_profile, result.n_faces, photo.frames
+        return result.image, photo.alpha, photo.icc_profile, result.boxes, photo.frames
 
-    def write(target: Path, done) -> tuple[int, int]:
-        rgb, alpha, icc, n_faces, frames = done
+    def write(target: Path, done) -> tuple[tuple, int]:
+        rgb, alpha, icc, boxes, frames = done
         fmt.write(target, rgb, alpha, icc)
-        return n_faces, frames
+        return boxes, frames
 
     report = BatchReport()
     if overlapped:
@@ -172,13 +207,9 @@ def anonymize_files(targets: list[tuple[Path, Path]], anon, key, result_format: 
     else:
         batch = process_images(source_of, lambda t: write(t, work(read(t))), report=report, progress=progress,
                                desc="anonymize")
-    faces, frames = 0, []
-    for target, (n_faces, n_frames) in batch:
-        faces += n_faces
-        if n_frames > 1:
-            frames.append((source_of[target], n_frames))
+    written = [(source_of[target], target, boxes, n_frames) for target, (boxes, n_frames) in batch]
     report.failed = [(source_of[target], msg) for target, msg in report.failed]  # named by the photo read
-    return report, faces, frames
+    return AnonymizedFiles(report, written)
 
 
 @dataclass(frozen=True)

@@ -352,3 +352,24 @@ def test_a_folder_of_phone_photos_is_read_whole_and_what_cannot_be_read_is_named
     assert f"skipped {src / 'c.dng'}: " in r.stderr and "camera RAW" in r.stderr
     assert "notes.txt" not in r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+
+
+def test_the_report_lists_what_was_replaced_in_each_photo_and_what_was_skipped(tmp_path, grace_hopper_path):
+    import json
+    from pathlib import Path
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(grace_hopper_path, src / "a.jpg")
+    Image.fromarray(np.full((120, 160, 3), 200, np.uint8)).save(src / "wall.png")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    r = _anonymize(src, "--key", _key_file(tmp_path, "A"), "--out", out, "--report", report)
+    assert r.exit_code == 0 and "2 photo(s), 1 face(s)" in r.stdout, r.stdout + r.stderr
+    assert f"no face found in 1 photo(s): their results are the photos as they were (listed in {report})" in r.stderr
+    doc = json.loads(report.read_text())
+    photos = {Path(p["source"]).name: p for p in doc["photos"]}
+    assert sorted(photos) == ["a.jpg", "wall.png"] and photos["wall.png"]["faces"] == []
+    (box,) = photos["a.jpg"]["faces"]
+    assert Path(photos["a.jpg"]["result"]) == out / "a.png" and 120 < box[2] < 260  # the sample face's width
+    assert [Path(s["source"]).name for s in doc["skipped"]] == ["broken.jpg"] and doc["skipped"][0]["error"]
