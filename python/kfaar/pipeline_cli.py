@@ -38,6 +38,15 @@ def _load_key(key_file: str, passphrase_env: str | None, service: str | None = N
     return key.for_relying_party(service) if service is not None else key
 
 
+def _optional_key(key_file: str | None, passphrase_env: str | None, service: str | None):
+    """:func:`_load_key` where ``--key`` may be left out (None then); ``--service`` needs it."""
+    if key_file is None:
+        if service is not None:
+            raise click.UsageError("--service: a service's subkey needs the key (--key)")
+        return None
+    return _load_key(key_file, passphrase_env, service)
+
+
 def _targets(paths: tuple[str, ...], out: Path, suffix: str = ".png") -> tuple[list[tuple[Path, Path]], list[Path]]:
     """(source, output file) for every photo under ``paths``, and the files left out because
     they lie in ``out`` (an earlier run's results, when ``out`` is inside an input folder).
@@ -281,9 +290,7 @@ def enroll(photo: str, out_path: str, key_file: str | None, passphrase_env: str 
     from kfaar.keys import write_private
     from kfaar.pipeline import Authenticator
 
-    if service is not None and key_file is None:
-        raise click.UsageError("--service: a service's subkey needs the key (--key); a plain template has none")
-    key = _load_key(key_file, passphrase_env, service) if key_file else None
+    key = _optional_key(key_file, passphrase_env, service)
     with Authenticator() as auth:
         template = auth.enroll(photo)
         data = auth.protect(template, key).to_bytes() if key is not None else _npy_bytes(template)
@@ -327,9 +334,7 @@ def verify(virtual_photo: str, key_file: str | None, passphrase_env: str | None,
     if key_file is None and not protected:
         raise click.UsageError("--key: a plain template (.npy) is read with the key; give the key file "
                                "(only a protected template, kfaar enroll --key, is verified without it)")
-    if service is not None and key_file is None:
-        raise click.UsageError("--service: a service's subkey needs the key (--key)")
-    key = _load_key(key_file, passphrase_env, service) if key_file else None
+    key = _optional_key(key_file, passphrase_env, service)
     with Authenticator(AuthenticatorOptions(min_code_match=min_code_match)) as auth:
         r = auth.verify_result(virtual_photo, key, template)
     if r.score is None:

@@ -165,9 +165,9 @@ def _decode(path: Path, read):
     suffix = path.suffix.lower()
     if suffix in RAW_EXTENSIONS:  # Pillow may open a RAW file's small TIFF preview as if it were the photo
         raise ImageReadError(f"{path}: a camera RAW file; develop it to JPEG, PNG or TIFF first")
-    if suffix in HEIF_EXTENSIONS and not heif_available():
+    heif = heif_available()  # registers the plugin: a HEIF file under another name is read too
+    if suffix in HEIF_EXTENSIONS and not heif:
         raise ImageReadError(f"{path}: a HEIC/HEIF photo; reading it needs pillow-heif (pip install 'kfaar[heif]')")
-    heif_available()  # a HEIF file under another name is read too, where the plugin is installed
     try:
         with Image.open(path) as im:
             im.load()
