@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.constant_time import bytes_eq
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from kfaar._atomic import atomic_write
 from kfaar.errors import KeyFormatError, KeyVerificationError
 
 __all__ = ["KEY_BYTES", "Key", "PassphraseKdf"]
@@ -320,15 +321,5 @@ def write_private(path: Path, data: bytes, *, overwrite: bool, what: str = "key 
     templates): no other user can read it, and no half-written file is left under its name."""
     if path.exists() and not overwrite:
         raise FileExistsError(f"{what} already exists: {path} (pass overwrite=True to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path, private=True, sync=True) as f:
+        f.write(data)

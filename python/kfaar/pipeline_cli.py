@@ -246,9 +246,9 @@ class ResultFormat:
             raise ValueError("it has transparency, which a JPEG cannot hold: anonymize it with --format png")
 
     def write(self, target: Path, rgb: np.ndarray, alpha: np.ndarray | None, icc: bytes | None) -> None:
-        import secrets
-
         from PIL import Image
+
+        from kfaar._atomic import atomic_write
 
         self.check(alpha)
         image = Image.fromarray(rgb)
@@ -259,15 +259,8 @@ class ResultFormat:
             extra["compress_level"] = self.png_compression
         else:
             extra.update(quality=self.jpeg_quality, subsampling=0)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        part = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
-        try:
-            with open(part, "xb") as fh:
-                image.save(fh, self.kind.upper(), **extra)
-            os.replace(part, target)
-        except BaseException:
-            part.unlink(missing_ok=True)
-            raise
+        with atomic_write(target) as fh:
+            image.save(fh, self.kind.upper(), **extra)
 
 
 @click.command("enroll")

@@ -17,14 +17,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from kfaar._atomic import atomic_write
 from kfaar.faces.align import align_face, transform_points
 from kfaar.faces.detect import DetectorOptions, FaceDetector, main_face
 from kfaar.faces.encode import EMBEDDING_DIM, SFaceEncoder
@@ -201,16 +200,9 @@ def _process_chunk(rels: list[str]) -> dict:
 # shards and manifest
 
 
-def _atomic_write(path: Path, write: Callable[[object], None], mode: str = "wb") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write_manifest(path: Path, manifest: dict) -> None:
+    with atomic_write(path) as f:
+        f.write(json.dumps(manifest, indent=1).encode())
 
 
 def _write_shard(path: Path, parts: list[dict], labels_of: dict[str, str], size: int) -> dict:
@@ -234,7 +226,8 @@ def _write_shard(path: Path, parts: list[dict], labels_of: dict[str, str], size:
         "skipped_paths": np.array([s[0] for s in skipped], dtype=str).reshape(-1),
         "skipped_reasons": np.array([s[1] for s in skipped], dtype=str).reshape(-1),
     }
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
     return {"n_faces": len(rel), "skipped": [list(s) for s in skipped]}
 
 
@@ -321,7 +314,7 @@ def prepare(
                 todo.append((split, i // opts.shard_size, rels))
         entry["shards"] = shards
         entry["n_images"] = len(items)
-    _atomic_write(out / MANIFEST, lambda f: json.dump(manifest, f, indent=1), "w")
+    _write_manifest(out / MANIFEST, manifest)
 
     n_todo = sum(len(r) for _, _, r in todo)
     labels_of = {r: lab for items in listed.values() for r, lab in items}
@@ -348,7 +341,7 @@ def prepare(
     if n_todo:
         manifest["last_run"] = {"images": n_todo, "seconds": round(seconds, 1), "workers": opts.workers,
                                 "images_per_s": round(n_todo / seconds, 1) if seconds > 0 else None}
-        _atomic_write(out / MANIFEST, lambda f: json.dump(manifest, f, indent=1), "w")
+        _write_manifest(out / MANIFEST, manifest)
 
     counts = {}
     for split in splits:
@@ -384,7 +377,7 @@ def _collect(tasks, results, todo, manifest, out, labels_of, opts, bar) -> None:
         for sh in manifest["splits"][split]["shards"]:
             if sh["file"] == fname:
                 sh.update(info, done=True)
-        _atomic_write(out / MANIFEST, lambda f: json.dump(manifest, f, indent=1), "w")
+        _write_manifest(out / MANIFEST, manifest)
         log.info("wrote %s (%d faces, %d skipped)", fname, info["n_faces"], len(info["skipped"]))
 
 

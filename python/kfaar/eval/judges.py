@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kfaar._atomic import atomic_write
 from kfaar.errors import KfaarError
 
 log = logging.getLogger(__name__)
@@ -224,9 +225,8 @@ class JudgeCache:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{len(digests)}"
-        tmp = self.dir / f"{name}.part.npz"
-        np.savez(tmp, hash=np.array(digests), **{k: getattr(table, k) for k in JudgeTable.__dataclass_fields__})
-        os.replace(tmp, self.dir / f"{name}.npz")
+        with atomic_write(self.dir / f"{name}.npz") as f:
+            np.savez(f, hash=np.array(digests), **{k: getattr(table, k) for k in JudgeTable.__dataclass_fields__})
         self._index = None  # re-read on next use
         self._shards.clear()
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from kfaar._atomic import atomic_write
 from kfaar.errors import ModelIntegrityError
 
 log = logging.getLogger(__name__)
@@ -126,16 +126,9 @@ def ort_model_path(
     if out.is_file():
         return out
     log.info("converting %s for onnxruntime (one time) -> %s", src.name, out)
-    cache.mkdir(parents=True, exist_ok=True)
     data = convert_block_quantized(src.read_bytes(), dynamic_batch=spec.dynamic_batch)
-    fd, tmp = tempfile.mkstemp(dir=cache, prefix=out.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(out) as f:
+        f.write(data)
     return out
 
 

@@ -80,11 +80,10 @@ def _fold_batchnorm(nodes: list, consts: dict[str, np.ndarray]) -> list:
     for _, inputs, _, _ in nodes:
         for n in inputs:
             uses[n] = uses.get(n, 0) + 1
-    out, skip = [], set()
-    producer = {o: i for i, (_, _, o, _) in enumerate(nodes)}
-    for i, (op, inputs, o, attrs) in enumerate(nodes):
-        if op == "BatchNormalization" and inputs[0] in producer and uses.get(inputs[0]) == 1:
-            j = producer[inputs[0]]
+    out = []
+    produced = {o for _, _, o, _ in nodes}
+    for op, inputs, o, attrs in nodes:
+        if op == "BatchNormalization" and inputs[0] in produced and uses.get(inputs[0]) == 1:
             cop, cin, _, cattrs = out[-1] if out and out[-1][2] == inputs[0] else (None, None, None, None)
             if cop == "Conv":
                 g, b, m, v = (consts[n] for n in inputs[1:5])

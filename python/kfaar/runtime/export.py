@@ -28,7 +28,6 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kfaar._atomic import atomic_write
 from kfaar.errors import KfaarError
 from kfaar.keys import Key
 from kfaar.models.bundle import ModelBundle, sha256_bytes
@@ -610,10 +610,8 @@ def export_bundle(bundle: ModelBundle, out_dir: str | os.PathLike, *, name: str 
         "sha256": {f: sha256_bytes((out / f).read_bytes()) for f in files},
     }
     data = (json.dumps(manifest, indent=1, sort_keys=True, default=float) + "\n").encode()
-    with tempfile.NamedTemporaryFile(dir=out, delete=False, suffix=".tmp") as tmp:
-        tmp.write(data)
-    os.chmod(tmp.name, 0o644)
-    os.replace(tmp.name, out / MANIFEST)
+    with atomic_write(out / MANIFEST) as f:
+        f.write(data)
     return ExportResult(out, sha256_bytes(data), json.loads(data))
 
 

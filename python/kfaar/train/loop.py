@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kfaar._atomic import atomic_write
 from kfaar.models.discriminator import Discriminator
 from kfaar.models.generator import Generator, GeneratorConfig
 from kfaar.models.identity_space import IdentitySpace
@@ -191,9 +192,8 @@ class Trainer:
 
     def save(self, name: str = "ckpt.pt") -> Path:
         path = self.out / name
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.state(), tmp)
-        os.replace(tmp, path)
+        with atomic_write(path) as f:
+            torch.save(self.state(), f)
         return path
 
     def load(self, path: str | os.PathLike) -> None:
