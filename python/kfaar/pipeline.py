@@ -31,7 +31,7 @@ import numpy as np
 
 from kfaar.errors import NoCodeFoundError, NoFaceFoundError, TemplateMismatchError
 from kfaar.keys import Key
-from kfaar.templates import ProtectedTemplate
+from kfaar.templates import ProtectedTemplate, identity_vector
 
 log = logging.getLogger(__name__)
 
@@ -195,16 +195,11 @@ class _Base:
         self.close()
 
     def _load(self, photo) -> np.ndarray:
-        """``photo``'s pixels: a C-ordered (H, W, 3) uint8 array as it is, through a read-only view
-        (nothing here writes to it; every result is a new array), anything else by ``load_image``."""
-        from kfaar.faces import load_image
+        """``photo``'s pixels, not copied when they are already RGB uint8 (nothing here writes to
+        them; every result is a new array)."""
+        from kfaar.faces.image import read_only_rgb
 
-        if (isinstance(photo, np.ndarray) and photo.dtype == np.uint8 and photo.ndim == 3
-                and photo.shape[2] == 3 and photo.size and photo.flags.c_contiguous):
-            view = photo.view()
-            view.setflags(write=False)
-            return view
-        return load_image(photo)
+        return read_only_rgb(photo)
 
     def _faces(self, rgb: np.ndarray) -> list:
         """The photo's faces, its main one (``main_face``: what enroll and recover read) first,
@@ -424,10 +419,7 @@ class Authenticator(_Base):
         ``key``, for a service to keep instead (it matches only virtual faces made with ``key``;
         a new key revokes it). Run it where the key is, on the device."""
         self._check_open()
-        t = np.asarray(template, np.float32)
-        if t.shape != (128,) or not np.all(np.isfinite(t)) or not np.linalg.norm(t) > 0:
-            raise ValueError(f"template: expected (128,) finite numbers, not all zero (Authenticator.enroll), "
-                             f"got shape {t.shape}")
+        t = identity_vector(template, "template (Authenticator.enroll)").astype(np.float32)
         code = self._engine.protected_code(t[None], key)[0]
         return ProtectedTemplate(code, key.fingerprint, self._engine.space)
 

@@ -343,7 +343,7 @@ def _load_template(path: str):
     """The template ``kfaar enroll`` wrote at ``path``: a (128,) float32 array from a .npy file
     (never unpickled), or a :class:`~kfaar.templates.ProtectedTemplate` from its JSON file;
     anything else is refused, naming the file."""
-    from kfaar.templates import ProtectedTemplate
+    from kfaar.templates import ProtectedTemplate, identity_vector
 
     what = f"{path} is not a kfaar template (a .npy file of 128 numbers or a protected template, written by kfaar enroll)"
     try:
@@ -365,7 +365,7 @@ def _load_template(path: str):
         shape = getattr(t, "shape", None)
         raise click.BadParameter(f"{what}: it holds {getattr(t, 'dtype', type(t).__name__)} of shape {shape}",
                                  param_hint="--template")
-    t = t.astype(np.float32)
-    if not np.all(np.isfinite(t)) or not np.linalg.norm(t) > 0:
-        raise click.BadParameter(f"{what}: its values are not finite, or all zero", param_hint="--template")
-    return t
+    try:
+        return identity_vector(t, "its values").astype(np.float32)
+    except ValueError as err:
+        raise click.BadParameter(f"{what}: {err}", param_hint="--template") from None

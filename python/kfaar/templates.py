@@ -44,6 +44,17 @@ VERSION = 1
 DIM = 128
 
 
+def identity_vector(values, what: str) -> np.ndarray:
+    """``values`` as a (128,) float64 array of finite numbers, not all zero — what a plain
+    template, a keyed code or an embedding must be — or a ValueError naming ``what``. Read as
+    float32 first (what is stored and scored), then widened so that its norm cannot overflow."""
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused below
+        v = np.asarray(values, dtype=np.float32).astype(np.float64)
+    if v.shape != (DIM,) or not np.all(np.isfinite(v)) or not np.linalg.norm(v) > 0:
+        raise ValueError(f"{what}: expected ({DIM},) finite numbers, not all zero; got shape {v.shape}")
+    return v
+
+
 def space_id(mean: np.ndarray, whiten: np.ndarray) -> str:
     """The identity space a code lives in: 16 hex digits of SHA-256 over its float32 mean and whitening."""
     h = hashlib.sha256()
@@ -63,9 +74,7 @@ class ProtectedTemplate:
     space: str
 
     def __post_init__(self) -> None:
-        c = np.asarray(self.code, dtype=np.float32).astype(np.float64)  # a private copy; float64: no overflow
-        if c.shape != (DIM,) or not np.all(np.isfinite(c)) or not np.linalg.norm(c) > 0:
-            raise ValueError(f"code: expected ({DIM},) finite numbers, not all zero; got shape {c.shape}")
+        c = identity_vector(self.code, "code")  # a private copy
         c = (c / np.linalg.norm(c)).astype(np.float32)
         c.setflags(write=False)
         object.__setattr__(self, "code", c)

@@ -192,3 +192,20 @@ def test_photos_kfaar_cannot_read_say_what_they_need(tmp_path, grace_hopper, mon
     with pytest.raises(ImageReadError, match=r"p\.heic: a HEIC/HEIF photo; reading it needs pillow-heif "
                                              r"\(pip install 'kfaar\[heif\]'\)"):
         load_image(tmp_path / "p.heic")
+
+
+def test_read_only_rgb_shares_rgb_arrays_and_converts_the_rest():
+    from kfaar.faces.image import read_only_rgb
+
+    rgb = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    view = read_only_rgb(rgb)
+    assert np.shares_memory(view, rgb) and not view.flags.writeable
+    assert rgb.flags.writeable  # the caller's array stays writable
+    strided = rgb[:, ::2]  # not C-ordered: a C-ordered copy, as load_image makes
+    out = read_only_rgb(strided)
+    assert out.flags.c_contiguous and not np.shares_memory(out, rgb)
+    np.testing.assert_array_equal(out, strided)
+    grey = read_only_rgb(rgb[:, :, 0])
+    assert grey.shape == (4, 5, 3) and (grey == rgb[:, :, :1]).all()
+    with pytest.raises(ImageReadError, match="empty"):
+        read_only_rgb(np.zeros((0, 5, 3), np.uint8))

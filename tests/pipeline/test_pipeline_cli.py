@@ -238,6 +238,8 @@ def test_errors_end_with_their_message_and_exit_code_2_not_a_traceback(tmp_path,
     (tmp_path / "text.npy").write_text("not a template")
     np.save(tmp_path / "zeros.npy", np.zeros(128, np.float32))
     np.save(tmp_path / "short.npy", np.ones(64, np.float32))
+    np.save(tmp_path / "nan.npy", np.full(128, np.nan, np.float32))
+    np.save(tmp_path / "huge.npy", np.full(128, 1e39))  # float64 beyond float32: inf once read
     cases = [
         (["enroll", str(blank), "--out", str(tmp_path / "t.npy")], {}, "Error: enroll: no face found"),
         (["verify", str(blank), "--key", str(key), "--passphrase-env", "KP", "--template", str(template)], ENV,
@@ -247,7 +249,7 @@ def test_errors_end_with_their_message_and_exit_code_2_not_a_traceback(tmp_path,
     ] + [
         (["verify", str(grace_hopper_path), "--key", str(key), "--passphrase-env", "KP", "--template",
           str(tmp_path / name)], ENV, f"{name} is not a kfaar template")
-        for name in ("text.npy", "zeros.npy", "short.npy")
+        for name in ("text.npy", "zeros.npy", "short.npy", "nan.npy", "huge.npy")
     ]
     for args, env, message in cases:
         r = runner.invoke(main, args, env=env)

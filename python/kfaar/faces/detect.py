@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from kfaar.faces.image import ImageSource, load_image
+from kfaar.faces.image import ImageSource, read_only_rgb
 from kfaar.faces.models import YUNET, verified_model_path
 
 
@@ -213,7 +213,7 @@ class FaceDetector:
         searched again, in tiles, for the faces too small to be seen downscaled, and the two
         passes' faces merged.
         """
-        rgb = photo if _is_rgb_u8(photo) else load_image(photo)
+        rgb = read_only_rgb(photo)
         h, w = rgb.shape[:2]
         o = self.options
         found = [self._pass(rgb, o.max_side, tiled=False)]
@@ -275,13 +275,6 @@ def _plausible(bbox: tuple[float, float, float, float], landmarks: np.ndarray, w
         return False
     lx, ly = landmarks[:, 0], landmarks[:, 1]
     return bool(((lx >= x - bw) & (lx <= x + 2 * bw) & (ly >= y - bh) & (ly <= y + 2 * bh)).all())
-
-
-def _is_rgb_u8(x: object) -> bool:
-    return (
-        isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 3 and x.shape[2] == 3
-        and x.shape[0] > 0 and x.shape[1] > 0
-    )
 
 
 def main_face(faces: list[Face], image_shape: tuple[int, ...]) -> Face | None:

@@ -58,6 +58,18 @@ def load_image(src: ImageSource) -> np.ndarray:
     )
 
 
+def read_only_rgb(src: ImageSource) -> np.ndarray:
+    """``src`` as :func:`load_image` returns it, but without the copy when it already is a
+    C-ordered, non-empty ``(H, W, 3) uint8`` array: then a read-only view of it (for callers
+    that only read the pixels and make every result a new array)."""
+    if (isinstance(src, np.ndarray) and src.dtype == np.uint8 and src.ndim == 3 and src.shape[2] == 3
+            and src.size and src.flags.c_contiguous):
+        view = src.view()
+        view.setflags(write=False)
+        return view
+    return load_image(src)
+
+
 def load_alpha(path: str | os.PathLike) -> np.ndarray | None:
     """The ``(H, W) uint8`` alpha channel of the image file at ``path``, oriented as
     :func:`load_image` orients its pixels (EXIF applied), or None when it has no
