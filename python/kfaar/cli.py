@@ -15,6 +15,7 @@ import click
 # name -> "module:attribute" of a click.Command (or Group)
 _COMMANDS = {
     "keygen": "kfaar.keys_cli:keygen",
+    "key": "kfaar.keys_cli:key_group",
     "info": "kfaar.info:info",
     "bench": "kfaar.bench:bench",
     "data": "kfaar.data.cli:data",

@@ -267,24 +267,26 @@ class Key:
             f"could not open key file {path}: wrong passphrase, or the file is damaged or not a kfaar key"
         )
         try:
-            if not blob.startswith(_MAGIC):
-                raise ValueError
-            (hlen,) = struct.unpack(">H", blob[len(_MAGIC) : len(_MAGIC) + 2])
-            end = len(_MAGIC) + 2 + hlen
-            header = json.loads(blob[len(_MAGIC) + 2 : end].decode("utf-8"))
-            if header.get("format") != "kfaar-key" or header.get("version") != _FILE_VERSION:
-                raise ValueError
-            params = PassphraseKdf.from_json(header["kdf"])
-            nonce = base64.b64decode(header["nonce"], validate=True)
-            if len(nonce) != _NONCE_BYTES:
-                raise ValueError
+            params, nonce, end = _read_header(blob)
             material = AESGCM(params.derive(pw)).decrypt(nonce, blob[end:], blob[:end])
-        except (InvalidTag, ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError):
+        except (InvalidTag, *_HEADER_ERRORS):
             # One error for every failure, so the file is no oracle for which check failed.
             raise failure from None
         if len(material) != KEY_BYTES:
             raise failure
         return cls(material)
+
+    @staticmethod
+    def file_kdf(path: PathLike) -> PassphraseKdf:
+        """The passphrase KDF a sealed key file was written with (not secret; read without the
+        passphrase, and not authenticated until :meth:`load` checks the tag)."""
+        path = Path(path)
+        try:
+            return _read_header(path.read_bytes())[0]
+        except FileNotFoundError:
+            raise FileNotFoundError(f"key file not found: {path}") from None
+        except _HEADER_ERRORS:
+            raise KeyFormatError(f"{path} is not a kfaar key file") from None
 
     # -- hygiene ------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -308,6 +310,26 @@ class Key:
 
     def __deepcopy__(self, memo: dict) -> Key:
         return self
+
+
+_HEADER_ERRORS = (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError)
+
+
+def _read_header(blob: bytes) -> tuple[PassphraseKdf, bytes, int]:
+    """A key file's KDF, nonce and header length (the associated data ends there); one of
+    ``_HEADER_ERRORS`` when it is no kfaar key file."""
+    if not blob.startswith(_MAGIC):
+        raise ValueError
+    (hlen,) = struct.unpack(">H", blob[len(_MAGIC) : len(_MAGIC) + 2])
+    end = len(_MAGIC) + 2 + hlen
+    header = json.loads(blob[len(_MAGIC) + 2 : end].decode("utf-8"))
+    if not isinstance(header, dict) or header.get("format") != "kfaar-key" or header.get("version") != _FILE_VERSION:
+        raise ValueError
+    params = PassphraseKdf.from_json(header["kdf"])
+    nonce = base64.b64decode(header["nonce"], validate=True)
+    if len(nonce) != _NONCE_BYTES:
+        raise ValueError
+    return params, nonce, end
 
 
 def _with_salt(kdf: PassphraseKdf, salt: bytes) -> PassphraseKdf:

@@ -159,12 +159,24 @@ def test_every_tampered_byte_is_detected(tmp_path):
             Key.load(path, passphrase=PASS)
 
 
-@pytest.mark.parametrize("content", [b"", b"KFAARKEY", b"KFAARKEY\xff\xff{}", b"not a key file at all", b"\0" * 100])
+@pytest.mark.parametrize("content", [b"", b"KFAARKEY", b"KFAARKEY\xff\xff{}", b"not a key file at all", b"\0" * 100,
+                                     b"KFAARKEY\x00\x02[]", b'KFAARKEY\x00\x04"kf"'])  # headers not objects
 def test_truncated_or_foreign_files_are_rejected(tmp_path, content):
     path = tmp_path / "bad.key"
     path.write_bytes(content)
     with pytest.raises(KeyVerificationError):
         Key.load(path, passphrase=PASS)
+    with pytest.raises(KeyFormatError, match="bad.key is not a kfaar key file"):
+        Key.file_kdf(path)
+
+
+def test_file_kdf_reads_the_cost_without_the_passphrase(tmp_path):
+    path = Key.generate().save(tmp_path / "user.key", passphrase=PASS, kdf=FAST_KDF)
+    kdf = Key.file_kdf(path)
+    assert (kdf.algorithm, kdf.memory_cost_kib, kdf.iterations, kdf.lanes) == ("argon2id", 19 * 1024, 2, 1)
+    assert len(kdf.salt) == 16
+    with pytest.raises(FileNotFoundError, match="nope.key"):
+        Key.file_kdf(tmp_path / "nope.key")
 
 
 def test_truncated_real_file_is_rejected(tmp_path):
