@@ -68,7 +68,8 @@ def _anonymizer_detector_options():
     Photos over 1,920 px are searched a second time at up to 4,096 px, in tiles: at
     1,280 a 12-megapixel photo's faces under ~40 px are below what YuNet sees (of 60 faces of
     32 px on a synthetic 12-MP crowd, 11 were found; with the second pass 60, and 60 of 60 at
-    24 px), for 0.13 -> 0.89 s of detection a 12-MP photo on 2 cores, at the same peak memory."""
+    24 px), for ~0.07 -> 0.35-0.52 s of detection a 12-MP photo on 2 cores (YuNet through
+    onnxruntime; 0.10 -> 0.78-1.03 s through OpenCV), at the same peak memory."""
     from kfaar.faces import DetectorOptions
 
     return DetectorOptions(min_face_size=0, score_threshold=0.5, fine_max_side=4096)
@@ -145,12 +146,13 @@ class _Base:
         self.options = options
         self._engine = load_engine(options.model, options.model_sha256, backend=options.backend,
                                    threads=options.threads, precision=options.precision)
-        # OpenCV's YuNet network keeps per-input-size state (and crashed the process when two
-        # threads shared one): each thread that calls in gets its own detector. The engine's
+        # Each thread that calls in gets its own detector (OpenCV's YuNet network, which kfaar
+        # ran before onnxruntime, kept per-input-size state and crashed the process when two
+        # threads shared one; a detector is still documented as one thread's). The engine's
         # and the encoder's ORT sessions are shared; their ``run`` is thread-safe.
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._local.detector = FaceDetector(options.detector)  # this thread's, made here: a bad model fails early
+        self._local.detector = FaceDetector(options.detector, threads=options.threads)  # this thread's, made here: a bad model fails early
         self._detectors = weakref.WeakSet([self._local.detector])  # to close; a finished thread's goes with it
         self._encoder = SFaceEncoder(threads=options.threads)
         self._closed = False
@@ -162,7 +164,7 @@ class _Base:
 
         det = getattr(self._local, "detector", None)
         if det is None:
-            det = FaceDetector(self.options.detector)
+            det = FaceDetector(self.options.detector, threads=self.options.threads)
             with self._lock:
                 self._check_open()
                 self._detectors.add(det)

@@ -107,7 +107,7 @@ def _targets(paths: tuple[str, ...], out: Path, suffix: str = ".png") -> tuple[l
               help="Quality of JPEG results (50-100). Lower loses more of the code: see docs/THREAT_MODEL.md.")
 @click.option("--no-small-faces", is_flag=True,
               help="Skip the second, full-resolution search of photos larger than 1,920 px, which finds their "
-                   "faces under ~40 px (~0.8 s of a 12-megapixel photo's time). Such faces then stay as they are.")
+                   "faces under ~40 px (~0.3-0.45 s of a 12-megapixel photo's time). Such faces then stay as they are.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a JSON file listing each result with the boxes (x, y, w, h) of the faces replaced "
                    "in it, and the files skipped: to check what was replaced.")

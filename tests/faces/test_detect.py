@@ -205,3 +205,14 @@ def test_detector_pickles(detector, grace_hopper):
     np.testing.assert_allclose(a[0].landmarks, b[0].landmarks)
     with pytest.raises(Exception):
         a[0].landmarks[0, 0] = 1  # results are read-only like the frozen Face holding them
+
+
+def test_threads_choose_the_sessions_threads_not_the_faces(detector, grace_hopper):
+    one = FaceDetector(threads=1)
+    assert one.detect(grace_hopper)[0].bbox == pytest.approx(detector.detect(grace_hopper)[0].bbox, abs=1e-3)
+    assert one._network()._session.get_session_options().intra_op_num_threads == 1
+    clone = pickle.loads(pickle.dumps(one))  # a pool's worker keeps its one thread
+    assert clone._network()._session.get_session_options().intra_op_num_threads == 1
+    for bad in (0, -1, True, 1.5, "2"):
+        with pytest.raises(ValueError, match="threads"):
+            FaceDetector(threads=bad)

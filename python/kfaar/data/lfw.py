@@ -147,7 +147,7 @@ def _init_worker(lfw_dir: str, size: int, detector: DetectorOptions, in_process:
     _WORKER.update(
         lfw_dir=Path(lfw_dir),
         size=size,
-        det=FaceDetector(detector),
+        det=FaceDetector(detector, threads=None if in_process else 1),
         enc=SFaceEncoder(threads=1, batch_size=8),
     )
 

@@ -7,6 +7,9 @@ Two numbers per scene, both medians over repeats:
   ``kfaar data prepare`` runs), photos/s of wall time.
 The last column, ``workers * 1000 / cpu ms``, is what idle cores would give; on a shared
 machine it is the figure to quote (the wall-time columns are printed beside it).
+A second table times detection alone on one thread, YuNet through onnxruntime (what kfaar
+runs) against OpenCV's ``FaceDetectorYN`` (its reference), alternating photo by photo, with
+the faces each found.
 Photos are decoded beforehand: decoding is not part of the face pipeline being measured.
 """
 
@@ -67,7 +70,7 @@ class _Pipeline:
         from kfaar.faces.detect import FaceDetector
         from kfaar.faces.encode import SFaceEncoder
 
-        self.det = FaceDetector()
+        self.det = FaceDetector(threads=1)
         self.enc = SFaceEncoder(threads=1)
 
     def __call__(self, rgb: np.ndarray, stages: dict[str, list[float]] | None = None) -> int:
@@ -121,6 +124,29 @@ def _one_core(pipe: _Pipeline, photos: list[np.ndarray], repeats: int) -> dict:
     }
 
 
+def _detect_ab(photos: list[np.ndarray], repeats: int) -> dict:
+    """Median ms per photo of ``FaceDetector.detect`` on one thread with YuNet through
+    onnxruntime and through OpenCV, alternated photo by photo, and the faces each found."""
+    from kfaar.faces.detect import FaceDetector
+    from kfaar.faces.yunet import OpenCvYuNet
+
+    ort_det = FaceDetector(threads=1)
+    cv_det = FaceDetector()
+    o = cv_det.options
+    cv_det._net = OpenCvYuNet(cv_det._model, o.score_threshold, o.nms_threshold, o.top_k)
+    times: dict[str, list[float]] = {"onnxruntime": [], "opencv": []}
+    found = {k: 0 for k in times}
+    for det in (ort_det, cv_det):
+        det.detect(photos[0])  # warm-up
+    for _ in range(repeats):
+        for p in photos:
+            for name, det in (("onnxruntime", ort_det), ("opencv", cv_det)):
+                t0 = time.perf_counter()
+                found[name] += len(det.detect(p))
+                times[name].append(time.perf_counter() - t0)
+    return {f"{k}_ms": 1000 * statistics.median(v) for k, v in times.items()} | {f"{k}_faces": found[k] for k in found}
+
+
 def _n_cores(pool, workers: int, photos: list[np.ndarray], repeats: int) -> float:
     shares = [photos[i::workers] for i in range(workers)]
     pool.map(_run_many, [s[:1] for s in shares])  # warm every worker
@@ -162,6 +188,7 @@ def faces(workers: int, repeats: int, n250: int, data_dir: Path | None, json_pat
             # what N idle cores would do: N photos per CPU-time of one photo
             r[f"cpu_est_photos_per_s_{workers}cores"] = workers * 1000.0 / r["cpu_ms_per_photo"]
             r["photos"] = len(photos)
+            r["detect_ab"] = _detect_ab(photos, repeats)
             results[name] = r
 
     head = f"{'scene':<28}{'faces':>6}{'ms/photo':>10}{'cpu ms':>8}{'detect':>8}{'align':>7}{'encode':>8}" \
@@ -173,6 +200,11 @@ def faces(workers: int, repeats: int, n250: int, data_dir: Path | None, json_pat
         click.echo(f"{name:<28}{r['faces_per_photo']:>6.1f}{r['ms_per_photo']:>10.1f}{r['cpu_ms_per_photo']:>8.1f}"
                    f"{s['detect']:>8.1f}{s['align']:>7.1f}{s['encode']:>8.1f}{r['photos_per_s_1core']:>10.1f}"
                    f"{r[f'photos_per_s_{workers}cores']:>12.1f}{r[f'cpu_est_photos_per_s_{workers}cores']:>16.1f}")
+    click.echo(f"\n{'detect only, one thread':<28}{'onnxruntime ms':>16}{'OpenCV ms':>11}{'ratio':>7}{'faces (ort / cv)':>18}")
+    for name, r in results.items():
+        ab = r["detect_ab"]
+        click.echo(f"{name:<28}{ab['onnxruntime_ms']:>16.1f}{ab['opencv_ms']:>11.1f}"
+                   f"{ab['opencv_ms'] / ab['onnxruntime_ms']:>7.2f}{ab['onnxruntime_faces']:>10} / {ab['opencv_faces']}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     click.echo(f"medians over {repeats} repeats; {os.cpu_count()} CPUs visible, load average {load:.1f} "
                "(a busy machine inflates wall times, not CPU ms)")

