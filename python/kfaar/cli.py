@@ -65,16 +65,39 @@ class _Main(LazyGroup):
             ctx.exit(2)
 
 
+# Photos up to this many megapixels are read: a 200-megapixel phone photo (16,320 x 12,240)
+# included, where Pillow's own guard against decompression bombs refuses anything over 179
+# megapixels and warns from 89.
+MAX_MEGAPIXELS = 250
+
+
 @click.group(cls=_Main, lazy_subcommands=_COMMANDS)
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@click.option("--max-megapixels", type=click.IntRange(1), default=MAX_MEGAPIXELS, show_default=True,
+              help="Refuse photos over this size (a guard against decompression bombs: a small file that "
+                   "decodes to gigabytes). A photo takes about 3 bytes per pixel several times over while it "
+                   "is anonymized.")
 @click.version_option(package_name="kfaar")
-def main(verbose: int) -> None:
+def main(verbose: int, max_megapixels: int) -> None:
     """kfaar: key-driven, identity-preserving face anonymization.
 
     Exit codes: 0 done (for verify: a match), 1 verify found no match, 2 an error (its message
     on stderr)."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    _pixel_limit(max_megapixels)
+
+
+def _pixel_limit(megapixels: int) -> None:
+    """Pillow's decompression-bomb guard, for this process (the CLI's own; the library leaves
+    Pillow's settings to the application): photos over ``megapixels`` are refused, and the
+    warning Pillow prints from half that is silenced."""
+    import warnings
+
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = megapixels * 1_000_000 // 2  # Pillow refuses above twice this
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 if __name__ == "__main__":  # pragma: no cover

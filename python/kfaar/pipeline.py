@@ -261,7 +261,8 @@ class Anonymizer(_Base):
         return self.anonymize_result(photo, key).image
 
     def anonymize_result(self, photo, key: Key) -> AnonymizeResult:
-        from kfaar.faces import paste_back, transform_points
+        from kfaar.faces import transform_points
+        from kfaar.faces.align import paste_into
 
         self._check_open()
         rgb = self._load(photo)
@@ -272,9 +273,9 @@ class Anonymizer(_Base):
         aligned = [self._aligned(rgb, f) for f in faces]
         landmarks = np.stack([transform_points(a.matrix, f.landmarks) for a, f in zip(aligned, faces)])
         virtual = self.anonymize_crops(np.stack([a.crop for a in aligned]), key, landmarks)
-        out = rgb
+        out = rgb.copy()  # one copy, every face pasted into it
         for a, v in zip(aligned, virtual):
-            out = paste_back(out, v, a.matrix, mask=self._paste_mask)
+            paste_into(out, v, a.matrix, mask=self._paste_mask)
         log.info("anonymize: replaced %d face(s)", len(faces))
         return AnonymizeResult(out, len(faces), tuple(f.bbox for f in faces))
 

@@ -94,21 +94,25 @@ def test_paste_back_replaces_the_face_softly(grace_hopper, face):
     assert len(np.unique(row[(row > grace_hopper[nose[1], :, 0]) & (row < 255)])) > 3
 
 
-def test_paste_back_is_the_blend_written_out(grace_hopper, face):
-    """paste_back blends in place to save memory; the bytes are those of the formula."""
-    import cv2
+@pytest.mark.parametrize("scale", [1, 4])
+def test_paste_back_is_the_blend_written_out(grace_hopper, face, scale):
+    """paste_back blends a strip of rows at a time to save memory; the bytes are those of the
+    formula over the whole box (at scale 4 the box spans several strips)."""
+    from kfaar.faces.align import _BLEND_ROWS
 
     rng = np.random.default_rng(3)
-    al = align_face(grace_hopper, face.landmarks, 128)
+    photo = cv2.resize(grace_hopper, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    al = align_face(photo, face.landmarks * scale, 128)
     crop = rng.integers(0, 256, al.crop.shape, dtype=np.uint8)
     mask = rng.uniform(-0.2, 1.2, (128, 128)).astype(np.float32)  # clipped to [0, 1] on the way
-    out = paste_back(grace_hopper, crop, al.matrix, mask=mask)
+    out = paste_back(photo, crop, al.matrix, mask=mask)
     m = al.matrix
     inv = cv2.invertAffineTransform(m)
     corners = transform_points(inv, np.array([[0, 0], [128, 0], [0, 128], [128, 128]]))
     x0, y0 = (max(0, int(np.floor(corners[:, i].min())) - 1) for i in (0, 1))
-    x1 = min(grace_hopper.shape[1], int(np.ceil(corners[:, 0].max())) + 2)
-    y1 = min(grace_hopper.shape[0], int(np.ceil(corners[:, 1].max())) + 2)
+    x1 = min(photo.shape[1], int(np.ceil(corners[:, 0].max())) + 2)
+    y1 = min(photo.shape[0], int(np.ceil(corners[:, 1].max())) + 2)
+    assert (y1 - y0 > 3 * _BLEND_ROWS) == (scale == 4)
     shifted = m.copy()
     shifted[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)
     size = (x1 - x0, y1 - y0)
@@ -116,10 +120,29 @@ def test_paste_back_is_the_blend_written_out(grace_hopper, face):
                        borderMode=cv2.BORDER_REPLICATE)
     a = np.clip(cv2.warpAffine(mask, shifted, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0), 0.0, 1.0)[:, :, None]
-    expect = grace_hopper.copy()
-    region = grace_hopper[y0:y1, x0:x1].astype(np.float32)
+    expect = photo.copy()
+    region = photo[y0:y1, x0:x1].astype(np.float32)
     expect[y0:y1, x0:x1] = np.clip(np.rint(a * f + (1.0 - a) * region), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(out, expect)
+
+
+def test_paste_into_is_paste_back_in_place(grace_hopper, face):
+    from kfaar.faces.align import paste_into
+
+    rng = np.random.default_rng(4)
+    al = align_face(grace_hopper, face.landmarks, 128)
+    crops = rng.integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
+    moved = al.matrix.copy()
+    moved[:, 2] += (20.0, -10.0)  # a second face overlapping the first: pasted over it
+    expect = paste_back(paste_back(grace_hopper, crops[0], al.matrix), crops[1], moved)
+    out = grace_hopper.copy()
+    assert paste_into(out, crops[0], al.matrix) is None
+    paste_into(out, crops[1], moved)
+    np.testing.assert_array_equal(out, expect)
+    frozen = grace_hopper.copy()
+    frozen.setflags(write=False)
+    with pytest.raises(ValueError, match="read-only"):
+        paste_into(frozen, crops[0], al.matrix)
 
 
 def test_face_mask_shape():

@@ -209,3 +209,36 @@ def test_read_only_rgb_shares_rgb_arrays_and_converts_the_rest():
     assert grey.shape == (4, 5, 3) and (grey == rgb[:, :, :1]).all()
     with pytest.raises(ImageReadError, match="empty"):
         read_only_rgb(np.zeros((0, 5, 3), np.uint8))
+
+
+def test_tall_photos_are_copied_in_strips_to_the_same_pixels(tmp_path):
+    from kfaar.faces.image import _rgb_array
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (2600, 37, 3), dtype=np.uint8)  # three strips, the last short
+    Image.fromarray(pixels).save(tmp_path / "tall.png")
+    np.testing.assert_array_equal(load_image(tmp_path / "tall.png"), pixels)
+    with Image.open(tmp_path / "tall.png") as im:
+        out = _rgb_array(im, strip=1000)
+        assert out.flags.c_contiguous and out.flags.writeable and out.dtype == np.uint8
+        np.testing.assert_array_equal(out, pixels)
+
+
+def test_an_upright_photo_is_not_copied_to_be_oriented(tmp_path, grace_hopper):
+    from kfaar.faces.image import _oriented
+
+    Image.fromarray(grace_hopper).save(tmp_path / "up.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 1  # upright, said explicitly
+    Image.fromarray(grace_hopper).save(tmp_path / "up1.jpg", exif=exif)
+    for name in ("up.jpg", "up1.jpg"):
+        with Image.open(tmp_path / name) as im:
+            assert _oriented(im, name) is im
+
+
+def test_a_photo_over_pillows_pixel_guard_is_refused_with_the_way_to_read_it(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)  # refused above 0.1 megapixels
+    with pytest.raises(ImageReadError, match=r"big.png: 0.1 megapixels, more than Pillow reads without being told "
+                                             r"to \(0.1 megapixels, .*MAX_IMAGE_PIXELS, or kfaar's --max-megapixels"):
+        load_image(tmp_path / "big.png")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -375,3 +376,23 @@ def test_the_report_lists_what_was_replaced_in_each_photo_and_what_was_skipped(t
     (box,) = photos["a.jpg"]["faces"]
     assert Path(photos["a.jpg"]["result"]) == out / "a.png" and 120 < box[2] < 260  # the sample face's width
     assert [Path(s["source"]).name for s in doc["skipped"]] == ["broken.jpg"] and doc["skipped"][0]["error"]
+
+
+def test_max_megapixels_refuses_larger_photos_and_reads_the_rest_quietly(tmp_path, grace_hopper, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # the CLI sets it for its process
+    key = _key_file(tmp_path, "A")
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(grace_hopper).resize((1536, 1800)).save(src / "big.png")  # 2.8 megapixels
+    runner = CliRunner()
+    small = runner.invoke(main, ["--max-megapixels", "2", "anonymize", str(src), "--key", str(key),
+                                 "--passphrase-env", "KP", "--out", str(tmp_path / "o2")], env=ENV)
+    assert small.exit_code == 0 and not (tmp_path / "o2" / "big.png").exists()
+    assert "skipped" in small.stderr and "big.png: 2.8 megapixels" in small.stderr and "(2.0 megapixels" in small.stderr
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        enough = runner.invoke(main, ["--max-megapixels", "3", "anonymize", str(src), "--key", str(key),
+                                      "--passphrase-env", "KP", "--out", str(tmp_path / "o3")], env=ENV)
+    assert enough.exit_code == 0 and (tmp_path / "o3" / "big.png").is_file()
+    # Pillow warns from half its limit (1.5 megapixels here); the CLI has said what it reads
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]

@@ -156,6 +156,30 @@ def paste_back(
     float in [0, 1]) replaces the default :func:`face_mask`. Returns a new (H, W, 3) uint8.
     """
     _check_photo(photo)
+    out = photo.copy()
+    paste_into(out, crop, matrix, feather=feather, mask=mask)
+    return out
+
+
+# rows of the face's box blended at a time: the float buffers are a strip's, not the box's
+# (a face filling a 200-megapixel photo has a box of ~26 megapixels: 0.3 GB per float buffer)
+_BLEND_ROWS = 256
+
+
+def paste_into(
+    out: np.ndarray,
+    crop: np.ndarray,
+    matrix: np.ndarray,
+    *,
+    feather: float = 0.08,
+    mask: np.ndarray | None = None,
+) -> None:
+    """:func:`paste_back` in place: ``out`` (a writable (H, W, 3) uint8 photo) gets
+    the face; the same bytes as ``paste_back(out, ...)`` returns. Pasting several faces into one
+    copy of a photo spares a copy of the whole photo per face."""
+    _check_photo(out)
+    if not out.flags.writeable:
+        raise ValueError("out: got a read-only array, expected one to paste into")
     _check_photo(crop, "crop")
     s = crop.shape[0]
     if crop.shape[1] != s:
@@ -171,16 +195,15 @@ def paste_back(
         mask = np.asarray(mask, np.float32)
         if mask.shape != (s, s):
             raise ValueError(f"mask: got shape {mask.shape}, expected ({s}, {s}) like the crop")
-    h, w = photo.shape[:2]
+    h, w = out.shape[:2]
     # Only the photo region under the crop is touched: warp into its bounding box.
     corners = transform_points(cv2.invertAffineTransform(m), np.array([[0, 0], [s, 0], [0, s], [s, s]]))
     x0 = max(0, int(np.floor(corners[:, 0].min())) - 1)
     y0 = max(0, int(np.floor(corners[:, 1].min())) - 1)
     x1 = min(w, int(np.ceil(corners[:, 0].max())) + 2)
     y1 = min(h, int(np.ceil(corners[:, 1].max())) + 2)
-    out = photo.copy()
     if x1 <= x0 or y1 <= y0:
-        return out
+        return
     shifted = m.copy()
     shifted[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)  # box pixel -> crop pixel
     size = (x1 - x0, y1 - y0)
@@ -190,15 +213,16 @@ def paste_back(
                           borderMode=cv2.BORDER_REPLICATE)
     alpha = cv2.warpAffine(mask, shifted, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    alpha = np.clip(alpha, 0.0, 1.0)[:, :, None]
+    alpha = np.clip(alpha, 0.0, 1.0, out=alpha)[:, :, None]
     # alpha * face + (1 - alpha) * region, rounded and clipped, in two float buffers the size
-    # of the box (the same arithmetic as written out, so the same bytes, at a third the memory)
-    blend = alpha * face
-    region = out[y0:y1, x0:x1].astype(np.float32)
-    region *= 1.0 - alpha
-    blend += region
-    del region
-    np.rint(blend, out=blend)
-    np.clip(blend, 0, 255, out=blend)
-    out[y0:y1, x0:x1] = blend
-    return out
+    # of a strip of the box (the same arithmetic as written out, so the same bytes)
+    for r0 in range(0, y1 - y0, _BLEND_ROWS):
+        r1 = min(y1 - y0, r0 + _BLEND_ROWS)
+        a = alpha[r0:r1]
+        blend = a * face[r0:r1]
+        region = out[y0 + r0:y0 + r1, x0:x1].astype(np.float32)
+        region *= 1.0 - a
+        blend += region
+        np.rint(blend, out=blend)
+        np.clip(blend, 0, 255, out=blend)
+        out[y0 + r0:y0 + r1, x0:x1] = blend
