@@ -108,6 +108,10 @@ def _targets(paths: tuple[str, ...], out: Path, suffix: str = ".png") -> tuple[l
 @click.option("--no-small-faces", is_flag=True,
               help="Skip the second, full-resolution search of photos larger than 1,920 px, which finds their "
                    "faces under ~40 px (~0.3-0.45 s of a 12-megapixel photo's time). Such faces then stay as they are.")
+@click.option("--grey-as-colour", is_flag=True,
+              help="Write the results of photos without colour (black-and-white, or grey) in colour, as the "
+                   "virtual faces are made: their faces then carry the code that authenticates them (kfaar "
+                   "verify), with a colour tint. By default they are written grey, and will not authenticate.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a JSON file listing each result with the boxes (x, y, w, h) of the faces replaced "
                    "in it, and the files skipped: to check what was replaced.")
@@ -115,8 +119,8 @@ def _targets(paths: tuple[str, ...], out: Path, suffix: str = ".png") -> tuple[l
               help="Keep results already in --out (an interrupted run's: each is written whole or not at all) "
                    "and do not read their photos again. Whether they were made with this key is not checked.")
 def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None, service: str | None, out_dir: str,
-              fmt: str, png_compression: int, jpeg_quality: int, no_small_faces: bool, report_path: str | None,
-              skip_existing: bool) -> None:
+              fmt: str, png_compression: int, jpeg_quality: int, no_small_faces: bool, grey_as_colour: bool,
+              report_path: str | None, skip_existing: bool) -> None:
     """Replace every face in PATHS (photos or folders) with the key's virtual face.
 
     Results are PNG (or JPEG) files in --out, a folder's photos under their path in it; a
@@ -128,7 +132,8 @@ def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None,
     from kfaar.pipeline import Anonymizer, AnonymizerOptions
 
     out = Path(out_dir)
-    result_format = ResultFormat(fmt, png_compression=png_compression, jpeg_quality=jpeg_quality)
+    result_format = ResultFormat(fmt, png_compression=png_compression, jpeg_quality=jpeg_quality,
+                                 grey_as_colour=grey_as_colour)
     targets, inside = _targets(paths, out, result_format.suffix)
     kept = {target for _, target in targets if target.is_file()} if skip_existing else set()
     targets = [t for t in targets if t[1] not in kept]
@@ -144,10 +149,14 @@ def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None,
 
         Path(report_path).write_text(json.dumps(done.to_json(), indent=1) + "\n")
     click.echo(f"{done.report.ok} photo(s), {done.faces} face(s) anonymized into {out}")
-    faceless = sum(1 for _, _, boxes, _ in done.written if not boxes)
+    faceless = sum(1 for w in done.written if not w.boxes)
     if faceless:
         click.echo(f"no face found in {faceless} photo(s): their results are the photos as they were"
                    + (f" (listed in {report_path})" if report_path else " (--report FILE lists them)"), err=True)
+    if done.grey_with_faces:
+        click.echo(f"note: {len(done.grey_with_faces)} photo(s) without colour written grey; their faces carry no "
+                   "code and will not authenticate (--grey-as-colour keeps it, in colour)"
+                   + (f"; listed in {report_path}" if report_path else ""), err=True)
     if kept:
         click.echo(f"kept {len(kept)} result(s) already in {out} (--skip-existing)", err=True)
     for f, n in done.several_frames:
@@ -158,27 +167,42 @@ def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None,
         click.echo(f"skipped {f}: {err}", err=True)
 
 
+@dataclass(frozen=True)
+class Written:
+    """One result :func:`anonymize_files` wrote."""
+
+    source: Path
+    result: Path
+    boxes: tuple  # of the faces replaced, (x, y, w, h) in photo pixels
+    frames: int  # the file's frames or pages: only the first is anonymized and written
+    grey: bool  # written grey (a photo without colour): its faces carry no code
+
+
 @dataclass
 class AnonymizedFiles:
     """What :func:`anonymize_files` did: the batch's report (its failures named by the photo
-    read) and, for each result written, in input order, (source, result, the boxes of the faces
-    replaced, the file's frames or pages: only the first is anonymized and written)."""
+    read) and each result written, in input order."""
 
     report: object  # kfaar.faces.BatchReport
-    written: list[tuple[Path, Path, tuple, int]]
+    written: list[Written]
 
     @property
     def faces(self) -> int:
-        return sum(len(boxes) for _, _, boxes, _ in self.written)
+        return sum(len(w.boxes) for w in self.written)
 
     @property
     def several_frames(self) -> list[tuple[Path, int]]:
-        return [(source, n) for source, _, _, n in self.written if n > 1]
+        return [(w.source, w.frames) for w in self.written if w.frames > 1]
+
+    @property
+    def grey_with_faces(self) -> list[Path]:
+        """Photos written grey with faces replaced: faces that will not authenticate."""
+        return [w.source for w in self.written if w.grey and w.boxes]
 
     def to_json(self) -> dict:
         """The ``--report`` file: each photo's result and replaced boxes (x, y, w, h; photo pixels)."""
-        return {"photos": [{"source": str(s), "result": str(t), "faces": [[round(v, 1) for v in b] for b in boxes]}
-                           for s, t, boxes, _ in self.written],
+        return {"photos": [{"source": str(w.source), "result": str(w.result), "grey": w.grey,
+                            "faces": [[round(v, 1) for v in b] for b in w.boxes]} for w in self.written],
                 "skipped": [{"source": str(s), "error": e} for s, e in self.report.failed]}
 
 
@@ -192,6 +216,7 @@ def anonymize_files(targets: list[tuple[Path, Path]], anon, key, result_format: 
     photo is anonymized (``process_images_overlapped``); False does one photo at a time, which
     ``kfaar bench files`` compares it with."""
     from kfaar.faces import BatchReport, load_photo_file, process_images, process_images_overlapped
+    from kfaar.faces.image import like_input
 
     fmt = result_format or ResultFormat()
     source_of = {target: source for source, target in targets}  # targets are distinct, sources need not be
@@ -202,12 +227,15 @@ def anonymize_files(targets: list[tuple[Path, Path]], anon, key, result_format: 
     def work(photo):  # only what the result file needs waits for the writer: not the photo's pixels
         fmt.check(photo.alpha)  # before the work, not after
         result = anon.anonymize_result(photo.rgb, key)
-        return result.image, photo.alpha, photo.icc_profile, result.boxes, photo.frames
+        if photo.grey and not fmt.grey_as_colour:  # the new pixels' luma, every other pixel as read
+            return (like_input(photo.rgb[:, :, 0], photo.rgb, result.image), photo.alpha, None, result.boxes,
+                    photo.frames, True)
+        return result.image, photo.alpha, photo.icc_profile, result.boxes, photo.frames, False
 
-    def write(target: Path, done) -> tuple[tuple, int]:
-        rgb, alpha, icc, boxes, frames = done
-        fmt.write(target, rgb, alpha, icc)
-        return boxes, frames
+    def write(target: Path, done) -> tuple[tuple, int, bool]:
+        pixels, alpha, icc, boxes, frames, grey = done
+        fmt.write(target, pixels, alpha, icc)
+        return boxes, frames, grey
 
     report = BatchReport()
     if overlapped:
@@ -216,7 +244,7 @@ def anonymize_files(targets: list[tuple[Path, Path]], anon, key, result_format: 
     else:
         batch = process_images(source_of, lambda t: write(t, work(read(t))), report=report, progress=progress,
                                desc="anonymize")
-    written = [(source_of[target], target, boxes, n_frames) for target, (boxes, n_frames) in batch]
+    written = [Written(source_of[target], target, *done) for target, done in batch]
     report.failed = [(source_of[target], msg) for target, msg in report.failed]  # named by the photo read
     return AnonymizedFiles(report, written)
 
@@ -226,12 +254,15 @@ class ResultFormat:
     """How ``kfaar anonymize`` writes a result: PNG (lossless) or JPEG, tagged with the photo's
     ICC profile, under a hidden temporary name beside the target and renamed into place (a run
     stopped mid-write leaves no half file under a result's name), with the permissions a plain
-    ``open`` gives."""
+    ``open`` gives. A (H, W) result is written grey."""
 
     kind: str = "png"  # "png" | "jpeg"
     png_compression: int = 1  # zlib level; the pixels are the same at every level
     # JPEG: 4:4:4 (no chroma subsampling), since the code carrier is written in chroma
     jpeg_quality: int = 95
+    # a photo without colour is written grey (its virtual faces' luma), which loses the code
+    # written in colour that authenticates them; True writes it in colour, code and all
+    grey_as_colour: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("png", "jpeg"):

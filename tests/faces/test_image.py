@@ -242,3 +242,26 @@ def test_a_photo_over_pillows_pixel_guard_is_refused_with_the_way_to_read_it(tmp
     with pytest.raises(ImageReadError, match=r"big.png: 0.1 megapixels, more than Pillow reads without being told "
                                              r"to \(0.1 megapixels, .*MAX_IMAGE_PIXELS, or kfaar's --max-megapixels"):
         load_image(tmp_path / "big.png")
+
+
+def test_is_grey_looks_at_every_strip(grace_hopper):
+    from kfaar.faces.image import is_grey
+
+    grey = np.repeat(grace_hopper[:, :, :1], 3, axis=2)
+    assert is_grey(grey, strip=100)
+    for y in (0, 599):  # one pixel of colour in the first row, or in the last (short) strip
+        tinted = grey.copy()
+        tinted[y, 7, 2] ^= 1
+        assert not is_grey(tinted, strip=100)
+    assert not is_grey(grace_hopper)
+
+
+def test_photo_files_say_whether_they_have_colour(tmp_path, grace_hopper):
+    from kfaar.faces import load_photo_file
+
+    Image.fromarray(grace_hopper).convert("L").save(tmp_path / "l.png")
+    Image.fromarray(grace_hopper).convert("1").save(tmp_path / "bw.png")
+    Image.fromarray(grace_hopper).save(tmp_path / "rgb.jpg", quality=90)
+    Image.fromarray(grace_hopper).convert("L").convert("RGB").save(tmp_path / "scan.jpg", quality=90)
+    got = {p.name: load_photo_file(p).grey for p in sorted(tmp_path.iterdir())}
+    assert got == {"bw.png": True, "l.png": True, "rgb.jpg": False, "scan.jpg": True}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -358,9 +360,6 @@ def test_a_folder_of_phone_photos_is_read_whole_and_what_cannot_be_read_is_named
 
 
 def test_the_report_lists_what_was_replaced_in_each_photo_and_what_was_skipped(tmp_path, grace_hopper_path):
-    import json
-    from pathlib import Path
-
     src = tmp_path / "in"
     src.mkdir()
     shutil.copy(grace_hopper_path, src / "a.jpg")
@@ -396,3 +395,38 @@ def test_max_megapixels_refuses_larger_photos_and_reads_the_rest_quietly(tmp_pat
     assert enough.exit_code == 0 and (tmp_path / "o3" / "big.png").is_file()
     # Pillow warns from half its limit (1.5 megapixels here); the CLI has said what it reads
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_photos_without_colour_are_written_grey_unless_asked(tmp_path, grace_hopper):
+    key = _key_file(tmp_path, "A")
+    src = tmp_path / "in"
+    src.mkdir()
+    luma = np.asarray(Image.fromarray(grace_hopper).convert("L"))
+    Image.fromarray(luma).save(src / "bw.png")  # a grey file
+    Image.fromarray(np.repeat(luma[:, :, None], 3, axis=2)).save(src / "scan.png")  # a scan saved as colour
+    Image.fromarray(grace_hopper).save(src / "colour.png")
+    r = _anonymize(src, "--key", key, "--out", tmp_path / "out", "--report", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    assert "2 photo(s) without colour written grey" in r.stderr and "will not authenticate" in r.stderr
+    grey = {Path(p["source"]).name: p["grey"] for p in json.loads((tmp_path / "r.json").read_text())["photos"]}
+    assert grey == {"bw.png": True, "colour.png": False, "scan.png": True}
+    for name in ("bw.png", "scan.png"):
+        with Image.open(tmp_path / "out" / name) as im:
+            assert im.mode == "L"
+            out = np.asarray(im)
+        changed = out != luma
+        assert 2_000 < changed.sum() < 0.5 * luma.size  # the face, and nothing far from it
+        ys, xs = np.nonzero(changed)
+        assert 150 < ys.mean() < 400 and 150 < xs.mean() < 400
+    with Image.open(tmp_path / "out" / "colour.png") as im:
+        assert im.mode == "RGB"
+    template = tmp_path / "t.npy"
+    assert CliRunner().invoke(main, ["enroll", str(src / "colour.png"), "--out", str(template)]).exit_code == 0
+    kept = _anonymize(src / "bw.png", "--key", key, "--out", tmp_path / "kept", "--grey-as-colour")
+    assert kept.exit_code == 0 and "without colour" not in kept.stderr
+    with Image.open(tmp_path / "kept" / "bw.png") as im:
+        assert im.mode == "RGB"
+    for result, verdict in ((tmp_path / "kept" / "bw.png", "MATCH"), (tmp_path / "out" / "bw.png", "NO MATCH")):
+        v = CliRunner().invoke(main, ["verify", str(result), "--key", str(key), "--passphrase-env", "KP",
+                                      "--template", str(template), "--min-code-match", "0.75"], env=ENV)
+        assert v.stdout.startswith(verdict), (result, v.stdout, v.stderr)

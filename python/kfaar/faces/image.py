@@ -98,12 +98,29 @@ class PhotoFile:
     alpha: np.ndarray | None = field(repr=False)
     icc_profile: bytes | None = field(repr=False)
     frames: int = 1  # frames or pages in the file (an animated GIF, a multi-page TIFF); the pixels are the first's
+    # no colour in it: a grey (or black-and-white) file, or an RGB one whose every pixel has
+    # R = G = B (a scan saved as colour)
+    grey: bool = False
 
 
 def load_photo_file(path: str | os.PathLike) -> PhotoFile:
     """The :class:`PhotoFile` of the image file at ``path``, from one decoding of it."""
-    return _decode(Path(path), lambda im, name: PhotoFile(_from_pil(im, name), _alpha(im, name), _rgb_icc(im),
-                                                          int(getattr(im, "n_frames", 1))))
+    def read(im: Image.Image, name: str) -> PhotoFile:
+        rgb = _from_pil(im, name)
+        return PhotoFile(rgb, _alpha(im, name), _rgb_icc(im), int(getattr(im, "n_frames", 1)), is_grey(rgb))
+
+    return _decode(Path(path), read)
+
+
+def is_grey(rgb: np.ndarray, strip: int = 256) -> bool:
+    """Whether every pixel of an (H, W, 3) photo has R = G = B: compared a strip of rows at a
+    time, so a colour photo is told in its first strip and a large one never needs a mask of
+    its size."""
+    for y in range(0, rgb.shape[0], strip):
+        s = rgb[y:y + strip]
+        if not (np.array_equal(s[..., 0], s[..., 1]) and np.array_equal(s[..., 1], s[..., 2])):
+            return False
+    return True
 
 
 ORIENTATION = 0x0112  # the EXIF tag; 1 is upright
