@@ -268,7 +268,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def _plausible(bbox: tuple[float, float, float, float], landmarks: np.ndarray, w: int, h: int) -> bool:
     """Whether a YuNet row describes a face at all. On photos a few pixels high (1 x 5,000, say)
-    it reports boxes of width 0 and height 1e11 far outside the photo at score 1.0: a box must be
+    OpenCV's DNN reported boxes of width 0 and height 1e11 far outside the photo at score 1.0
+    (onnxruntime, which runs it now, reports none there; the check stays): a box must be
     finite, of positive size and aspect between 1:4 and 4:1, overlap the photo, and hold its
     five points (within one box size of it)."""
     x, y, bw, bh = bbox
