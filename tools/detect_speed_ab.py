@@ -47,7 +47,7 @@ def main(sizes: tuple[str, ...], repeats: int, threads: int, only: str | None, d
     from kfaar.keys import Key
     from kfaar.pipeline import Anonymizer, AnonymizerOptions
     from kfaar.pipeline_bench import KEY_SEED
-    from kfaar.pipeline_cli import ResultFormat, anonymize_files
+    from kfaar.files import ResultFormat, anonymize_files
 
     key = Key.from_bytes(KEY_SEED)
     ours = FaceDetector._network

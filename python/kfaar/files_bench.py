@@ -68,7 +68,7 @@ def files(sizes: tuple[str, ...], photos: int | None, repeats: int, threads: int
     from kfaar.keys import Key
     from kfaar.pipeline import Anonymizer, AnonymizerOptions
     from kfaar.pipeline_bench import KEY_SEED
-    from kfaar.pipeline_cli import ResultFormat, anonymize_files
+    from kfaar.files import ResultFormat, anonymize_files
 
     if repeats < 1 or (photos is not None and photos < 1):
         raise click.BadParameter("--photos and --repeats take a count >= 1")
