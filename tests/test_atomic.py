@@ -54,3 +54,12 @@ def test_the_temporary_name_is_hidden_and_beside_the_target(tmp_path):
         (tmp,) = tmp_path.iterdir()
         assert tmp.name.startswith(".photo.png.") and tmp.name.endswith(".tmp")
         assert tmp.read_bytes() == b"x"
+
+
+def test_a_file_in_the_way_of_the_folder_is_named(tmp_path):
+    (tmp_path / "a").write_bytes(b"a file, not a folder")
+    for path in (tmp_path / "a" / "out.bin", tmp_path / "a" / "b" / "out.bin"):
+        with pytest.raises(NotADirectoryError, match="a file stands where a folder"):
+            with atomic_write(path) as f:
+                f.write(b"never")
+    assert (tmp_path / "a").read_bytes() == b"a file, not a folder"

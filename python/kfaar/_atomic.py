@@ -4,6 +4,7 @@ leaves a half file under the real name."""
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from collections.abc import Iterator
@@ -22,7 +23,11 @@ def atomic_write(path: str | os.PathLike, *, private: bool = False, sync: bool =
     the rename, so that after a crash the name holds either the old file or the whole new one.
     The folder is made when missing."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a file where a folder of the path should be
+        raise NotADirectoryError(errno.ENOTDIR, "a file stands where a folder of this path should be",
+                                 str(path)) from None
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
                  0o600 if private else 0o666)

@@ -51,16 +51,18 @@ class LazyGroup(click.Group):
 
 class _Main(LazyGroup):
     """The top-level group: a kfaar error (wrong passphrase, no face, unreadable photo, model
-    checksum...) ends the command with its message and exit code 2, not a traceback (``-vv``
-    logs the traceback). 2 keeps it apart from ``kfaar verify``'s 1 for "no match"."""
+    checksum...) or a file that cannot be read or written ends the command with its message and
+    exit code 2, not a traceback (``-vv`` logs the traceback). 2 keeps it apart from ``kfaar verify``'s 1 for "no match"."""
 
     def invoke(self, ctx: click.Context):
         from kfaar.errors import KfaarError
 
         try:
             return super().invoke(ctx)
-        except KfaarError as err:
+        except (KfaarError, OSError) as err:  # OSError: a file that cannot be read or written
             logging.getLogger("kfaar.cli").debug("the command failed", exc_info=True)
+            if isinstance(err, OSError) and err.filename is not None and err.strerror:
+                err = f"{err.filename}: {err.strerror}"
             click.echo(f"Error: {err}", err=True)
             ctx.exit(2)
 

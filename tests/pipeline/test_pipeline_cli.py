@@ -239,12 +239,15 @@ def test_errors_end_with_their_message_and_exit_code_2_not_a_traceback(tmp_path,
     template = tmp_path / "me.npy"
     assert runner.invoke(main, ["enroll", str(grace_hopper_path), "--out", str(template)]).exit_code == 0
     (tmp_path / "text.npy").write_text("not a template")
+    (tmp_path / "afile").write_text("a file where --out wants a folder")
     np.save(tmp_path / "zeros.npy", np.zeros(128, np.float32))
     np.save(tmp_path / "short.npy", np.ones(64, np.float32))
     np.save(tmp_path / "nan.npy", np.full(128, np.nan, np.float32))
     np.save(tmp_path / "huge.npy", np.full(128, 1e39))  # float64 beyond float32: inf once read
     cases = [
         (["enroll", str(blank), "--out", str(tmp_path / "t.npy")], {}, "Error: enroll: no face found"),
+        (["enroll", str(grace_hopper_path), "--out", str(tmp_path / "afile" / "t.npy")], {},
+         "afile/t.npy: a file stands where a folder of this path should be"),
         (["verify", str(blank), "--key", str(key), "--passphrase-env", "KP", "--template", str(template)], ENV,
          "Error: recover: no face found"),
         (["anonymize", str(grace_hopper_path), "--key", str(key), "--passphrase-env", "KP", "--out", str(tmp_path / "o")],
