@@ -65,14 +65,17 @@ def _anonymizer_detector_options():
     were nearly all faces too (bystanders, faces cut by the frame, blurred ones; about one in
     ten a hand, a sleeve or a blur); below 0.5 the share of non-faces grows.
 
-    Photos over 1,920 px are searched a second time at up to 4,096 px, in tiles: at
+    Photos over 1,920 px are searched a second time at up to 8,192 px, in tiles: at
     1,280 a 12-megapixel photo's faces under ~40 px are below what YuNet sees (of 60 faces of
     32 px on a synthetic 12-MP crowd, 11 were found; with the second pass 60, and 60 of 60 at
     24 px), for ~0.07 -> 0.35-0.52 s of detection a 12-MP photo on 2 cores (YuNet through
-    onnxruntime; 0.10 -> 0.78-1.03 s through OpenCV), at the same peak memory."""
+    onnxruntime; 0.10 -> 0.78-1.03 s through OpenCV), at the same peak memory. Up to 4,096
+    px until 2026-11-27 21:55, which left a 48-megapixel photo's (8,064 x 6,048) faces under
+    ~26 px: on a synthetic crowd there (`tools/small_face_recall.py`), 24-px faces 11 of 60
+    found, 59 at 8,192; 20 px 1 and 48; 32 px 40 and 60; detection 0.8 -> 1.8 s."""
     from kfaar.faces import DetectorOptions
 
-    return DetectorOptions(min_face_size=0, score_threshold=0.5, fine_max_side=4096)
+    return DetectorOptions(min_face_size=0, score_threshold=0.5, fine_max_side=8192)
 
 
 @dataclass(frozen=True)

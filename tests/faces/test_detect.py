@@ -95,14 +95,16 @@ def test_large_photo_is_downscaled_and_mapped_back(grace_hopper):
     np.testing.assert_allclose(f[0].bbox, np.array(ref.bbox) * 3, atol=12)
 
 
-def _crowd(grace_hopper, face_px: int, spots: list[tuple[int, int]]) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    """A 12-megapixel photo (4032 x 3024) holding the sample photo shrunk so its face is about
-    ``face_px`` wide, with its top-left corner at each of ``spots``; the faces' expected centres."""
+def _crowd(grace_hopper, face_px: int, spots: list[tuple[int, int]],
+           size: tuple[int, int] = (4032, 3024)) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """A 12-megapixel photo (4032 x 3024, or ``size``) holding the sample photo shrunk so its face
+    is about ``face_px`` wide, with its top-left corner at each of ``spots``; the faces' expected
+    centres."""
     with FaceDetector() as det:
         ref = det.detect(grace_hopper)[0]
     s = face_px / ref.bbox[2]
     small = cv2.resize(grace_hopper, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-    canvas = np.full((3024, 4032, 3), 90, np.uint8)
+    canvas = np.full((size[1], size[0], 3), 90, np.uint8)
     for x, y in spots:
         canvas[y:y + small.shape[0], x:x + small.shape[1]] = small
     return canvas, [(x + ref.center[0] * s, y + ref.center[1] * s) for x, y in spots]
@@ -122,6 +124,23 @@ def test_small_faces_of_a_large_photo_are_found_by_the_fine_pass_each_once(grace
         near = [f for f in faces if abs(f.center[0] - cx) < 8 and abs(f.center[1] - cy) < 8]
         assert len(near) == 1, (cx, cy, [f.center for f in faces])
         _plausible(near[0])
+
+
+def test_the_anonymizer_searches_a_48_megapixel_photo_at_full_resolution(grace_hopper):
+    """At 4,096 px (the search's reach until 2026-11-27) a 48-MP photo's faces under ~26 px
+    fell below YuNet's floor; the Anonymizer's search reaches 8,192 px."""
+    from kfaar.pipeline import _anonymizer_detector_options
+
+    spots = [(300, 500), (4100, 2900), (7700, 5600)]
+    canvas, centres = _crowd(grace_hopper, 22, spots, size=(8064, 6048))
+    options = _anonymizer_detector_options()
+    assert options.fine_max_side >= 8064
+    with FaceDetector(options) as det:
+        faces = det.detect(canvas)
+    for cx, cy in centres:
+        assert len([f for f in faces if abs(f.center[0] - cx) < 8 and abs(f.center[1] - cy) < 8]) == 1
+    with FaceDetector(DetectorOptions(min_face_size=0, score_threshold=0.5, fine_max_side=4096)) as det:
+        assert len(det.detect(canvas)) < len(spots)
 
 
 def test_the_fine_pass_runs_only_where_the_first_misses_faces_over_20_px(grace_hopper, monkeypatch):
