@@ -5,8 +5,7 @@ callers too.
     from kfaar.files import ResultFormat, anonymize_files
 
     with Anonymizer() as anon:
-        done = anonymize_files([(Path("in/a.jpg"), Path("out/a.jpg"))], anon, key,
-                               ResultFormat("jpeg"), progress=False)
+        done = anonymize_files([(Path("in/a.jpg"), Path("out/a.jpg"))], anon, key, ResultFormat("jpeg"))
     done.report.failed          # [(Path("in/a.jpg"), "why")] for a file that could not be read
     done.written[0].boxes       # the faces replaced
 
@@ -66,14 +65,14 @@ class AnonymizedFiles:
 
 
 def anonymize_files(targets: list[tuple[Path, Path]], anon, key, result_format: ResultFormat | None = None, *,
-                    overlapped: bool = True, progress: bool = True) -> AnonymizedFiles:
+                    overlapped: bool = True, progress: bool = False) -> AnonymizedFiles:
     """Anonymize each (source, result) photo file of ``targets`` with ``anon`` (an open
     :class:`~kfaar.pipeline.Anonymizer`) and ``key``. ``result_format``: how results are
     written (default: PNG, zlib level 1).
 
     ``overlapped`` reads the next photo and writes the last result on two threads while a
     photo is anonymized (``process_images_overlapped``); False does one photo at a time, which
-    ``kfaar bench files`` compares it with."""
+    ``kfaar bench files`` compares it with. ``progress``: a progress bar on stderr (the CLI's)."""
     from kfaar.faces import BatchReport, load_photo_file, process_images, process_images_overlapped
     from kfaar.faces.image import like_input
 

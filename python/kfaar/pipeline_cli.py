@@ -143,7 +143,7 @@ def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None,
     if no_small_faces:
         options = dataclasses.replace(options, detector=dataclasses.replace(options.detector, fine_max_side=None))
     with Anonymizer(options) as anon:
-        done = anonymize_files(targets, anon, key, result_format)
+        done = anonymize_files(targets, anon, key, result_format, progress=True)
     if report_path:
         import json
 
