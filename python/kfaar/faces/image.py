@@ -98,18 +98,18 @@ class PhotoFile:
     alpha: np.ndarray | None = field(repr=False)
     icc_profile: bytes | None = field(repr=False)
     frames: int = 1  # frames or pages in the file (an animated GIF, a multi-page TIFF); the pixels are the first's
-    # no colour in it: a grey (or black-and-white) file, or an RGB one whose every pixel has
-    # R = G = B (a scan saved as colour)
-    grey: bool = False
+
+    @functools.cached_property
+    def grey(self) -> bool:
+        """No colour in it: a grey (or black-and-white) file, or an RGB one whose every pixel has
+        R = G = B (a scan saved as colour). Looked at when first asked."""
+        return is_grey(self.rgb)
 
 
 def load_photo_file(path: str | os.PathLike) -> PhotoFile:
     """The :class:`PhotoFile` of the image file at ``path``, from one decoding of it."""
-    def read(im: Image.Image, name: str) -> PhotoFile:
-        rgb = _from_pil(im, name)
-        return PhotoFile(rgb, _alpha(im, name), _rgb_icc(im), int(getattr(im, "n_frames", 1)), is_grey(rgb))
-
-    return _decode(Path(path), read)
+    return _decode(Path(path), lambda im, name: PhotoFile(_from_pil(im, name), _alpha(im, name), _rgb_icc(im),
+                                                          int(getattr(im, "n_frames", 1))))
 
 
 def is_grey(rgb: np.ndarray, strip: int = 256) -> bool:
