@@ -36,37 +36,28 @@ import numpy as np
 def main(sizes: tuple[str, ...], repeats: int, threads: int, only: str | None, detect_only: bool) -> None:
     if detect_only:
         return _detect_12mp()
-    import onnxruntime as ort
+    import functools
+
     from PIL import Image
 
     import kfaar.faces.encode as encode
-
-    from kfaar.faces.detect import FaceDetector
-    from kfaar.faces.yunet import OpenCvYuNet
+    from kfaar.faces.detect import FaceDetector, with_opencv_network
+    from kfaar.files import ResultFormat, anonymize_files
     from kfaar.files_bench import SIZES, _photos
     from kfaar.keys import Key
     from kfaar.pipeline import Anonymizer, AnonymizerOptions
     from kfaar.pipeline_bench import KEY_SEED
-    from kfaar.files import ResultFormat, anonymize_files
 
     key = Key.from_bytes(KEY_SEED)
     ours = FaceDetector._network
 
     def opencv(self):
         if self._net is None:
-            o = self.options
-            self._net = OpenCvYuNet(self._model, o.score_threshold, o.nms_threshold, o.top_k)
+            with_opencv_network(self)
         return self._net
 
     quiet = encode.cpu_session
-
-    def spinning(model, threads=None):  # cpu_session as it was: onnxruntime's default spinning
-        so = ort.SessionOptions()
-        if threads is not None:
-            so.intra_op_num_threads = threads
-            so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        return ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    spinning = functools.partial(quiet, spin=True)  # cpu_session as it was: onnxruntime's default
 
     ways = {"now": (ours, quiet), "before": (opencv if only != "sessions" else ours,
                                              spinning if only != "detector" else quiet)}
@@ -113,8 +104,7 @@ def _detect_12mp() -> None:
 
     from kfaar.demo import sample_photo_path
     from kfaar.faces import load_image
-    from kfaar.faces.detect import FaceDetector
-    from kfaar.faces.yunet import OpenCvYuNet
+    from kfaar.faces.detect import FaceDetector, with_opencv_network
     from kfaar.files_bench import SIZES
     from kfaar.pipeline import _anonymizer_detector_options
 
@@ -122,8 +112,7 @@ def _detect_12mp() -> None:
     opts = _anonymizer_detector_options()
     for fine in (opts.fine_max_side, None):
         o = dataclasses.replace(opts, fine_max_side=fine)
-        dets = {"onnxruntime": FaceDetector(o), "opencv": FaceDetector(o)}
-        dets["opencv"]._net = OpenCvYuNet(dets["opencv"]._model, o.score_threshold, o.nms_threshold, o.top_k)
+        dets = {"onnxruntime": FaceDetector(o), "opencv": with_opencv_network(FaceDetector(o))}
         for det in dets.values():
             det.detect(big)  # warm-up
         times: dict[str, list[float]] = {k: [] for k in dets}

@@ -127,13 +127,10 @@ def _one_core(pipe: _Pipeline, photos: list[np.ndarray], repeats: int) -> dict:
 def _detect_ab(photos: list[np.ndarray], repeats: int) -> dict:
     """Median ms per photo of ``FaceDetector.detect`` on one thread with YuNet through
     onnxruntime and through OpenCV, alternated photo by photo, and the faces each found."""
-    from kfaar.faces.detect import FaceDetector
-    from kfaar.faces.yunet import OpenCvYuNet
+    from kfaar.faces.detect import FaceDetector, with_opencv_network
 
     ort_det = FaceDetector(threads=1)
-    cv_det = FaceDetector()
-    o = cv_det.options
-    cv_det._net = OpenCvYuNet(cv_det._model, o.score_threshold, o.nms_threshold, o.top_k)
+    cv_det = with_opencv_network(FaceDetector())
     times: dict[str, list[float]] = {"onnxruntime": [], "opencv": []}
     found = {k: 0 for k in times}
     for det in (ort_det, cv_det):

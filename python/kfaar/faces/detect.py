@@ -10,7 +10,7 @@ import numpy as np
 
 from kfaar.faces.image import ImageSource, read_only_rgb
 from kfaar.faces.models import YUNET, verified_model_path
-from kfaar.faces.yunet import YuNet
+from kfaar.faces.yunet import OpenCvYuNet, YuNet
 
 
 @dataclass(frozen=True)
@@ -237,6 +237,14 @@ class FaceDetector:
             faces.append(Face(bbox=bbox, landmarks=lm, score=float(r[14])))
         faces.sort(key=lambda f: -f.score)
         return faces
+
+
+def with_opencv_network(detector: FaceDetector) -> FaceDetector:
+    """``detector``, made to run YuNet through OpenCV's ``FaceDetectorYN`` (:class:`OpenCvYuNet`,
+    the reference its onnxruntime network is checked and timed against) from now on."""
+    o = detector.options
+    detector._net = OpenCvYuNet(detector._model, o.score_threshold, o.nms_threshold, o.top_k)
+    return detector
 
 
 def _unturn(rows: np.ndarray, angle: int, w: int, h: int) -> np.ndarray:

@@ -79,11 +79,12 @@ def _spec(model: str | ModelSpec) -> ModelSpec:
         raise ValueError(f"model: got {model!r}, expected one of {sorted(MODELS)}") from None
 
 
-def cpu_session(model: bytes | str | os.PathLike, threads: int | None = None):
+def cpu_session(model: bytes | str | os.PathLike, threads: int | None = None, *, spin: bool = False):
     """An onnxruntime CPU session of ``model`` (a file or its bytes) as the face networks run:
     ``threads`` intra-op threads (None: one per core) and one inter-op thread, quiet, and no
     spin-waiting between runs (the threads reading and writing photos beside it, and the
-    generator's session, need the cores: ``OrtEngineOptions(spin=False)`` likewise)."""
+    generator's session, need the cores: ``OrtEngineOptions(spin=False)`` likewise);
+    ``spin=True``: onnxruntime's default, for comparing with it."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -91,7 +92,7 @@ def cpu_session(model: bytes | str | os.PathLike, threads: int | None = None):
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
     so.log_severity_level = 3
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
 
