@@ -58,7 +58,8 @@ export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 KFAAR_SFACE_ONNX=$PWD/.carry
 T0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - T0)) s] $*" | tee -a "$L/timeline.txt"; }
 
-{ nvidia-smi; nvcc --version; python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"; } >"$L/env.txt" 2>&1
+{ nvidia-smi; nvcc --version; python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"
+  python3 -c "import cv2; print('cv2', cv2.__version__)"; } >"$L/env.txt" 2>&1
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >"$L/pip.txt" 2>&1
 stamp "deps rc $?"
 SRC=$PWD/python:/tmp/site  # the source tree: kernels run as the numpy reference until the build is in
