@@ -51,7 +51,7 @@ OUT=${OUT:-/tmp/gpu-session}
 DEVICE=${DEVICE:-cuda}
 SECS=${SECS:-300}        # tuning seconds per run
 MARGIN=${MARGIN:-150}    # seconds a run may take beyond its tuning (loading, --sharpen-steps, the threshold)
-ARCHS=${ARCHS:-90}       # CUDA architectures of this build (the release build: 80-real;90)
+ARCHS=${ARCHS:-90}       # CUDA architectures of this build; ARCHS=default: CMakeLists.txt's (80-real 90)
 L=$OUT/logs
 mkdir -p "$L"
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 KFAAR_SFACE_ONNX=$PWD/.carry/sface.onnx
@@ -59,7 +59,8 @@ T0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - T0)) s] $*" | tee -a "$L/timeline.txt"; }
 
 { nvidia-smi; nvcc --version; python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"
-  python3 -c "import cv2; print('cv2', cv2.__version__)"; } >"$L/env.txt" 2>&1
+  python3 -c "import cv2; print('cv2', cv2.__version__)"
+  python3 -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())"; } >"$L/env.txt" 2>&1
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >"$L/pip.txt" 2>&1
 stamp "deps rc $?"
 SRC=$PWD/python:/tmp/site  # the source tree: kernels run as the numpy reference until the build is in
@@ -72,8 +73,9 @@ tune() {  # name, extra train-eigen options
     --faces-cache .carry/train.npz --reader-faces 0 "$@" --out "$OUT/$name.safetensors" >"$L/$name.txt" 2>&1
   stamp "$name rc $?"
 }
-# TUNES: ';'-separated "NAME [train-eigen options]" (later options override the defaults above)
-TUNES=${TUNES:-"gpu-a; gpu-b --adversarial 0.05; gpu-c --diversity 6"}
+# TUNES: ';'-separated "NAME [train-eigen options]" (later options override the defaults above);
+# TUNES= (set, empty): no tuning, the checks only
+TUNES=${TUNES-"gpu-a; gpu-b --adversarial 0.05; gpu-c --diversity 6"}
 IFS=';' read -ra runs <<<"$TUNES"
 for r in "${runs[@]}"; do tune $r & done
 if [ "${STYLED:-1}" = 1 ]; then  # STYLED=0: no styled-decoder run (it does not train in 8 minutes: model card)
@@ -83,8 +85,10 @@ fi
 
 if [ "${CHECKS:-1}" = 1 ]; then  # CHECKS=0: tunings (and the styled recipe) only
   stamp build
+  archs=(--config-settings=cmake.define.CMAKE_CUDA_ARCHITECTURES="$ARCHS")
+  [ "$ARCHS" = default ] && archs=()
   CMAKE_BUILD_PARALLEL_LEVEL=8 python3 -m pip install -v --no-build-isolation --no-deps --no-compile --target /tmp/kf \
-    --config-settings=cmake.define.CMAKE_CUDA_ARCHITECTURES="$ARCHS" . >"$L/build.txt" 2>&1
+    "${archs[@]}" . >"$L/build.txt" 2>&1
   stamp "build rc $?"
   export PYTHONPATH=/tmp/kf:/tmp/site
   python3 -c "import kfaar._C as c; print(c.build_info()); print(c.cuda_devices())" >"$L/buildinfo.txt" 2>&1
