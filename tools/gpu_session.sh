@@ -46,6 +46,14 @@
 #   --prior-frame principal; gpu-pu ... --unlink 1" (more steps of the shipped recipe moved dlib's diversity 92.0 ->
 #   94.0% but SFace's unlinkability 0.052 -> 0.070: the linkability hinge is what may hold the latter), then refit the
 #   reads and eval each on the CPU (~6.5 min a bundle).
+# Run of 2026-11-27 22:32 (csrc/ changed since the last check): CHECKS=1 STYLED=0 SECS=270 MARGIN=90 TUNES="gpu-p
+#   --refiner-lr 5e-5 --anchor 20 --warp-offsets landmarks; gpu-pp ... --prior-frame principal; gpu-pu ... --unlink 1;
+#   gpu-ppu ... both", then ARCHS=default CHECKS=1 TUNES= (the release build's architectures, first built there), then
+#   SECS=220 MARGIN=60 CHECKS=0 TUNES="gpu-ppu2 <gpu-ppu's options> --init .carry/gpu-ppu.safetensors" (the bundle carried;
+#   the shipped weights moved out of the checkout for the call). None shipped: model card, "GPU recipe, fourth session".
+#   tests/ops fails three cell-sum tests there: that machine has OpenCV 5.0, whose warps round otherwise (kfaar: < 4.15).
+# Next GPU session: the tuning family above is spent (dlib diversity 92-95% in every variant of three sessions); the
+#   misses need another renderer (model card, "What would close them"), which is work to prepare on the CPU first.
 set -u
 OUT=${OUT:-/tmp/gpu-session}
 DEVICE=${DEVICE:-cuda}
