@@ -26,7 +26,19 @@ def judges_env():
 
 
 @pytest.fixture(scope="module")
-def judged(judges_env, grace_hopper, tmp_path_factory):
+def foreign_pythonpath(tmp_path_factory) -> str:
+    """A PYTHONPATH whose numpy cannot be imported and claims version 9.9.9: a caller's own
+    packages, which must not reach the judges' venv."""
+    d = tmp_path_factory.mktemp("foreign")
+    (d / "numpy").mkdir()
+    (d / "numpy" / "__init__.py").write_text('raise ImportError("the caller\'s numpy, not the venv\'s")\n')
+    (d / "numpy-9.9.9.dist-info").mkdir()
+    (d / "numpy-9.9.9.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: numpy\nVersion: 9.9.9\n")
+    return str(d)
+
+
+@pytest.fixture(scope="module")
+def judged(judges_env, grace_hopper, tmp_path_factory, foreign_pythonpath):
     """Judge results for: the sample photo, its mirror, it rotated 15 degrees, and noise."""
     d = tmp_path_factory.mktemp("judges")
     h, w = grace_hopper.shape[:2]
@@ -39,9 +51,11 @@ def judged(judges_env, grace_hopper, tmp_path_factory):
         p = d / f"{name}.png"
         cv2.imwrite(str(p), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
         paths.append(str(p))
-    runner = JudgeRunner(judges_env, d, jobs=1)
-    runner.submit(paths)
-    table = runner.collect()
+    with pytest.MonkeyPatch.context() as mp:  # the workers run in their venv whatever the caller's path
+        mp.setenv("PYTHONPATH", foreign_pythonpath)
+        runner = JudgeRunner(judges_env, d, jobs=1)
+        runner.submit(paths)
+        table = runner.collect()
     return {name: {k: getattr(table, k)[i] for k in table.__dataclass_fields__} for i, name in enumerate(images)}
 
 
@@ -76,6 +90,12 @@ def test_pose_judge_sees_in_plane_rotation_as_roll(judged):
 def test_worker_reports_versions(judges_env):
     assert judges_env.versions["mediapipe"] == "0.10.21"
     assert judges_env.versions["numpy"].startswith("1.")
+
+
+def test_the_venv_is_found_whatever_the_callers_pythonpath(judges_env, foreign_pythonpath, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", foreign_pythonpath)
+    env = find_judges(judges_env.venv)
+    assert env is not None and env.versions["numpy"] == judges_env.versions["numpy"]
 
 
 def test_worker_failure_is_reported(judges_env, tmp_path):

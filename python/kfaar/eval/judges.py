@@ -64,6 +64,15 @@ def _venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+def _venv_environ(**overrides: str) -> dict[str, str]:
+    """This process's environment for a process of the judges' venv, less what would reach
+    past the venv: a caller's PYTHONPATH (or PYTHONHOME) put its packages, numpy >= 2 or
+    another OpenCV, before the venv's pins, in the worker and in pip's view when setting up."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(overrides)
+    return env
+
+
 def _requirements() -> list[str]:
     return [MEDIAPIPE_REQUIREMENT, *JUDGE_REQUIREMENTS]
 
@@ -89,7 +98,8 @@ def find_judges(venv: Path | None = None) -> JudgesEnv | None:
             log.info("judges venv %s was made for other pins; it will be rebuilt", venv)
             return None
         out = subprocess.run(
-            [str(python), str(WORKER), "--versions"], capture_output=True, text=True, timeout=120, check=True
+            [str(python), str(WORKER), "--versions"], capture_output=True, text=True, timeout=120, check=True,
+            env=_venv_environ(),
         )
         versions = json.loads(out.stdout.strip().splitlines()[-1])
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
@@ -118,7 +128,7 @@ def setup_judges(venv: Path | None = None, *, base_python: str | None = None) ->
     for cmd in steps:
         log.info("judges setup: %s", " ".join(cmd))
         try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=_SETUP_TIMEOUT_S)
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=_SETUP_TIMEOUT_S, env=_venv_environ())
         except subprocess.TimeoutExpired as exc:
             raise JudgesUnavailableError(
                 f"setting up the judges virtualenv took over {_SETUP_TIMEOUT_S} s at `{' '.join(cmd)}`"
@@ -286,7 +296,7 @@ class JudgeRunner:
         lst = self.workdir / f"judge_batch_{idx:04d}.json"
         out = self.workdir / f"judge_batch_{idx:04d}.npz"
         lst.write_text(json.dumps(paths))
-        env = dict(os.environ, OMP_NUM_THREADS="1", GLOG_minloglevel="2", TF_CPP_MIN_LOG_LEVEL="3")
+        env = _venv_environ(OMP_NUM_THREADS="1", GLOG_minloglevel="2", TF_CPP_MIN_LOG_LEVEL="3")
         log_file = open(self.workdir / f"judge_batch_{idx:04d}.log", "w")  # noqa: SIM115 (closed in _finish)
         proc = subprocess.Popen(
             [str(self.env.python), str(WORKER), "--images", str(lst), "--out", str(out)],
