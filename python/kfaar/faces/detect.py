@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from kfaar._threads import check_threads
 from kfaar.faces.image import ImageSource, read_only_rgb
 from kfaar.faces.models import YUNET, verified_model_path
 from kfaar.faces.yunet import OpenCvYuNet, YuNet
@@ -101,9 +102,7 @@ class FaceDetector:
     def __init__(self, options: DetectorOptions | None = None, *, threads: int | None = None) -> None:
         """``threads``: onnxruntime's intra-op threads for the network (None: its default, one
         per core); 1 where each process or thread of a pool should use one core."""
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
-                                    or threads < 1):
-            raise ValueError(f"threads: got {threads!r}, expected None or an int >= 1")
+        threads = check_threads(threads)
         if options is None:
             options = DetectorOptions()
         if not isinstance(options, DetectorOptions):

@@ -7,6 +7,7 @@ import os
 import cv2
 import numpy as np
 
+from kfaar._threads import check_threads
 from kfaar.faces.align import TEMPLATE_SIZE
 from kfaar.faces.models import SFACE, cpu_session, ort_model_path
 
@@ -27,8 +28,7 @@ class SFaceEncoder:
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, threads: int | None = None,
                  batch_size: int = 16, cache_dir: str | os.PathLike | None = None) -> None:
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads: got {threads!r}, expected None or an int >= 1")
+        threads = check_threads(threads)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: got {batch_size!r}, expected an int >= 1")
         self.threads = threads

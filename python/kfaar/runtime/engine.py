@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kfaar._threads import check_threads
 from kfaar.errors import ModelIntegrityError
 from kfaar.keys import Key
 from kfaar.runtime.codes import PASTE_MASK, CodesMixin, IdentityCodes, check_offsets
@@ -60,9 +61,7 @@ class OrtEngineOptions:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision: got {self.precision!r}, expected one of {PRECISIONS}")
-        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
-                                         or self.threads < 1):
-            raise ValueError(f"threads: got {self.threads!r}, expected None or an int >= 1")
+        object.__setattr__(self, "threads", check_threads(self.threads))  # frozen: a numpy int stored as int
 
 
 def _resolve(model: str | os.PathLike | None, sha256: str | None) -> tuple[Path, str | None]:
