@@ -1,6 +1,7 @@
-"""Atomic file writes: every file kfaar writes (key files, templates, results, caches,
-checkpoints, manifests) goes through :func:`atomic_write`, so a run stopped mid-write never
-leaves a half file under the real name."""
+"""Atomic file writes: the files kfaar makes to be kept (key files, templates, results and
+``kfaar anonymize``'s report, caches, checkpoints, model bundles, manifests) go through
+:func:`atomic_write`, so a run stopped mid-write never leaves a half file under the real name.
+(An export's ONNX files and params are pinned by its manifest, written last.)"""
 
 from __future__ import annotations
 

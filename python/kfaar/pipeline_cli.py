@@ -147,7 +147,10 @@ def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None,
     if report_path:
         import json
 
-        Path(report_path).write_text(json.dumps(done.to_json(), indent=1) + "\n")
+        from kfaar._atomic import atomic_write
+
+        with atomic_write(report_path) as f:
+            f.write((json.dumps(done.to_json(), indent=1) + "\n").encode())
     click.echo(f"{done.report.ok} photo(s), {done.faces} face(s) anonymized into {out}")
     faceless = sum(1 for w in done.written if not w.boxes)
     if faceless:

@@ -368,7 +368,7 @@ def test_the_report_lists_what_was_replaced_in_each_photo_and_what_was_skipped(t
     shutil.copy(grace_hopper_path, src / "a.jpg")
     Image.fromarray(np.full((120, 160, 3), 200, np.uint8)).save(src / "wall.png")
     (src / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
-    out, report = tmp_path / "out", tmp_path / "report.json"
+    out, report = tmp_path / "out", tmp_path / "reports" / "report.json"  # written whole, its folder made
     r = _anonymize(src, "--key", _key_file(tmp_path, "A"), "--out", out, "--report", report)
     assert r.exit_code == 0 and "2 photo(s), 1 face(s)" in r.stdout, r.stdout + r.stderr
     assert f"no face found in 1 photo(s): their results are the photos as they were (listed in {report})" in r.stderr

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from kfaar._atomic import atomic_write
 from kfaar.errors import ModelIntegrityError
 from kfaar.models.eigen import EigenConfig, EigenGenerator
 from kfaar.models.generator import Generator, GeneratorConfig
@@ -68,7 +69,8 @@ def save_bundle(bundle: ModelBundle, path: str | os.PathLike) -> str:
         "info": json.dumps(bundle.info),
     }
     data = _sorted_metadata(save(tensors, metadata=meta))
-    Path(path).write_bytes(data)
+    with atomic_write(path) as f:
+        f.write(data)
     return sha256_bytes(data)
 
 
