@@ -10,5 +10,6 @@ void register_projection(pybind11::module_& m);
 void register_mapping(pybind11::module_& m);
 void register_scoring(pybind11::module_& m);
 void register_warp_cells(pybind11::module_& m);
+void register_warp_affine(pybind11::module_& m);
 
 }  // namespace kfaar::bind

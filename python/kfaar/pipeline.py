@@ -358,12 +358,12 @@ class Authenticator(_Base):
 
     def _realigned(self, rgb: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, float]:
         """The face's crop at the alignment its code's pilots line up at, and their match."""
-        import cv2
+        from kfaar.ops import warp_affine
 
         matrix, match = self._engine.realign(rgb, matrix)
         log.debug("recover: pilot match %.3f after re-alignment", match)
         s = self._engine.crop_size
-        crop = cv2.warpAffine(rgb, matrix, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        crop = warp_affine(rgb, np.ascontiguousarray(matrix, np.float64)[:2], (s, s))
         return crop, float(match)
 
     def recover_crops(self, crops: np.ndarray, key: Key) -> np.ndarray:

@@ -98,15 +98,16 @@ def _check_photo(photo: np.ndarray, name: str = "photo") -> None:
         raise ValueError(f"{name}: got {got}, expected an (H, W, 3) uint8 RGB array (see load_image)")
 
 
-_BORDERS = {"constant": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE}
+_BORDERS = ("constant", "replicate")
 
 
 def align_face(rgb: np.ndarray, landmarks: np.ndarray, size: int = 128, *, border: str = "constant") -> AlignedFace:
     """Warp ``rgb`` so the 5 ``landmarks`` (photo pixels) land on the canonical template.
 
-    Bilinear, and by default black outside the photo: exactly OpenCV's
+    Bilinear, and by default black outside the photo: exactly OpenCV 4's
     ``FaceRecognizerSF.alignCrop`` (and InsightFace's ``norm_crop``), so SFace embeddings of
-    faces at the photo edge match OpenCV's too. ``border="replicate"`` smears the edge pixels
+    faces at the photo edge match OpenCV's too; the warp is kfaar's own
+    (:func:`kfaar.ops.warp_affine`), the same bytes whatever OpenCV is installed. ``border="replicate"`` smears the edge pixels
     instead (nicer input for a generator; paste_back never writes outside the photo anyway).
     """
     _check_photo(rgb, "rgb")
@@ -117,9 +118,10 @@ def align_face(rgb: np.ndarray, landmarks: np.ndarray, size: int = 128, *, borde
         raise ValueError(f"size: got {size!r}, expected an int >= 16")
     if border not in _BORDERS:
         raise ValueError(f"border: got {border!r}, expected one of {sorted(_BORDERS)}")
+    from kfaar.ops import warp_affine
+
     m = similarity_transform(lm, canonical_template(int(size)))
-    crop = cv2.warpAffine(rgb, m, (int(size), int(size)), flags=cv2.INTER_LINEAR,
-                          borderMode=_BORDERS[border], borderValue=0)
+    crop = warp_affine(rgb, m, (int(size), int(size)), border=border)
     return AlignedFace(crop=crop, matrix=m, size=int(size))
 
 

@@ -1,5 +1,6 @@
-"""kfaar's kernels: keyed projection, fused latent mapping, template scoring and the cell sums
-of warped crops (recovery's re-alignment search).
+"""kfaar's kernels: keyed projection, fused latent mapping, template scoring, affine warps of
+photos (OpenCV 4's bilinear arithmetic, whatever OpenCV is installed) and the cell sums of
+warped crops (recovery's re-alignment search).
 
 Each op runs on CUDA, the C++ build (``kfaar._C``) or a numpy reference, chosen at one
 dispatch point (:mod:`kfaar.ops._dispatch`; force one with ``KFAAR_KERNELS=ref|cpu|cuda`` or
@@ -14,6 +15,7 @@ from kfaar.ops._dispatch import resolve as active_backend
 from kfaar.ops.mapping import MappingWeights, map_latent, map_latent_torch, torch_mapping
 from kfaar.ops.projection import ProjectionParams, Whitening, project, project_torch
 from kfaar.ops.scoring import cosine_scores, cosine_scores_torch
+from kfaar.ops.warp_affine import warp_affine
 from kfaar.ops.warp_cells import warp_cell_sums
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "project_torch",
     "sdk_paths",
     "torch_mapping",
+    "warp_affine",
     "warp_cell_sums",
 ]
 

@@ -20,10 +20,10 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("cuda", "cpu", "ref")
 ENV_VAR = "KFAAR_KERNELS"
-OPS = ("projection", "mapping", "scoring", "warp_cells")
+OPS = ("projection", "mapping", "scoring", "warp_cells", "warp_affine")
 # ops without a CUDA twin (they read host images in host steps): where CUDA would run, or is
 # asked for, they run on the C++ build
-HOST_OPS = ("warp_cells",)
+HOST_OPS = ("warp_cells", "warp_affine")
 
 BUILD_HINT = (
     "did you forget to compile? Build it with `pip install --no-build-isolation -e .` "

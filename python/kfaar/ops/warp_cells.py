@@ -1,8 +1,8 @@
 """Cell sums of warped crops: the code carrier's pilot read for many candidate alignments of
 one photo at once (recovery's re-alignment search, :mod:`kfaar.runtime.realign`).
 
-Candidate ``c`` is the crop ``cv2.warpAffine(photo, matrices[c], (2 * res, 2 * res),
-INTER_LINEAR, BORDER_REPLICATE)`` would give; cell ``k`` (row-major in the ``res x res`` grid)
+Candidate ``c`` is the crop ``warp_affine(photo, matrices[c], (2 * res, 2 * res))``
+(:mod:`kfaar.ops.warp_affine`: OpenCV 4's bilinear warp, the border replicated) would give; cell ``k`` (row-major in the ``res x res`` grid)
 is its 2 x 2 block of pixels at rows ``2 * (k // res) + {0, 1}``, columns ``2 * (k % res) + {0,
 1}``, and
 
@@ -47,7 +47,7 @@ def _check_call(photo: object, matrices: object, cells: object, res: object) -> 
 def warp_cell_sums(photo: np.ndarray, matrices: np.ndarray, cells: np.ndarray, res: int, *,
                    backend: str | None = None) -> np.ndarray:
     """(N, n, 3) uint16: the sums of cells ``cells`` (int32 indices into the ``res x res`` grid)
-    of each crop ``cv2.warpAffine(photo, matrices[c], (2 * res, 2 * res))`` would give, for a
+    of each crop ``warp_affine(photo, matrices[c], (2 * res, 2 * res))`` would give, for a
     uint8 RGB ``photo`` (H, W, 3) and float64 photo -> crop ``matrices`` (N, 2, 3)."""
     photo, matrices, cells = _check_call(photo, matrices, cells, res)
     chosen = _dispatch.resolve("warp_cells", backend)
@@ -57,14 +57,13 @@ def warp_cell_sums(photo: np.ndarray, matrices: np.ndarray, cells: np.ndarray, r
 
 
 def _warp_cell_sums_ref(photo: np.ndarray, matrices: np.ndarray, cells: np.ndarray, res: int) -> np.ndarray:
-    """Reference twin of the kernel: each crop warped whole by OpenCV, then its cells summed."""
-    import cv2
+    """Reference twin of the kernel: each crop warped whole by the warp's numpy reference, then its cells summed."""
+    from kfaar.ops.warp_affine import _warp_affine_ref
 
     ci, cj = np.divmod(cells.astype(np.int64), res)
     out = np.empty((len(matrices), len(cells), 3), np.uint16)
     for c, m in enumerate(matrices):
-        crop = cv2.warpAffine(photo, m, (2 * res, 2 * res), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE).astype(np.uint16)
+        crop = _warp_affine_ref(photo, m, 2 * res, 2 * res, True).astype(np.uint16)
         blocks = crop[0::2, 0::2] + crop[1::2, 0::2] + crop[0::2, 1::2] + crop[1::2, 1::2]
         out[c] = blocks[ci, cj]
     return out

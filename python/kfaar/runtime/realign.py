@@ -4,7 +4,7 @@ Both engines' ``realign`` score thousands of candidate photo->crop alignments of
 face (``(tx, ty, scale, angle)``: a shift in crop pixels after a scale and rotation about
 the crop centre, on top of the detector's alignment) by the code carrier's pilot match.
 Warping the photo once per candidate made recovery of a full photo spend most of its time
-in ~5,000 small ``cv2.warpAffine`` calls. Candidates that share a scale and angle differ by
+in ~5,000 small warps. Candidates that share a scale and angle differ by
 a shift only, so the photo is warped once per (scale, angle, sub-pixel part of the shift)
 onto a canvas wide enough for all their shifts, and each candidate is a window of it: the
 same bilinear samples of the photo as its own warp, up to the warp's fixed-point coordinate
@@ -103,12 +103,11 @@ class _Canvases:
     def members(self, g: int) -> np.ndarray:
         return self.order[self.bounds[g]:self.bounds[g + 1]]
 
-    def warp(self, rgb: np.ndarray, g: int, flags: int) -> np.ndarray:
-        """(h, w, 3) canvas ``g`` of ``rgb`` (``flags``: cv2's interpolation), its border replicated."""
-        import cv2
+    def warp(self, rgb: np.ndarray, g: int) -> np.ndarray:
+        """(h, w, 3) canvas ``g`` of ``rgb``, bilinear, its border replicated (:func:`kfaar.ops.warp_affine`)."""
+        from kfaar.ops import warp_affine
 
-        return cv2.warpAffine(rgb, self.matrix[g], (int(self.size[g, 0]), int(self.size[g, 1])), flags=flags,
-                              borderMode=cv2.BORDER_REPLICATE)
+        return warp_affine(rgb, self.matrix[g], (int(self.size[g, 0]), int(self.size[g, 1])))
 
     def own_matrices(self, which: np.ndarray) -> np.ndarray:
         """(len(which), 2, 3) candidates ``which``'s own photo -> crop matrices: their canvas's,
@@ -144,29 +143,26 @@ def _canvases(base: np.ndarray, params: Candidates, crop_size: int, size: int) -
     return _Canvases(order, bounds, m, size + (hi - lo), which, offset[:, 0], offset[:, 1])
 
 
-def _windows(rgb: np.ndarray, base: np.ndarray, params: Candidates, crop_size: int, size: int, flags: int
+def _windows(rgb: np.ndarray, base: np.ndarray, params: Candidates, crop_size: int, size: int
              ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Per canvas: (the candidates it holds, the canvas (h, w, 3) uint8, their windows' x0 and y0)."""
     c = _canvases(base, params, crop_size, size)
     for g in range(len(c.matrix)):
         members = c.members(g)
-        yield members, c.warp(rgb, g, flags), c.x0[members], c.y0[members]
+        yield members, c.warp(rgb, g), c.x0[members], c.y0[members]
 
 
-def warp_candidates(rgb: np.ndarray, base: np.ndarray, params: Candidates, crop_size: int, size: int,
-                    flags: int | None = None, *, channels_first: bool = False) -> np.ndarray:
+def warp_candidates(rgb: np.ndarray, base: np.ndarray, params: Candidates, crop_size: int, size: int, *,
+                    channels_first: bool = False) -> np.ndarray:
     """(N, size, size, 3) uint8: ``rgb`` warped by each candidate alignment in ``params`` (in
     their order), shrunk from ``crop_size`` to ``size`` px, as
-    ``cv2.warpAffine(rgb, (down @ candidate_matrix(base, p, crop_size))[:2], (size, size), flags,
-    BORDER_REPLICATE)`` per candidate would give them (``flags``: cv2.INTER_AREA by default,
-    which warpAffine samples bilinearly). ``channels_first``: (N, 3, size, size) instead, as a
+    ``warp_affine(rgb, (down @ candidate_matrix(base, p, crop_size))[:2], (size, size))`` per
+    candidate would give them (:func:`kfaar.ops.warp_affine`: bilinear, the border replicated;
+    up to the canvases' coordinate rounding, above). ``channels_first``: (N, 3, size, size) instead, as a
     network takes them (no transposing copy of thousands of crops)."""
-    import cv2
-
     c = rgb.shape[2]
     out = np.empty((len(params), c, size, size) if channels_first else (len(params), size, size, c), np.uint8)
-    for members, canvas, x0, y0 in _windows(rgb, base, params, crop_size, size,
-                                            cv2.INTER_AREA if flags is None else flags):
+    for members, canvas, x0, y0 in _windows(rgb, base, params, crop_size, size):
         if len(members) == 1:  # the canvas is the candidate
             out[members[0]] = canvas.transpose(2, 0, 1) if channels_first else canvas
             continue
@@ -187,8 +183,6 @@ def pilot_scores(rgb: np.ndarray, base: np.ndarray, params: Candidates, crop_siz
     ``warp_candidates(..., 2 * pilot.res)``, from the candidates' cells alone
     (:func:`kfaar.ops.warp_cell_sums`): windows of a shared canvas where many candidates share
     one, else sampled from the photo itself, as each candidate's own warp would."""
-    import cv2
-
     from kfaar.ops import warp_cell_sums
 
     cells = pilot.cells.astype(np.int32)
@@ -197,7 +191,7 @@ def pilot_scores(rgb: np.ndarray, base: np.ndarray, params: Candidates, crop_siz
     counts = np.diff(c.bounds)
     for g in np.flatnonzero(counts >= CANVAS_MIN_MEMBERS):
         members = c.members(g)
-        canvas = c.warp(rgb, g, cv2.INTER_LINEAR)
+        canvas = c.warp(rgb, g)
         windows = np.zeros((len(members), 2, 3))  # whole-pixel shifts: canvas pixel (x0, y0) -> crop (0, 0)
         windows[:, 0, 0] = windows[:, 1, 1] = 1.0
         windows[:, 0, 2], windows[:, 1, 2] = -c.x0[members], -c.y0[members]

@@ -115,8 +115,10 @@ def _fallback(split: str) -> FaceSet:
 def align_128(rgb: np.ndarray, landmarks: np.ndarray, size: int = 128) -> np.ndarray:
     import cv2
 
+    from kfaar.ops import warp_affine
+
     m, _ = cv2.estimateAffinePartial2D(landmarks.astype(np.float32), ARCFACE_112 * (size / 112.0), method=cv2.LMEDS)
-    return cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return warp_affine(rgb, np.ascontiguousarray(m, np.float64), (size, size))
 
 
 def build_fallback(split: str) -> FaceSet:

@@ -670,11 +670,10 @@ def fit_reader(bundle: ModelBundle, train: FaceSet, *, faces: int = 3000,
     ``holdout`` of the identities measure it (cosine to u', exact vs learned, as written and
     as JPEG q75) before it is refitted on all. The generator's output is unchanged; the read
     is fitted to this generator's faces, so refit it after tuning the generator again."""
-    import cv2
-
     from kfaar.faces.image import jpeg_roundtrip
     from kfaar.keys import Key
     from kfaar.models.engine import KfaarEngine, _u8_to_tensor
+    from kfaar.ops import warp_affine
 
     gen = bundle.generator
     if not isinstance(gen, EigenGenerator) or gen.code_carrier is None:
@@ -693,7 +692,7 @@ def fit_reader(bundle: ModelBundle, train: FaceSet, *, faces: int = 3000,
 
     def moved(v: np.ndarray) -> np.ndarray:
         m = np.float64([[1, 0, rng.uniform(-shift, shift)], [0, 1, rng.uniform(-shift, shift)]])
-        return cv2.warpAffine(v, m, v.shape[1::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return warp_affine(v, m, v.shape[1::-1])
 
     feats, targets, probe, row_face = [], [], [], []  # row_face: each row's position in idx
     for i in range(0, len(idx), 64):
