@@ -17,14 +17,17 @@ def sface():
 
 def test_matches_opencv_dnn_on_the_same_onnx(sface):
     import cv2
+    import onnx
 
     from kfaar.models.sface_torch import default_sface_onnx_path
 
     x = np.random.default_rng(0).integers(0, 256, (3, 112, 112, 3), dtype=np.uint8)
     net = cv2.dnn.readNet(str(default_sface_onnx_path()))
+    # the file lists its weights as graph inputs too (older ONNX): OpenCV 5 needs the image's named
+    name = onnx.load(str(default_sface_onnx_path()), load_external_data=False).graph.input[0].name
     ref = []
     for img in x:  # the graph's batch is fixed at 1: one image per call
-        net.setInput(cv2.dnn.blobFromImage(img, 1.0, (112, 112), (0, 0, 0), swapRB=False, crop=False))
+        net.setInput(cv2.dnn.blobFromImage(img, 1.0, (112, 112), (0, 0, 0), swapRB=False, crop=False), name)
         ref.append(net.forward().copy())
     ref = np.concatenate(ref)
     with torch.no_grad():

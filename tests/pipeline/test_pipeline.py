@@ -239,11 +239,12 @@ def test_a_grey_result_says_it_cannot_carry_the_code_and_an_rgb_one_keeps_it(ano
     with caplog.at_level("WARNING", logger="kfaar.pipeline"):
         out = anon.anonymize(grey, key)
     assert out.shape == grey.shape and "grey result cannot hold the colour code" in caplog.text
-    # the code went with the colour: its pilot reads as on a face without one (a virtual face
-    # reads >= 0.75, the gate THREAT_MODEL advises). The score itself is then a read of no code,
-    # near 0 (sd ~0.1 over keys: 0.26 for this key, 0.22 with OpenCV's detector, either side of
-    # the threshold), which only the gate turns into a refusal.
-    assert auth.verify_result(np.repeat(out[:, :, None], 3, axis=2), key, t).code_match < 0.70
+    # the code went with the colour: its pilot reads as on a face without one (median 0.65 in
+    # THREAT_MODEL; a virtual face reads >= 0.75), below the gate THREAT_MODEL advises (0.75):
+    # 0.63 here under OpenCV 4.14, 0.71 under 5.0 (whose resizes and paste warp kfaar still calls). The
+    # score itself is then a read of no code, near 0 (sd ~0.1 over keys: 0.26 for this key, 0.22
+    # with OpenCV's detector, either side of the threshold), which only the gate turns into a refusal.
+    assert auth.verify_result(np.repeat(out[:, :, None], 3, axis=2), key, t).code_match < 0.75
     caplog.clear()
     with caplog.at_level("WARNING", logger="kfaar.pipeline"):
         rgb_out = anon.anonymize(np.repeat(grey[:, :, None], 3, axis=2), key)

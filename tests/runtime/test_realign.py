@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
+from kfaar.ops import warp_affine
 from kfaar.runtime.realign import candidate_matrix, search, warp_candidates
 
 SEARCH = (  # the shipped manifest's grid: shift steps of 4 / 2 / 1 / 0.5 crop pixels
@@ -18,8 +18,7 @@ SEARCH = (  # the shipped manifest's grid: shift steps of 4 / 2 / 1 / 0.5 crop p
 
 def _one_by_one(rgb, base, params, size):
     down = np.diag([size / 128, size / 128, 1.0])
-    return np.stack([cv2.warpAffine(rgb, (down @ candidate_matrix(base, p, 128))[:2], (size, size),
-                                    flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE) for p in params])
+    return np.stack([warp_affine(rgb, (down @ candidate_matrix(base, p, 128))[:2], (size, size)) for p in params])
 
 
 @pytest.fixture(scope="module")
