@@ -128,6 +128,17 @@ int main(void) {
   for (int i = 0; i < CANDIDATES * CELLS * 3; ++i) printf(" %d", sums[i]);
   printf("\n");
 
+  /* the affine warp: the same photo onto a 6 x 5 output, turned and scaled, black outside */
+  enum { WW = 6, WH = 5 };
+  const double warp[6] = {0.8, 0.35, -1.5, -0.35, 0.8, 2.25};
+  uint8_t warped[WH * WW * 3];
+  check(kfaar_warp_affine(photo, PH, PW, 3, warp, WW, WH, 0, warped), "kfaar_warp_affine");
+  printf("warp_matrix 6");
+  for (int i = 0; i < 6; ++i) printf(" %.17g", warp[i]);
+  printf("\nwarped %d", WH * WW * 3);
+  for (int i = 0; i < WH * WW * 3; ++i) printf(" %d", warped[i]);
+  printf("\n");
+
   /* a bad call is a status code, never a crash */
   const int bad = kfaar_projection_forward(&proj, z, zp, 0);
   printf("bad_batch_status %d %s\n", bad, kfaar_status_string(bad));

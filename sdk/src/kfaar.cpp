@@ -12,6 +12,7 @@
 #include "kfaar/mapping_params.h"
 #include "kfaar/projection_params.h"
 #include "kfaar/scoring_params.h"
+#include "kfaar/warp_affine_params.h"
 #include "kfaar/warp_cells_params.h"
 
 namespace {
@@ -171,6 +172,21 @@ int kfaar_warp_cell_sums(const uint8_t* photo, int64_t height, int64_t width, co
       if (cells[i] < 0 || cells[i] >= res * res) return static_cast<int>(KFAAR_ERROR_INVALID_PARAMS);
     if (!all_finite(matrices, n_candidates * 6)) return static_cast<int>(KFAAR_ERROR_NOT_FINITE);
     kfaar::warp_cells_cpu({photo, height, width, matrices, n_candidates, cells, n_cells, res, out});
+    return static_cast<int>(KFAAR_OK);
+  });
+}
+
+int kfaar_warp_affine(const uint8_t* src, int64_t height, int64_t width, int64_t channels, const double* matrix,
+                      int64_t out_width, int64_t out_height, int replicate, uint8_t* out) {
+  return guarded([&] {
+    if (!src || !matrix || !out) return static_cast<int>(KFAAR_ERROR_NULL_POINTER);
+    constexpr int64_t max_side = int64_t{1} << 20;
+    if (height < 1 || width < 1 || channels < 1 || channels > 4 || out_width < 1 || out_height < 1 ||
+        height > max_side || width > max_side || out_width > max_side || out_height > max_side)
+      return static_cast<int>(KFAAR_ERROR_INVALID_SIZE);
+    if (replicate != 0 && replicate != 1) return static_cast<int>(KFAAR_ERROR_INVALID_PARAMS);
+    if (!all_finite(matrix, 6)) return static_cast<int>(KFAAR_ERROR_NOT_FINITE);
+    kfaar::warp_affine_cpu({src, height, width, channels, matrix, out_height, out_width, replicate == 1, out});
     return static_cast<int>(KFAAR_OK);
   });
 }

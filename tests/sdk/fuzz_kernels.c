@@ -70,6 +70,12 @@ int main(void) {
     for (int64_t i = 0; i < ncell; ++i) cells[i] = (int32_t)(rnd() % (res * res + (rnd() % 30 == 0 ? 3 : 0)));
     uint16_t* cs = malloc(sizeof(uint16_t) * nc * ncell * 3);
     statuses[kfaar_warp_cell_sums(photo, h, w, mat, nc, cells, ncell, res, cs)]++;
+    /* affine warp of the same photo (its first 1-3 channels' worth of bytes read as 1-4 channels) */
+    int64_t cn = 1 + rnd() % 4, wh = 1 + rnd() % 70, ww = 1 + rnd() % 70, hh = (h * 3) / cn;
+    if (hh < 1) { cn = 3; hh = h; }
+    uint8_t* warped = malloc((size_t)(wh * ww * cn));
+    statuses[kfaar_warp_affine(photo, hh, w, cn, mat, ww, wh, (int)(rnd() % 3 == 0 ? rnd() % 3 : 1), warped)]++;
+    free(warped);
     free(signs); free(perms); free(z); free(zo); free(pr); free(tm); free(so);
     for (int l = 0; l < layers; ++l) { free(ws[l]); free(bs[l]); }
     free(sw); free(sb); free(x); free(mix); free(alpha); free(wo); free(photo); free(mat); free(cells); free(cs);

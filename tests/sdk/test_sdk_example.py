@@ -19,10 +19,12 @@ from kfaar.ops import MappingWeights, ProjectionParams, _dispatch, sdk_paths
 from kfaar.ops.mapping import _map_latent_ref
 from kfaar.ops.projection import _project_ref
 from kfaar.ops.scoring import _cosine_scores_ref
+from kfaar.ops.warp_affine import _warp_affine_ref
 from kfaar.ops.warp_cells import _warp_cell_sums_ref
 
 EXAMPLE = Path(__file__).parents[2] / "sdk" / "examples" / "example.c"
-DTYPES = {"perms": np.int32, "cells": np.int32, "photo": np.uint8, "matrices": np.float64, "cell_sums": np.uint16}
+DTYPES = {"perms": np.int32, "cells": np.int32, "photo": np.uint8, "matrices": np.float64, "cell_sums": np.uint16,
+          "warp_matrix": np.float64, "warped": np.uint8}
 
 
 ROOT = Path(__file__).parents[2]
@@ -116,6 +118,12 @@ def test_cell_sums_match_the_reference(example_output):
     np.testing.assert_array_equal(a["cell_sums"].reshape(3, 3, 3), expected)
 
 
+def test_warp_matches_the_reference(example_output):
+    a = example_output
+    expected = _warp_affine_ref(a["photo"].reshape(9, 11, 3), a["warp_matrix"].reshape(2, 3), 6, 5, False)
+    np.testing.assert_array_equal(a["warped"].reshape(5, 6, 3), expected)
+
+
 def test_a_bad_call_returns_a_status_code(example_output):
     assert example_output["bad_batch_status"][0] == 2  # KFAAR_ERROR_INVALID_SIZE
 
@@ -135,6 +143,6 @@ def test_the_library_says_whether_this_cpu_runs_it():
         pytest.skip(f"kfaar is not compiled; {_dispatch.BUILD_HINT}")
     lib = ctypes.CDLL(str(next(sdk_paths()[1].glob("libkfaar_sdk*"))))
     lib.kfaar_status_string.restype = ctypes.c_char_p
-    assert lib.kfaar_abi_version() == 3
+    assert lib.kfaar_abi_version() == 4
     assert lib.kfaar_cpu_supported() == (0 if _dispatch.cpu_missing() else 1)
     assert lib.kfaar_status_string(7).startswith(b"this CPU lacks instructions the kernels were built for")

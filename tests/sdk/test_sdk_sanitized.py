@@ -1,7 +1,8 @@
 """Every SDK kernel under AddressSanitizer and UndefinedBehaviorSanitizer: the library is built
 again with the sanitizers (CMake, ~2 min on 2 cores), then tests/sdk/fuzz_kernels.c sends 3,000
 rounds of random sizes and values through each kernel (invalid permutations, NaN, cells off the
-grid, matrices with 1e300 or 0 entries, photos from 1 x 1), and must finish without a report.
+grid, matrices with 1e300 or 0 entries, photos from 1 x 1, warps of 1 to 4 channels with either
+border or a bad one), and must finish without a report.
 Slow: ``python -m pytest -m slow tests/sdk/test_sdk_sanitized.py``."""
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 /* kfaar C SDK: the keyed projection, fused latent mapping and template scoring kernels on
- * host float arrays, and the cell sums of warped crops that recovery's re-alignment search
- * scores, for apps and identity SDKs that link the core without Python.
+ * host float arrays, the affine warp kfaar aligns and recovers faces with, and the cell sums
+ * of warped crops that recovery's re-alignment search scores, for apps and identity SDKs that
+ * link the core without Python.
  *
  * Conventions
  * - Arrays are dense, row-major float32 (int32 for permutations and cell indices; the cell
- *   sums take a uint8 photo and float64 matrices and write uint16); every size is explicit.
+ *   sums take a uint8 photo and float64 matrices and write uint16, the warp reads and writes
+ *   uint8); every size is explicit.
  * - Every function returns a kfaar_status; KFAAR_OK is 0. No C++ exception crosses this ABI;
  *   kfaar_status_string() names a status. Outputs are written only when KFAAR_OK is returned.
  * - Functions are thread-safe: they keep no state between calls (threads inside a call come
@@ -36,9 +38,9 @@
 extern "C" {
 #endif
 
-#define KFAAR_SDK_ABI_VERSION 3 /* 2: kfaar_warp_cell_sums added; 3: KFAAR_ERROR_UNSUPPORTED_CPU and
+#define KFAAR_SDK_ABI_VERSION 4 /* 2: kfaar_warp_cell_sums added; 3: KFAAR_ERROR_UNSUPPORTED_CPU and
                                     kfaar_cpu_supported, where a CPU without the kernels' instructions
-                                    had crashed the process (SIGILL) */
+                                    had crashed the process (SIGILL); 4: kfaar_warp_affine added */
 
 typedef enum kfaar_status {
   KFAAR_OK = 0,
@@ -116,6 +118,19 @@ KFAAR_API int kfaar_score(const float* probes, int64_t n_probes, const float* te
 KFAAR_API int kfaar_warp_cell_sums(const uint8_t* photo, int64_t height, int64_t width, const double* matrices,
                                    int64_t n_candidates, const int32_t* cells, int64_t n_cells, int64_t res,
                                    uint16_t* out);
+
+/* Affine warp: out is src warped by the (2, 3) src -> out `matrix` onto out_width x out_height,
+ * the bytes cv2.warpAffine(src, matrix, (out_width, out_height), INTER_LINEAR, border) gives
+ * under OpenCV 4.x (its fixed-point arithmetic: coordinates in 1/1024 px rounded to 1/32 px,
+ * 15-bit bilinear weights), whatever OpenCV a caller has. kfaar aligns a face to its crop with
+ * it (border 0: outside the photo black), and recovery warps its crops and search canvases
+ * with it (border 1: the edge pixels continue).
+ * src: (height, width, channels) uint8, 1 <= channels <= 4; out: (out_height, out_width,
+ * channels); sides at most 2^20 (else KFAAR_ERROR_INVALID_SIZE); replicate: 1 or 0 (else
+ * KFAAR_ERROR_INVALID_PARAMS). ABI version 4 on. */
+KFAAR_API int kfaar_warp_affine(const uint8_t* src, int64_t height, int64_t width, int64_t channels,
+                                const double* matrix, int64_t out_width, int64_t out_height, int replicate,
+                                uint8_t* out);
 
 #ifdef __cplusplus
 }
