@@ -124,8 +124,10 @@ def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None,
 
     Results are PNG (or JPEG) files in --out, a folder's photos under their path in it; a
     photo's transparency and RGB colour profile are kept, its EXIF and other metadata (place,
-    camera, the original's thumbnail) are not. Unreadable files are reported and skipped. The next
-    photos are read and the last results written while a photo is anonymized."""
+    camera, the original's thumbnail) are not. Every frame of an animated GIF, WebP or PNG, or
+    page of a TIFF, is anonymized into one animated PNG (as JPEG: the first alone). Unreadable
+    files are reported and skipped. The next photos are read and the last results written while
+    a photo is anonymized."""
     import dataclasses
 
     from kfaar.files import ResultFormat, anonymize_files
@@ -162,8 +164,8 @@ def anonymize(paths: tuple[str, ...], key_file: str, passphrase_env: str | None,
                    + (f"; listed in {report_path}" if report_path else ""), err=True)
     if kept:
         click.echo(f"kept {len(kept)} result(s) already in {out} (--skip-existing)", err=True)
-    for f, n in done.several_frames:
-        click.echo(f"note: {f} has {n} frames or pages; only the first was anonymized and written", err=True)
+    for f, n, why in done.several_frames:
+        click.echo(f"note: {f} has {n} frames or pages; only the first was anonymized and written: {why}", err=True)
     if inside:
         click.echo(f"left out {len(inside)} photo(s) already in {out}", err=True)
     for f, err in done.report.failed:

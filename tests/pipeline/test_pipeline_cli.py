@@ -264,18 +264,92 @@ def test_errors_end_with_their_message_and_exit_code_2_not_a_traceback(tmp_path,
     assert not (tmp_path / "t.npy").exists()
 
 
-def test_a_file_of_several_frames_says_only_the_first_was_written(tmp_path, grace_hopper):
+def _frames(path) -> tuple[list[np.ndarray], list[int], int]:
+    """Every frame of an image file as RGB(A) arrays, each frame's duration and the loop count."""
+    from PIL import ImageSequence
+
+    with Image.open(path) as im:
+        loop = im.info.get("loop")
+        frames = [(np.asarray(f.convert(f.mode if f.mode in ("RGB", "RGBA") else "RGB")).copy(), f.info.get("duration"))
+                  for f in ImageSequence.Iterator(im)]
+    return [f for f, _ in frames], [d for _, d in frames], loop
+
+
+def test_every_page_of_a_multi_page_photo_is_anonymized_into_one_animated_png(tmp_path, grace_hopper):
+    from kfaar.faces.image import PAGE_MS
+    from kfaar.pipeline import Anonymizer
+
     src = tmp_path / "in"
     src.mkdir()
-    frames = [Image.fromarray(grace_hopper)] + [Image.fromarray(np.full_like(grace_hopper, 40 * i)) for i in (1, 2)]
-    frames[0].save(src / "pages.tif", save_all=True, append_images=frames[1:])
-    frames[0].save(src / "one.png")
+    pages = [grace_hopper, np.ascontiguousarray(grace_hopper[:, ::-1]), np.full_like(grace_hopper, 90)]
+    Image.fromarray(pages[0]).save(src / "pages.tif", save_all=True, append_images=[Image.fromarray(p) for p in pages[1:]])
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    r = _anonymize(src, "--key", _key_file(tmp_path, "A"), "--out", out, "--report", report)
+    assert r.exit_code == 0 and "1 photo(s), 2 face(s)" in r.stdout, r.stdout + r.stderr
+    assert "note:" not in r.stderr
+    got, durations, loop = _frames(out / "pages.png")
+    with Anonymizer() as anon:
+        key = Key.from_bytes(hashlib.sha256(b"A").digest())
+        want = [anon.anonymize(p, key) for p in pages]
+    assert len(got) == 3 and durations == [PAGE_MS] * 3 and loop == 0
+    for g, w in zip(got, want):  # each page as it is anonymized alone
+        np.testing.assert_array_equal(g, w)
+    np.testing.assert_array_equal(got[2], pages[2])  # no face: the page as it was
+    entry = json.loads(report.read_text())["photos"][0]
+    assert [len(b) for b in entry["frames"]] == [1, 1, 0] and entry["faces"] == entry["frames"][0]
+    assert "frames_left" not in entry
+
+
+def test_an_animated_gif_keeps_its_timing_and_transparency(tmp_path, grace_hopper):
+    from kfaar.faces import load_photo_file
+
+    src = tmp_path / "in"
+    src.mkdir()
+    small = np.asarray(Image.fromarray(grace_hopper).resize((256, 300)))
+    frames = [Image.fromarray(small), Image.fromarray(np.ascontiguousarray(small[:, ::-1])), Image.fromarray(small // 2)]
+    frames[0].save(src / "clip.gif", save_all=True, append_images=frames[1:], duration=[120, 80, 400], loop=3,
+                   transparency=0)
     out = tmp_path / "out"
     r = _anonymize(src, "--key", _key_file(tmp_path, "A"), "--out", out)
-    assert r.exit_code == 0 and "2 photo(s), 2 face(s)" in r.stdout, r.stdout + r.stderr
-    assert f"note: {src / 'pages.tif'} has 3 frames or pages; only the first was anonymized and written" in r.stderr
+    assert r.exit_code == 0 and "note:" not in r.stderr, r.stdout + r.stderr
+    got, durations, loop = _frames(out / "clip.png")
+    assert len(got) == 3 and durations == [120, 80, 400] and loop == 3
+    # the GIF's transparent colour stays transparent, in every frame, exactly where it was
+    photo = load_photo_file(src / "clip.gif", all_frames=True)
+    alphas = [photo.alpha] + [f.alpha for f in photo.later]
+    assert all(a is not None and (a == 0).any() and (a == 255).any() for a in alphas)
+    for g, a in zip(got, alphas):
+        assert g.shape == (300, 256, 4)
+        np.testing.assert_array_equal(g[..., 3], a)
+    assert not np.array_equal(got[0][..., :3], photo.rgb)  # the face replaced
+
+
+def test_only_the_first_frame_is_written_where_the_rest_cannot_be_held(tmp_path, grace_hopper):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(grace_hopper).save(src / "sizes.tif", save_all=True,
+                                       append_images=[Image.fromarray(grace_hopper[:400])])
+    Image.fromarray(grace_hopper).save(src / "pages.tif", save_all=True,
+                                       append_images=[Image.fromarray(grace_hopper[:, ::-1].copy())])
+    Image.fromarray(grace_hopper).save(src / "one.png")
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    r = _anonymize(src, "--key", _key_file(tmp_path, "A"), "--out", out, "--format", "jpeg", "--report", report)
+    assert r.exit_code == 0 and "3 photo(s), 3 face(s)" in r.stdout, r.stdout + r.stderr
+    assert (f"note: {src / 'pages.tif'} has 2 frames or pages; only the first was anonymized and written: "
+            "a JPEG holds one frame (--format png keeps them all)") in r.stderr
+    assert f"note: {src / 'sizes.tif'} has 2 frames or pages; only the first was anonymized and written: its " \
+           "frames differ in size (512x600 and 512x400), which one result file cannot hold" not in r.stderr  # JPEG first
     assert "one.png has" not in r.stderr
-    np.testing.assert_array_equal(np.asarray(Image.open(out / "pages.png")), np.asarray(Image.open(out / "one.png")))
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "pages.jpg")), np.asarray(Image.open(out / "one.jpg")))
+    entries = {Path(e["source"]).name: e for e in json.loads(report.read_text())["photos"]}
+    assert entries["pages.tif"]["frames_left"].startswith("1 of its 2 frames not written: a JPEG holds one frame")
+    r = _anonymize(src, "--key", _key_file(tmp_path, "A"), "--out", tmp_path / "png")
+    assert r.exit_code == 0, r.stdout + r.stderr
+    assert (f"note: {src / 'sizes.tif'} has 2 frames or pages; only the first was anonymized and written: its "
+            "frames differ in size (512x600 and 512x400), which one result file cannot hold") in r.stderr
+    assert "pages.tif has" not in r.stderr
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "png" / "sizes.png")),
+                                  np.asarray(Image.open(tmp_path / "png" / "one.png")))
 
 
 def test_skip_existing_keeps_what_an_interrupted_run_wrote_and_does_the_rest(tmp_path, photos):

@@ -92,24 +92,77 @@ class PhotoFile:
     it describes RGB values (the profile says which red, green and blue the numbers mean: a
     Display P3 phone photo written back without it looks duller in a colour-managed viewer).
     Nothing else of the file is kept — EXIF, XMP and comments can carry the place, the camera
-    and a thumbnail of the original photo, faces included."""
+    and a thumbnail of the original photo, faces included.
+
+    A file of several frames or pages (an animated GIF, WebP or PNG, a multi-page TIFF): the
+    pixels are the first's, and ``load_photo_file(..., all_frames=True)`` reads the others into
+    ``later`` (each a PhotoFile of one frame) with each frame's display time in ``durations``
+    and the animation's ``loop`` count, unless they cannot be held together (``frames_left``
+    says why)."""
 
     rgb: np.ndarray = field(repr=False)
     alpha: np.ndarray | None = field(repr=False)
     icc_profile: bytes | None = field(repr=False)
-    frames: int = 1  # frames or pages in the file (an animated GIF, a multi-page TIFF); the pixels are the first's
+    frames: int = 1  # frames or pages in the file
+    later: tuple[PhotoFile, ...] = field(default=(), repr=False)  # frames 2.. when read (all_frames)
+    durations: tuple[int, ...] = ()  # ms each frame is shown, one per frame read; () for one frame
+    loop: int = 0  # times an animation plays (0: for ever)
+    frames_left: str = ""  # why frames 2.. were not read ("" when they were, or there are none)
 
     @functools.cached_property
     def grey(self) -> bool:
         """No colour in it: a grey (or black-and-white) file, or an RGB one whose every pixel has
-        R = G = B (a scan saved as colour). Looked at when first asked."""
-        return is_grey(self.rgb)
+        R = G = B (a scan saved as colour). Looked at when first asked; every frame read counts."""
+        return is_grey(self.rgb) and all(f.grey for f in self.later)
 
 
-def load_photo_file(path: str | os.PathLike) -> PhotoFile:
-    """The :class:`PhotoFile` of the image file at ``path``, from one decoding of it."""
-    return _decode(Path(path), lambda im, name: PhotoFile(_from_pil(im, name), _alpha(im, name), _rgb_icc(im),
-                                                          int(getattr(im, "n_frames", 1))))
+# the most pixels the frames of one file are read for together (every frame's result is held
+# until the file is written): the largest single photo kfaar is measured on
+MAX_FRAME_PIXELS = 200_000_000
+# a page shown without a display time of its own (a TIFF's) stays this long in an animating viewer
+PAGE_MS = 1000
+
+
+def load_photo_file(path: str | os.PathLike, *, all_frames: bool = False) -> PhotoFile:
+    """The :class:`PhotoFile` of the image file at ``path``, from one decoding of it.
+    ``all_frames``: read every frame or page of a file of several (see :class:`PhotoFile`)."""
+    return _decode(Path(path), lambda im, name: _photo_file(im, name, all_frames))
+
+
+def _one_frame(im: Image.Image, name: str) -> PhotoFile:
+    return PhotoFile(_from_pil(im, name), _alpha(im, name), _rgb_icc(im))
+
+
+def _photo_file(im: Image.Image, name: str, all_frames: bool) -> PhotoFile:
+    n = int(getattr(im, "n_frames", 1))
+    first = _one_frame(im, name)
+    if n == 1 or not all_frames:
+        return PhotoFile(first.rgb, first.alpha, first.icc_profile, n)
+    h, w = first.rgb.shape[:2]
+    if n * h * w > MAX_FRAME_PIXELS:
+        return PhotoFile(first.rgb, first.alpha, first.icc_profile, n,
+                         frames_left=f"its {n} frames hold {_megapixels(n * h * w)} megapixels, more than "
+                                     f"{_megapixels(MAX_FRAME_PIXELS)} are read together")
+    # a GIF without a loop count plays once; other formats' default is for ever
+    loop = im.info.get("loop", 1 if im.format == "GIF" else 0)
+    later, durations = [], [_duration(im)]
+    for i in range(1, n):
+        im.seek(i)
+        f = _one_frame(im, f"{name} (frame {i + 1})")
+        if f.rgb.shape[:2] != (h, w):
+            return PhotoFile(first.rgb, first.alpha, first.icc_profile, n,
+                             frames_left=f"its frames differ in size ({w}x{h} and {f.rgb.shape[1]}x{f.rgb.shape[0]}), "
+                                         "which one result file cannot hold")
+        later.append(f)
+        durations.append(_duration(im))
+    return PhotoFile(first.rgb, first.alpha, first.icc_profile, n, tuple(later), tuple(durations),
+                     int(loop) if isinstance(loop, int) and loop >= 0 else 0)
+
+
+def _duration(im: Image.Image) -> int:
+    """The current frame's display time in ms (a page without one: PAGE_MS)."""
+    d = im.info.get("duration")
+    return int(round(d)) if isinstance(d, (int, float)) and d > 0 else PAGE_MS
 
 
 def is_grey(rgb: np.ndarray, strip: int = 256) -> bool:
