@@ -22,6 +22,14 @@ def backend(request) -> str:
 
 
 @pytest.fixture
+def native() -> str:
+    """The C++ backend, for the host-only ops (no CUDA twin); skips where it is not compiled."""
+    if _dispatch.native_module() is None:
+        pytest.skip(f"kfaar._C is not compiled; {_dispatch.BUILD_HINT}")
+    return "cpu"
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 

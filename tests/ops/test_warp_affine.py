@@ -2,7 +2,7 @@
 maps, whole-pixel shifts, off the photo, both borders, 1 to 4 channels), both equal OpenCV 4's
 cv2.warpAffine(INTER_LINEAR) (where OpenCV 4 is installed), golden vectors hold the bytes
 whatever OpenCV is installed, arguments are checked alike by the op and the binding, and the
-op is host-only."""
+op is host-only (test_warp_cells.py checks the dispatch of both host-only ops)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,6 @@ import pytest
 
 from kfaar.ops import _dispatch, warp_affine
 from kfaar.ops.warp_affine import _warp_affine_ref
-
-
-@pytest.fixture
-def native():
-    if _dispatch.native_module() is None:
-        pytest.skip(f"kfaar._C is not compiled; {_dispatch.BUILD_HINT}")
-    return "cpu"
 
 
 def _matrices(rng, n, photo_size, out_size):
@@ -153,12 +146,3 @@ def test_bad_arrays_are_named_the_same_by_op_and_binding(which, bad, error, matc
 def test_bad_size_or_border(size, border, error, match):
     with pytest.raises(error, match=match):
         warp_affine(GOOD[0], GOOD[1], size, border=border)
-
-
-def test_host_only_op_runs_on_the_cpu_where_cuda_is_asked_for(monkeypatch):
-    if _dispatch.native_module() is None:
-        pytest.skip("no native build")
-    monkeypatch.setenv("KFAAR_KERNELS", "cuda")
-    assert _dispatch.resolve("warp_affine") == "cpu"
-    monkeypatch.delenv("KFAAR_KERNELS")
-    assert _dispatch.resolve("warp_affine") == "cpu"

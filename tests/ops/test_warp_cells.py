@@ -11,13 +11,6 @@ from kfaar.ops import _dispatch, warp_cell_sums
 from kfaar.ops.warp_cells import _warp_cell_sums_ref
 
 
-@pytest.fixture
-def native():
-    if _dispatch.native_module() is None:
-        pytest.skip(f"kfaar._C is not compiled; {_dispatch.BUILD_HINT}")
-    return "cpu"
-
-
 def _similarities(rng, n, photo_size, crop_size):
     """Photo -> crop matrices: turned, scaled and shifted so the crops fall in, across and off the photo."""
     m = np.empty((n, 2, 3))
@@ -101,14 +94,15 @@ def test_huge_and_singular_matrices_are_taken_as_the_warp_takes_them(native, rng
     np.testing.assert_array_equal(got, warp_cell_sums(photo, m, cells, 2, backend="ref"))
 
 
-def test_host_only_op_runs_on_the_cpu_where_cuda_is_asked_for(monkeypatch):
+@pytest.mark.parametrize("op", _dispatch.HOST_OPS)
+def test_host_only_ops_run_on_the_cpu_where_cuda_is_asked_for(monkeypatch, op):
     if _dispatch.native_module() is None:
         pytest.skip("no native build")
     monkeypatch.setenv("KFAAR_KERNELS", "cuda")
-    assert _dispatch.resolve("warp_cells") == "cpu"
-    assert _dispatch.resolve("warp_cells", "cuda") == "cpu"
+    assert _dispatch.resolve(op) == "cpu"
+    assert _dispatch.resolve(op, "cuda") == "cpu"
     monkeypatch.delenv("KFAAR_KERNELS")
-    assert _dispatch.resolve("warp_cells") == "cpu"
+    assert _dispatch.resolve(op) == "cpu"
 
 
 def test_asking_for_cuda_without_a_build_says_what_ran_instead(monkeypatch):
