@@ -1,71 +1,179 @@
-// C++ affine warp, OpenCV 4.x's INTER_LINEAR arithmetic (warp_fixed.h): the crops kfaar
-// aligns, recovers and searches are then the same bytes whatever OpenCV is installed (5.0's
-// warpAffine rounds otherwise) and with none.
+// C++ affine warp with OpenCV 4.x's arithmetic (warp_fixed.h): the crops kfaar aligns,
+// recovers and searches, and the faces it pastes back, are then the same bytes whatever
+// OpenCV is installed (5.0's warpAffine rounds otherwise) and with none.
+#include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "threads.h"
 #include "warp_fixed.h"
 #include "kfaar/warp_affine_params.h"
 
 namespace kfaar {
+namespace warp {
+
+Tables::Tables() {
+  constexpr int T = kInterTab;
+  float cubic1d[T][4], linear1d[T][2];
+  const float scale = 1.f / T, A = -0.75f;  // initInterTab1D, interpolateCubic / interpolateLinear
+  for (int i = 0; i < T; ++i) {
+    const float x = i * scale;
+    float* c = cubic1d[i];
+    c[0] = ((A * (x + 1) - 5 * A) * (x + 1) + 8 * A) * (x + 1) - 4 * A;
+    c[1] = ((A + 2) * x - (A + 3)) * x * x + 1;
+    c[2] = ((A + 2) * (1 - x) - (A + 3)) * (1 - x) * (1 - x) + 1;
+    c[3] = 1.f - c[0] - c[1] - c[2];
+    linear1d[i][0] = 1.f - x;
+    linear1d[i][1] = x;
+  }
+  for (int i = 0; i < T; ++i)
+    for (int j = 0; j < T; ++j) {
+      int16_t* it = cubic[i * T + j];
+      int isum = 0;
+      for (int k1 = 0; k1 < 4; ++k1)
+        for (int k2 = 0; k2 < 4; ++k2) {
+          const float v = cubic1d[i][k1] * cubic1d[j][k2];
+          const float r = std::nearbyint(v * (1 << kCoefBits));  // saturate_cast<short>(float)
+          it[k1 * 4 + k2] = static_cast<int16_t>(r < -32768.f ? -32768.f : (r > 32767.f ? 32767.f : r));
+          isum += it[k1 * 4 + k2];
+        }
+      if (isum != (1 << kCoefBits)) {  // OpenCV's correction among the central taps
+        const int diff = isum - (1 << kCoefBits);
+        int mk1 = 2, mk2 = 2, Mk1 = 2, Mk2 = 2;
+        for (int k1 = 2; k1 < 4; ++k1)
+          for (int k2 = 2; k2 < 4; ++k2) {
+            if (it[k1 * 4 + k2] < it[mk1 * 4 + mk2])
+              mk1 = k1, mk2 = k2;
+            else if (it[k1 * 4 + k2] > it[Mk1 * 4 + Mk2])
+              Mk1 = k1, Mk2 = k2;
+          }
+        if (diff < 0)
+          it[Mk1 * 4 + Mk2] = static_cast<int16_t>(it[Mk1 * 4 + Mk2] - diff);
+        else
+          it[mk1 * 4 + mk2] = static_cast<int16_t>(it[mk1 * 4 + mk2] - diff);
+      }
+      for (int k1 = 0; k1 < 2; ++k1)
+        for (int k2 = 0; k2 < 2; ++k2) linear[i * T + j][k1 * 2 + k2] = linear1d[i][k1] * linear1d[j][k2];
+    }
+}
+
+const Tables& tables() {
+  static const Tables t;
+  return t;
+}
+
+}  // namespace warp
+
 namespace {
 
 using warp::clamp;
 
-// Output row y. A pixel whose four taps lie inside src reads them directly; the others are
+// Where tap coordinate v of an axis of n pixels reads: clamped (replicate), or -1 outside (constant).
+inline int64_t edge(int64_t v, int64_t n, bool replicate) {
+  if (v >= 0 && v < n) return v;
+  return replicate ? clamp(v, n - 1) : -1;
+}
+
+// uint8, bilinear. A pixel whose four taps lie inside src reads them directly; the others are
 // clamped to src's edge (replicate) or read 0 where they fall outside it (constant).
 template <int kChannels>
-void warp_row(const WarpAffineParams& p, const warp::Terms& t, int64_t y) {
+void linear_u8_row(const WarpAffineParams& p, const warp::Terms& t, int64_t y) {
   const int64_t cn = kChannels > 0 ? kChannels : p.channels;
   const int64_t w = p.width, h = p.height, row = w * cn;
-  uint8_t* out = p.out + y * p.out_width * cn;
+  const uint8_t* src = static_cast<const uint8_t*>(p.src);
+  uint8_t* out = static_cast<uint8_t*>(p.out) + y * p.out_width * cn;
   for (int64_t x = 0; x < p.out_width; ++x, out += cn) {
     const warp::Tap k = warp::tap(t, x, y);
     if (k.ix >= 0 && k.iy >= 0 && k.ix + 1 < w && k.iy + 1 < h) {
-      const uint8_t* r0 = p.src + k.iy * row + k.ix * cn;
+      const uint8_t* r0 = src + k.iy * row + k.ix * cn;
       const uint8_t* r1 = r0 + row;
       for (int64_t c = 0; c < cn; ++c) out[c] = static_cast<uint8_t>(warp::blend(k, r0[c], r0[c + cn], r1[c], r1[c + cn]));
       continue;
     }
-    if (p.replicate) {
-      const uint8_t* r0 = p.src + clamp(k.iy, h - 1) * row;
-      const uint8_t* r1 = p.src + clamp(k.iy + 1, h - 1) * row;
-      const int64_t xa = clamp(k.ix, w - 1) * cn, xb = clamp(k.ix + 1, w - 1) * cn;
-      for (int64_t c = 0; c < cn; ++c)
-        out[c] = static_cast<uint8_t>(warp::blend(k, r0[xa + c], r0[xb + c], r1[xa + c], r1[xb + c]));
-      continue;
+    const int64_t x0 = edge(k.ix, w, p.replicate), x1 = edge(k.ix + 1, w, p.replicate);
+    const int64_t y0 = edge(k.iy, h, p.replicate), y1 = edge(k.iy + 1, h, p.replicate);
+    auto at = [&](int64_t yy, int64_t xx, int64_t c) -> int32_t {
+      return yy < 0 || xx < 0 ? 0 : src[yy * row + xx * cn + c];
+    };
+    for (int64_t c = 0; c < cn; ++c)
+      out[c] = static_cast<uint8_t>(warp::blend(k, at(y0, x0, c), at(y0, x1, c), at(y1, x0, c), at(y1, x1, c)));
+  }
+}
+
+// uint8, bicubic: the 4 x 4 taps from (ix - 1, iy - 1), OpenCV's integer weights, the sum
+// rounded and saturated to [0, 255] (the cubic overshoots at edges).
+void cubic_u8_row(const WarpAffineParams& p, const warp::Terms& t, int64_t y) {
+  const int64_t cn = p.channels, w = p.width, h = p.height, row = w * cn;
+  const uint8_t* src = static_cast<const uint8_t*>(p.src);
+  uint8_t* out = static_cast<uint8_t*>(p.out) + y * p.out_width * cn;
+  const auto& tab = warp::tables().cubic;
+  for (int64_t x = 0; x < p.out_width; ++x, out += cn) {
+    const int64_t sx = (t.row_x[y] + t.col_x[x]) >> (warp::kAbBits - warp::kInterBits);
+    const int64_t sy = (t.row_y[y] + t.col_y[x]) >> (warp::kAbBits - warp::kInterBits);
+    const int16_t* wt = tab[((sy & (warp::kInterTab - 1)) << warp::kInterBits) | (sx & (warp::kInterTab - 1))];
+    const int64_t ix = (sx >> warp::kInterBits) - 1, iy = (sy >> warp::kInterBits) - 1;
+    int64_t xs[4], ys[4];
+    for (int i = 0; i < 4; ++i) {
+      xs[i] = edge(ix + i, w, p.replicate);
+      ys[i] = edge(iy + i, h, p.replicate);
     }
-    const bool x0 = k.ix >= 0 && k.ix < w, x1 = k.ix + 1 >= 0 && k.ix + 1 < w;
-    const bool y0 = k.iy >= 0 && k.iy < h, y1 = k.iy + 1 >= 0 && k.iy + 1 < h;
-    const uint8_t* r0 = y0 ? p.src + k.iy * row : nullptr;
-    const uint8_t* r1 = y1 ? p.src + (k.iy + 1) * row : nullptr;
     for (int64_t c = 0; c < cn; ++c) {
-      const int32_t v00 = y0 && x0 ? r0[k.ix * cn + c] : 0, v01 = y0 && x1 ? r0[(k.ix + 1) * cn + c] : 0;
-      const int32_t v10 = y1 && x0 ? r1[k.ix * cn + c] : 0, v11 = y1 && x1 ? r1[(k.ix + 1) * cn + c] : 0;
-      out[c] = static_cast<uint8_t>(warp::blend(k, v00, v01, v10, v11));
+      int32_t sum = 0;
+      for (int i = 0; i < 4; ++i) {
+        if (ys[i] < 0) continue;
+        const uint8_t* r = src + ys[i] * row + c;
+        for (int j = 0; j < 4; ++j)
+          if (xs[j] >= 0) sum += wt[i * 4 + j] * r[xs[j] * cn];
+      }
+      const int32_t v = (sum + (1 << (warp::kCoefBits - 1))) >> warp::kCoefBits;
+      out[c] = static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
     }
   }
 }
 
-template <int kChannels>
-void warp_rows(const WarpAffineParams& p, const warp::Terms& t) {
+// float32, bilinear: OpenCV's float weights, the four products summed in its scalar order.
+void linear_f32_row(const WarpAffineParams& p, const warp::Terms& t, int64_t y) {
+  const int64_t cn = p.channels, w = p.width, h = p.height, row = w * cn;
+  const float* src = static_cast<const float*>(p.src);
+  float* out = static_cast<float*>(p.out) + y * p.out_width * cn;
+  const auto& tab = warp::tables().linear;
+  for (int64_t x = 0; x < p.out_width; ++x, out += cn) {
+    const int64_t sx = (t.row_x[y] + t.col_x[x]) >> (warp::kAbBits - warp::kInterBits);
+    const int64_t sy = (t.row_y[y] + t.col_y[x]) >> (warp::kAbBits - warp::kInterBits);
+    const float* wt = tab[((sy & (warp::kInterTab - 1)) << warp::kInterBits) | (sx & (warp::kInterTab - 1))];
+    const int64_t ix = sx >> warp::kInterBits, iy = sy >> warp::kInterBits;
+    const int64_t x0 = edge(ix, w, p.replicate), x1 = edge(ix + 1, w, p.replicate);
+    const int64_t y0 = edge(iy, h, p.replicate), y1 = edge(iy + 1, h, p.replicate);
+    for (int64_t c = 0; c < cn; ++c) {
+      auto at = [&](int64_t yy, int64_t xx) -> float { return yy < 0 || xx < 0 ? 0.f : src[yy * row + xx * cn + c]; };
+      out[c] = at(y0, x0) * wt[0] + at(y0, x1) * wt[1] + at(y1, x0) * wt[2] + at(y1, x1) * wt[3];
+    }
+  }
+}
+
+template <class Row>
+void rows(const WarpAffineParams& p, Row&& row) {
+  warp::Terms t(p.out_width, p.out_height);
+  t.set(p.matrix, p.inverse);
   // ~10 ns a pixel: below ~64 K output pixels (a 256-px crop) one thread
   const int threads = cpu::threads_for(p.out_height * p.out_width, 1 << 16);
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-  for (int64_t y = 0; y < p.out_height; ++y) warp_row<kChannels>(p, t, y);
+  for (int64_t y = 0; y < p.out_height; ++y) row(p, t, y);
 }
 
 }  // namespace
 
 void warp_affine_cpu(const WarpAffineParams& p) {
-  warp::Terms t(p.out_width, p.out_height);
-  t.set(p.matrix);
-  if (p.channels == 3)
-    warp_rows<3>(p, t);
+  if (p.is_float)
+    rows(p, linear_f32_row);
+  else if (p.cubic)
+    rows(p, cubic_u8_row);
+  else if (p.channels == 3)
+    rows(p, linear_u8_row<3>);
   else if (p.channels == 1)
-    warp_rows<1>(p, t);
+    rows(p, linear_u8_row<1>);
   else
-    warp_rows<0>(p, t);
+    rows(p, linear_u8_row<0>);
 }
 
 }  // namespace kfaar

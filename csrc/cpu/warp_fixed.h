@@ -35,11 +35,15 @@ struct Terms {
 
   Terms(int64_t cols, int64_t rows) : col_x(cols), col_y(cols), row_x(rows), row_y(rows) {}
 
-  void set(const double* m) {
-    double d = m[0] * m[4] - m[1] * m[3];  // cv2.invertAffineTransform's arithmetic
-    d = d != 0.0 ? 1.0 / d : 0.0;
-    const double a11 = m[4] * d, a22 = m[0] * d, a12 = -m[1] * d, a21 = -m[3] * d;
-    const double b1 = -a11 * m[2] - a12 * m[5], b2 = -a21 * m[2] - a22 * m[5];
+  // m: photo -> output (inverted here), or output -> photo when `inverse` (WARP_INVERSE_MAP).
+  void set(const double* m, bool inverse = false) {
+    double a11 = m[0], a12 = m[1], b1 = m[2], a21 = m[3], a22 = m[4], b2 = m[5];
+    if (!inverse) {
+      double d = m[0] * m[4] - m[1] * m[3];  // cv2.invertAffineTransform's arithmetic
+      d = d != 0.0 ? 1.0 / d : 0.0;
+      a11 = m[4] * d, a22 = m[0] * d, a12 = -m[1] * d, a21 = -m[3] * d;
+      b1 = -a11 * m[2] - a12 * m[5], b2 = -a21 * m[2] - a22 * m[5];
+    }
     constexpr double scale = 1 << kAbBits;
     for (size_t i = 0; i < col_x.size(); ++i) {
       const double v = static_cast<double>(i);
@@ -69,6 +73,18 @@ inline Tap tap(const Terms& t, int64_t x, int64_t y) {
   return {sx >> kInterBits, sy >> kInterBits, (kInterTab - fy) * (kInterTab - fx) * unit,
           (kInterTab - fy) * fx * unit, fy * (kInterTab - fx) * unit, fy * fx * unit};
 }
+
+// OpenCV's 2-D weight tables, indexed by (fy << 5) | fx: the bicubic one in 15-bit integers
+// (initInterTab2D: float products of interpolateCubic's 1-D weights, rounded, the largest or
+// smallest of the central four moved so each set sums to exactly 2^15), the bilinear one in
+// float (products of (1 - x, x)).
+struct Tables {
+  int16_t cubic[kInterTab * kInterTab][16];
+  float linear[kInterTab * kInterTab][4];
+  Tables();
+};
+
+const Tables& tables();
 
 // The weighted sum of four taps' values, rounded back to the pixel scale.
 inline int32_t blend(const Tap& w, int32_t v00, int32_t v01, int32_t v10, int32_t v11) {

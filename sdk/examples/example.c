@@ -133,11 +133,23 @@ int main(void) {
   const double warp[6] = {0.8, 0.35, -1.5, -0.35, 0.8, 2.25};
   uint8_t warped[WH * WW * 3];
   check(kfaar_warp_affine(photo, PH, PW, 3, warp, WW, WH, 0, warped), "kfaar_warp_affine");
+  /* ... bicubic through the inverse map, edge replicated (how a face is pasted back), and a
+   * float mask the same way, bilinear */
+  uint8_t pasted[WH * WW * 3];
+  float mask[PH * PW], mask_warped[WH * WW];
+  for (int i = 0; i < PH * PW; ++i) mask[i] = (float)(next_u32() % 1000u) / 999.0f;
+  check(kfaar_warp_affine(photo, PH, PW, 3, warp, WW, WH, KFAAR_WARP_CUBIC | KFAAR_WARP_INVERSE | KFAAR_WARP_REPLICATE,
+                          pasted), "kfaar_warp_affine (cubic)");
+  check(kfaar_warp_affine_f32(mask, PH, PW, 1, warp, WW, WH, KFAAR_WARP_INVERSE, mask_warped), "kfaar_warp_affine_f32");
   printf("warp_matrix 6");
   for (int i = 0; i < 6; ++i) printf(" %.17g", warp[i]);
   printf("\nwarped %d", WH * WW * 3);
   for (int i = 0; i < WH * WW * 3; ++i) printf(" %d", warped[i]);
+  printf("\npasted %d", WH * WW * 3);
+  for (int i = 0; i < WH * WW * 3; ++i) printf(" %d", pasted[i]);
   printf("\n");
+  print_floats("mask", mask, PH * PW);
+  print_floats("mask_warped", mask_warped, WH * WW);
 
   /* a bad call is a status code, never a crash */
   const int bad = kfaar_projection_forward(&proj, z, zp, 0);

@@ -176,19 +176,48 @@ int kfaar_warp_cell_sums(const uint8_t* photo, int64_t height, int64_t width, co
   });
 }
 
-int kfaar_warp_affine(const uint8_t* src, int64_t height, int64_t width, int64_t channels, const double* matrix,
-                      int64_t out_width, int64_t out_height, int replicate, uint8_t* out) {
+namespace {
+
+int warp_affine(const void* src, int64_t height, int64_t width, int64_t channels, const double* matrix,
+                int64_t out_width, int64_t out_height, int flags, void* out, bool is_float) {
   return guarded([&] {
     if (!src || !matrix || !out) return static_cast<int>(KFAAR_ERROR_NULL_POINTER);
     constexpr int64_t max_side = int64_t{1} << 20;
     if (height < 1 || width < 1 || channels < 1 || channels > 4 || out_width < 1 || out_height < 1 ||
         height > max_side || width > max_side || out_width > max_side || out_height > max_side)
       return static_cast<int>(KFAAR_ERROR_INVALID_SIZE);
-    if (replicate != 0 && replicate != 1) return static_cast<int>(KFAAR_ERROR_INVALID_PARAMS);
+    constexpr int known = KFAAR_WARP_REPLICATE | KFAAR_WARP_CUBIC | KFAAR_WARP_INVERSE;
+    if ((flags & ~known) != 0 || (is_float && (flags & KFAAR_WARP_CUBIC)))
+      return static_cast<int>(KFAAR_ERROR_INVALID_PARAMS);
     if (!all_finite(matrix, 6)) return static_cast<int>(KFAAR_ERROR_NOT_FINITE);
-    kfaar::warp_affine_cpu({src, height, width, channels, matrix, out_height, out_width, replicate == 1, out});
+    kfaar::WarpAffineParams p;
+    p.src = src;
+    p.height = height;
+    p.width = width;
+    p.channels = channels;
+    p.is_float = is_float;
+    p.matrix = matrix;
+    p.inverse = (flags & KFAAR_WARP_INVERSE) != 0;
+    p.cubic = (flags & KFAAR_WARP_CUBIC) != 0;
+    p.out_height = out_height;
+    p.out_width = out_width;
+    p.replicate = (flags & KFAAR_WARP_REPLICATE) != 0;
+    p.out = out;
+    kfaar::warp_affine_cpu(p);
     return static_cast<int>(KFAAR_OK);
   });
+}
+
+}  // namespace
+
+int kfaar_warp_affine(const uint8_t* src, int64_t height, int64_t width, int64_t channels, const double* matrix,
+                      int64_t out_width, int64_t out_height, int flags, uint8_t* out) {
+  return warp_affine(src, height, width, channels, matrix, out_width, out_height, flags, out, false);
+}
+
+int kfaar_warp_affine_f32(const float* src, int64_t height, int64_t width, int64_t channels, const double* matrix,
+                          int64_t out_width, int64_t out_height, int flags, float* out) {
+  return warp_affine(src, height, width, channels, matrix, out_width, out_height, flags, out, true);
 }
 
 }  // extern "C"

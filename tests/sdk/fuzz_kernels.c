@@ -74,8 +74,13 @@ int main(void) {
     int64_t cn = 1 + rnd() % 4, wh = 1 + rnd() % 70, ww = 1 + rnd() % 70, hh = (h * 3) / cn;
     if (hh < 1) { cn = 3; hh = h; }
     uint8_t* warped = malloc((size_t)(wh * ww * cn));
-    statuses[kfaar_warp_affine(photo, hh, w, cn, mat, ww, wh, (int)(rnd() % 3 == 0 ? rnd() % 3 : 1), warped)]++;
+    int flags = (int)(rnd() % 4 == 0 ? rnd() % 16 : rnd() % 8);  /* 8 and up: a bad flag */
+    statuses[kfaar_warp_affine(photo, hh, w, cn, mat, ww, wh, flags, warped)]++;
     free(warped);
+    float* fsrc = malloc(sizeof(float) * (size_t)(h * w * 3)), *fout = malloc(sizeof(float) * (size_t)(wh * ww * cn));
+    for (int64_t i = 0; i < h * w * 3; ++i) fsrc[i] = rf();
+    statuses[kfaar_warp_affine_f32(fsrc, hh, w, cn, mat, ww, wh, flags, fout)]++;
+    free(fsrc); free(fout);
     free(signs); free(perms); free(z); free(zo); free(pr); free(tm); free(so);
     for (int l = 0; l < layers; ++l) { free(ws[l]); free(bs[l]); }
     free(sw); free(sb); free(x); free(mix); free(alpha); free(wo); free(photo); free(mat); free(cells); free(cs);

@@ -24,7 +24,7 @@ from kfaar.ops.warp_cells import _warp_cell_sums_ref
 
 EXAMPLE = Path(__file__).parents[2] / "sdk" / "examples" / "example.c"
 DTYPES = {"perms": np.int32, "cells": np.int32, "photo": np.uint8, "matrices": np.float64, "cell_sums": np.uint16,
-          "warp_matrix": np.float64, "warped": np.uint8}
+          "warp_matrix": np.float64, "warped": np.uint8, "pasted": np.uint8}
 
 
 ROOT = Path(__file__).parents[2]
@@ -120,8 +120,13 @@ def test_cell_sums_match_the_reference(example_output):
 
 def test_warp_matches_the_reference(example_output):
     a = example_output
-    expected = _warp_affine_ref(a["photo"].reshape(9, 11, 3), a["warp_matrix"].reshape(2, 3), 6, 5, False)
-    np.testing.assert_array_equal(a["warped"].reshape(5, 6, 3), expected)
+    photo, m = a["photo"].reshape(9, 11, 3), a["warp_matrix"].reshape(2, 3)
+    np.testing.assert_array_equal(a["warped"].reshape(5, 6, 3), _warp_affine_ref(photo, m, 6, 5, False))
+    np.testing.assert_array_equal(a["pasted"].reshape(5, 6, 3),
+                                  _warp_affine_ref(photo, m, 6, 5, True, cubic=True, inverse=True))
+    # the float mask printed to 9 significant digits reads back exactly as float32
+    alpha = _warp_affine_ref(a["mask"].reshape(9, 11, 1), m, 6, 5, False, inverse=True)
+    np.testing.assert_array_equal(a["mask_warped"].reshape(5, 6), alpha[:, :, 0])
 
 
 def test_a_bad_call_returns_a_status_code(example_output):

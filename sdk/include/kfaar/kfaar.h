@@ -40,7 +40,8 @@ extern "C" {
 
 #define KFAAR_SDK_ABI_VERSION 4 /* 2: kfaar_warp_cell_sums added; 3: KFAAR_ERROR_UNSUPPORTED_CPU and
                                     kfaar_cpu_supported, where a CPU without the kernels' instructions
-                                    had crashed the process (SIGILL); 4: kfaar_warp_affine added */
+                                    had crashed the process (SIGILL); 4: kfaar_warp_affine and
+                                    kfaar_warp_affine_f32 added */
 
 typedef enum kfaar_status {
   KFAAR_OK = 0,
@@ -119,18 +120,28 @@ KFAAR_API int kfaar_warp_cell_sums(const uint8_t* photo, int64_t height, int64_t
                                    int64_t n_candidates, const int32_t* cells, int64_t n_cells, int64_t res,
                                    uint16_t* out);
 
-/* Affine warp: out is src warped by the (2, 3) src -> out `matrix` onto out_width x out_height,
- * the bytes cv2.warpAffine(src, matrix, (out_width, out_height), INTER_LINEAR, border) gives
- * under OpenCV 4.x (its fixed-point arithmetic: coordinates in 1/1024 px rounded to 1/32 px,
- * 15-bit bilinear weights), whatever OpenCV a caller has. kfaar aligns a face to its crop with
- * it (border 0: outside the photo black), and recovery warps its crops and search canvases
- * with it (border 1: the edge pixels continue).
- * src: (height, width, channels) uint8, 1 <= channels <= 4; out: (out_height, out_width,
- * channels); sides at most 2^20 (else KFAAR_ERROR_INVALID_SIZE); replicate: 1 or 0 (else
- * KFAAR_ERROR_INVALID_PARAMS). ABI version 4 on. */
+/* Affine warps, as kfaar aligns a face to its crop (bilinear, black outside), cuts recovery's
+ * crops and search canvases (bilinear, edge replicated) and pastes a virtual face back (its
+ * crop bicubic and its float mask bilinear, both through the inverse map): out is src warped
+ * by the (2, 3) `matrix` onto out_width x out_height, what cv2.warpAffine(src, matrix,
+ * (out_width, out_height), flags, border) gives under OpenCV 4.x (its fixed-point coordinates,
+ * 1/1024 px rounded to 1/32 px, and its weight tables), whatever OpenCV a caller has.
+ * flags: KFAAR_WARP_REPLICATE (the edge pixels continue; else 0 outside src), KFAAR_WARP_CUBIC
+ * (bicubic, uint8 only; else bilinear), KFAAR_WARP_INVERSE (matrix maps out -> src, OpenCV's
+ * WARP_INVERSE_MAP; else src -> out); other bits: KFAAR_ERROR_INVALID_PARAMS.
+ * src: (height, width, channels), 1 <= channels <= 4; out: (out_height, out_width, channels);
+ * sides at most 2^20 (else KFAAR_ERROR_INVALID_SIZE). uint8: OpenCV 4's bytes exactly; float32:
+ * the four products summed in OpenCV's scalar order (its vectorised interior may differ in the
+ * last bit). ABI version 4 on. */
+#define KFAAR_WARP_REPLICATE 1
+#define KFAAR_WARP_CUBIC 2
+#define KFAAR_WARP_INVERSE 4
 KFAAR_API int kfaar_warp_affine(const uint8_t* src, int64_t height, int64_t width, int64_t channels,
-                                const double* matrix, int64_t out_width, int64_t out_height, int replicate,
+                                const double* matrix, int64_t out_width, int64_t out_height, int flags,
                                 uint8_t* out);
+KFAAR_API int kfaar_warp_affine_f32(const float* src, int64_t height, int64_t width, int64_t channels,
+                                    const double* matrix, int64_t out_width, int64_t out_height, int flags,
+                                    float* out);
 
 #ifdef __cplusplus
 }
