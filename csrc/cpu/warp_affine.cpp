@@ -112,6 +112,19 @@ void cubic_u8_row(const WarpAffineParams& p, const warp::Terms& t, int64_t y) {
     const int64_t sy = (t.row_y[y] + t.col_y[x]) >> (warp::kAbBits - warp::kInterBits);
     const int16_t* wt = tab[((sy & (warp::kInterTab - 1)) << warp::kInterBits) | (sx & (warp::kInterTab - 1))];
     const int64_t ix = (sx >> warp::kInterBits) - 1, iy = (sy >> warp::kInterBits) - 1;
+    if (ix >= 0 && iy >= 0 && ix + 3 < w && iy + 3 < h) {  // every tap inside: no edge to look at
+      const uint8_t* r = src + iy * row + ix * cn;
+      for (int64_t c = 0; c < cn; ++c) {
+        int32_t sum = 0;
+        for (int i = 0; i < 4; ++i) {
+          const uint8_t* q = r + i * row + c;
+          sum += wt[i * 4] * q[0] + wt[i * 4 + 1] * q[cn] + wt[i * 4 + 2] * q[2 * cn] + wt[i * 4 + 3] * q[3 * cn];
+        }
+        const int32_t v = (sum + (1 << (warp::kCoefBits - 1))) >> warp::kCoefBits;
+        out[c] = static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
+      }
+      continue;
+    }
     int64_t xs[4], ys[4];
     for (int i = 0; i < 4; ++i) {
       xs[i] = edge(ix + i, w, p.replicate);
@@ -142,6 +155,12 @@ void linear_f32_row(const WarpAffineParams& p, const warp::Terms& t, int64_t y) 
     const int64_t sy = (t.row_y[y] + t.col_y[x]) >> (warp::kAbBits - warp::kInterBits);
     const float* wt = tab[((sy & (warp::kInterTab - 1)) << warp::kInterBits) | (sx & (warp::kInterTab - 1))];
     const int64_t ix = sx >> warp::kInterBits, iy = sy >> warp::kInterBits;
+    if (ix >= 0 && iy >= 0 && ix + 1 < w && iy + 1 < h) {
+      const float* r0 = src + iy * row + ix * cn;
+      const float* r1 = r0 + row;
+      for (int64_t c = 0; c < cn; ++c) out[c] = r0[c] * wt[0] + r0[c + cn] * wt[1] + r1[c] * wt[2] + r1[c + cn] * wt[3];
+      continue;
+    }
     const int64_t x0 = edge(ix, w, p.replicate), x1 = edge(ix + 1, w, p.replicate);
     const int64_t y0 = edge(iy, h, p.replicate), y1 = edge(iy + 1, h, p.replicate);
     for (int64_t c = 0; c < cn; ++c) {
