@@ -4,7 +4,9 @@
 #include "bindings/register.h"
 
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "kfaar native kernels: keyed projection, fused latent mapping, template scoring, affine warps and cell sums of warped crops";
+  m.doc() =
+      "kfaar native kernels: keyed projection, fused latent mapping, template scoring, affine warps and cell sums of "
+      "warped crops";
   kfaar::bind::register_build_info(m);
   kfaar::bind::register_projection(m);
   kfaar::bind::register_mapping(m);

@@ -111,7 +111,8 @@ void linear_u8_row(const WarpAffineParams& p, const warp::Terms& t, int64_t y) {
         continue;
       }
 #endif
-      for (int64_t c = 0; c < cn; ++c) out[c] = static_cast<uint8_t>(warp::blend(k, r0[c], r0[c + cn], r1[c], r1[c + cn]));
+      for (int64_t c = 0; c < cn; ++c)
+        out[c] = static_cast<uint8_t>(warp::blend(k, r0[c], r0[c + cn], r1[c], r1[c + cn]));
       continue;
     }
     const int64_t x0 = edge(k.ix, w, p.replicate), x1 = edge(k.ix + 1, w, p.replicate);

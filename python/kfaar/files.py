@@ -10,11 +10,11 @@ callers too.
     done.written[0].boxes       # the faces replaced
 
 Each result keeps the photo's orientation (EXIF applied), transparency, RGB colour profile and,
-as PNG, every frame of an animated or multi-page photo, and drops every other piece of metadata (EXIF, XMP, comments: the place, the camera, a
-thumbnail of the original); a photo without colour is written grey (its faces then carry no
-code, ``ResultFormat.grey_as_colour`` keeps it); results are written whole or not at all
-(:func:`kfaar._atomic.atomic_write`); a file that cannot be read is reported and skipped, not
-raised.
+as PNG, every frame of an animated or multi-page photo, and drops every other piece of metadata
+(EXIF, XMP, comments: the place, the camera, a thumbnail of the original); a photo without
+colour is written grey (its faces then carry no code, ``ResultFormat.grey_as_colour`` keeps
+it); results are written whole or not at all (:func:`kfaar._atomic.atomic_write`); a file that
+cannot be read is reported and skipped, not raised.
 """
 
 from __future__ import annotations

@@ -109,9 +109,12 @@ GOLDEN = [
      "de8de03d58035c2558a1b7aafc7997a78039cfd6c5698f3238148d066c610887"),
     ([[0.37, 0.05, 30.0], [-0.05, 0.37, -2.0]], (29, 31), "replicate", "linear", False, "uint8",
      "52de22fcc5e3c423ce11ec34cf036510fd97bdb95cbe0ccf44dcda0dcf829462"),
-    ([[0.83, 0.31, -4.25], [-0.31, 0.83, 7.5]], (40, 33), "replicate", "cubic", True, "uint8", "86ae2121ff8286fd0d3b59b3036ab4d68e97e8372e160f04ac38a3d54d920bd4"),
-    ([[1.7, -0.2, 3.1], [0.4, 0.9, -12.0]], (50, 41), "constant", "cubic", False, "uint8", "435886e17513a17491c6947aa8bd4ab2c9da81427278fddc2d0d422f81334a78"),
-    ([[0.83, 0.31, -4.25], [-0.31, 0.83, 7.5]], (40, 33), "constant", "linear", True, "float32", "c645b9d1e07a08d727ae5f2559d7b897e439cc4ee95d3bf1c3cf7f10355fff6d"),
+    ([[0.83, 0.31, -4.25], [-0.31, 0.83, 7.5]], (40, 33), "replicate", "cubic", True, "uint8",
+     "86ae2121ff8286fd0d3b59b3036ab4d68e97e8372e160f04ac38a3d54d920bd4"),
+    ([[1.7, -0.2, 3.1], [0.4, 0.9, -12.0]], (50, 41), "constant", "cubic", False, "uint8",
+     "435886e17513a17491c6947aa8bd4ab2c9da81427278fddc2d0d422f81334a78"),
+    ([[0.83, 0.31, -4.25], [-0.31, 0.83, 7.5]], (40, 33), "constant", "linear", True, "float32",
+     "c645b9d1e07a08d727ae5f2559d7b897e439cc4ee95d3bf1c3cf7f10355fff6d"),
 ]
 
 

@@ -107,8 +107,9 @@ def align_face(rgb: np.ndarray, landmarks: np.ndarray, size: int = 128, *, borde
     Bilinear, and by default black outside the photo: exactly OpenCV 4's
     ``FaceRecognizerSF.alignCrop`` (and InsightFace's ``norm_crop``), so SFace embeddings of
     faces at the photo edge match OpenCV's too; the warp is kfaar's own
-    (:func:`kfaar.ops.warp_affine`), the same bytes whatever OpenCV is installed. ``border="replicate"`` smears the edge pixels
-    instead (nicer input for a generator; paste_back never writes outside the photo anyway).
+    (:func:`kfaar.ops.warp_affine`), the same bytes whatever OpenCV is installed.
+    ``border="replicate"`` smears the edge pixels instead (nicer input for a generator;
+    paste_back never writes outside the photo anyway).
     """
     _check_photo(rgb, "rgb")
     lm = np.asarray(landmarks, np.float64)

@@ -2,9 +2,9 @@
 one photo at once (recovery's re-alignment search, :mod:`kfaar.runtime.realign`).
 
 Candidate ``c`` is the crop ``warp_affine(photo, matrices[c], (2 * res, 2 * res))``
-(:mod:`kfaar.ops.warp_affine`: OpenCV 4's bilinear warp, the border replicated) would give; cell ``k`` (row-major in the ``res x res`` grid)
-is its 2 x 2 block of pixels at rows ``2 * (k // res) + {0, 1}``, columns ``2 * (k % res) + {0,
-1}``, and
+(:mod:`kfaar.ops.warp_affine`: OpenCV 4's bilinear warp, the border replicated) would give;
+cell ``k`` (row-major in the ``res x res`` grid) is its 2 x 2 block of pixels at rows
+``2 * (k // res) + {0, 1}``, columns ``2 * (k % res) + {0, 1}``, and
 
     out[c, i, ch] = the sum of that block's four uint8 pixels of channel ch, k = cells[i].
 

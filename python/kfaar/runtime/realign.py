@@ -4,9 +4,9 @@ Both engines' ``realign`` score thousands of candidate photo->crop alignments of
 face (``(tx, ty, scale, angle)``: a shift in crop pixels after a scale and rotation about
 the crop centre, on top of the detector's alignment) by the code carrier's pilot match.
 Warping the photo once per candidate made recovery of a full photo spend most of its time
-in ~5,000 small warps. Candidates that share a scale and angle differ by
-a shift only, so the photo is warped once per (scale, angle, sub-pixel part of the shift)
-onto a canvas wide enough for all their shifts, and each candidate is a window of it: the
+in ~5,000 small warps. Candidates that share a scale and angle differ by a shift only, so
+the photo is warped once per (scale, angle, sub-pixel part of the shift) onto a canvas wide
+enough for all their shifts, and each candidate is a window of it: the
 same bilinear samples of the photo as its own warp, up to the warp's fixed-point coordinate
 rounding (1/32 px: on a virtual photo 0.3% of the pixels of the first stage's candidates
 move, by a few grey levels at sharp edges; ``tests/runtime/test_realign.py``). Scored by the
@@ -158,8 +158,8 @@ def warp_candidates(rgb: np.ndarray, base: np.ndarray, params: Candidates, crop_
     their order), shrunk from ``crop_size`` to ``size`` px, as
     ``warp_affine(rgb, (down @ candidate_matrix(base, p, crop_size))[:2], (size, size))`` per
     candidate would give them (:func:`kfaar.ops.warp_affine`: bilinear, the border replicated;
-    up to the canvases' coordinate rounding, above). ``channels_first``: (N, 3, size, size) instead, as a
-    network takes them (no transposing copy of thousands of crops)."""
+    up to the canvases' coordinate rounding, above). ``channels_first``: (N, 3, size, size)
+    instead, as a network takes them (no transposing copy of thousands of crops)."""
     c = rgb.shape[2]
     out = np.empty((len(params), c, size, size) if channels_first else (len(params), size, size, c), np.uint8)
     for members, canvas, x0, y0 in _windows(rgb, base, params, crop_size, size):
