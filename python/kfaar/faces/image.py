@@ -160,9 +160,10 @@ def _photo_file(im: Image.Image, name: str, all_frames: bool) -> PhotoFile:
 
 
 def _duration(im: Image.Image) -> int:
-    """The current frame's display time in ms (a page without one: PAGE_MS)."""
+    """The current frame's display time in ms, as the file gives it (0 too: a viewer's own
+    pace); a page without one (a TIFF's): PAGE_MS."""
     d = im.info.get("duration")
-    return int(round(d)) if isinstance(d, (int, float)) and d > 0 else PAGE_MS
+    return int(round(d)) if isinstance(d, (int, float)) and d >= 0 else PAGE_MS
 
 
 def is_grey(rgb: np.ndarray, strip: int = 256) -> bool:
