@@ -99,6 +99,7 @@ def test_paste_back_is_the_blend_written_out(grace_hopper, face, scale):
     """paste_back blends a strip of rows at a time to save memory; the bytes are those of the
     formula over the whole box (at scale 4 the box spans several strips)."""
     from kfaar.faces.align import _BLEND_ROWS
+    from kfaar.ops import warp_affine
 
     rng = np.random.default_rng(3)
     photo = cv2.resize(grace_hopper, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
@@ -116,10 +117,9 @@ def test_paste_back_is_the_blend_written_out(grace_hopper, face, scale):
     shifted = m.copy()
     shifted[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)
     size = (x1 - x0, y1 - y0)
-    f = cv2.warpAffine(crop, shifted, size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
-                       borderMode=cv2.BORDER_REPLICATE)
-    a = np.clip(cv2.warpAffine(mask, shifted, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=0), 0.0, 1.0)[:, :, None]
+    # kfaar's warps (OpenCV 4's arithmetic, tests/ops/test_warp_affine.py), whatever OpenCV is installed
+    f = warp_affine(crop, shifted, size, interpolation="cubic", inverse=True)
+    a = np.clip(warp_affine(mask, shifted, size, border="constant", inverse=True), 0.0, 1.0)[:, :, None]
     expect = photo.copy()
     region = photo[y0:y1, x0:x1].astype(np.float32)
     expect[y0:y1, x0:x1] = np.clip(np.rint(a * f + (1.0 - a) * region), 0, 255).astype(np.uint8)
