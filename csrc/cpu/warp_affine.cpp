@@ -133,10 +133,9 @@ void cubic_u8_row(const WarpAffineParams& p, const warp::Terms& t, int64_t y) {
   uint8_t* out = static_cast<uint8_t*>(p.out) + y * p.out_width * cn;
   const auto& tab = warp::tables().cubic;
   for (int64_t x = 0; x < p.out_width; ++x, out += cn) {
-    const int64_t sx = (t.row_x[y] + t.col_x[x]) >> (warp::kAbBits - warp::kInterBits);
-    const int64_t sy = (t.row_y[y] + t.col_y[x]) >> (warp::kAbBits - warp::kInterBits);
-    const int16_t* wt = tab[((sy & (warp::kInterTab - 1)) << warp::kInterBits) | (sx & (warp::kInterTab - 1))];
-    const int64_t ix = (sx >> warp::kInterBits) - 1, iy = (sy >> warp::kInterBits) - 1;
+    const warp::Source at = warp::source(t, x, y);
+    const int16_t* wt = tab[at.index()];
+    const int64_t ix = at.ix - 1, iy = at.iy - 1;
     if (ix >= 0 && iy >= 0 && ix + 3 < w && iy + 3 < h) {  // every tap inside: no edge to look at
       const uint8_t* r = src + iy * row + ix * cn;
       for (int64_t c = 0; c < cn; ++c) {
@@ -176,10 +175,9 @@ void linear_f32_row(const WarpAffineParams& p, const warp::Terms& t, int64_t y) 
   float* out = static_cast<float*>(p.out) + y * p.out_width * cn;
   const auto& tab = warp::tables().linear;
   for (int64_t x = 0; x < p.out_width; ++x, out += cn) {
-    const int64_t sx = (t.row_x[y] + t.col_x[x]) >> (warp::kAbBits - warp::kInterBits);
-    const int64_t sy = (t.row_y[y] + t.col_y[x]) >> (warp::kAbBits - warp::kInterBits);
-    const float* wt = tab[((sy & (warp::kInterTab - 1)) << warp::kInterBits) | (sx & (warp::kInterTab - 1))];
-    const int64_t ix = sx >> warp::kInterBits, iy = sy >> warp::kInterBits;
+    const warp::Source at = warp::source(t, x, y);
+    const float* wt = tab[at.index()];
+    const int64_t ix = at.ix, iy = at.iy;
     if (ix >= 0 && iy >= 0 && ix + 1 < w && iy + 1 < h) {
       const float* r0 = src + iy * row + ix * cn;
       const float* r1 = r0 + row;

@@ -58,20 +58,34 @@ struct Terms {
   }
 };
 
-// Output pixel (x, y)'s source: its top-left tap (ix, iy) and the four bilinear weights
-// (1 - fy, fy) x (1 - fx, fx) in units of 2^-15, exact products summing to 2^15.
+// Output pixel (x, y)'s source: its top-left tap (ix, iy) and its fractions (fx, fy) in 1/32 px,
+// which index OpenCV's weight tables as (fy << 5) | fx (Tables, below).
+struct Source {
+  int64_t ix, iy;
+  int32_t fx, fy;
+
+  int index() const { return (fy << kInterBits) | fx; }
+};
+
+inline Source source(const Terms& t, int64_t x, int64_t y) {
+  const int64_t sx = (t.row_x[y] + t.col_x[x]) >> (kAbBits - kInterBits);
+  const int64_t sy = (t.row_y[y] + t.col_y[x]) >> (kAbBits - kInterBits);
+  return {sx >> kInterBits, sy >> kInterBits, static_cast<int32_t>(sx & (kInterTab - 1)),
+          static_cast<int32_t>(sy & (kInterTab - 1))};
+}
+
+// Output pixel (x, y)'s top-left tap and its four bilinear weights (1 - fy, fy) x (1 - fx, fx)
+// in units of 2^-15, exact products summing to 2^15.
 struct Tap {
   int64_t ix, iy;
   int32_t w00, w01, w10, w11;
 };
 
 inline Tap tap(const Terms& t, int64_t x, int64_t y) {
-  const int64_t sx = (t.row_x[y] + t.col_x[x]) >> (kAbBits - kInterBits);
-  const int64_t sy = (t.row_y[y] + t.col_y[x]) >> (kAbBits - kInterBits);
-  const int32_t fx = static_cast<int32_t>(sx & (kInterTab - 1)), fy = static_cast<int32_t>(sy & (kInterTab - 1));
+  const Source s = source(t, x, y);
   constexpr int32_t unit = (1 << kCoefBits) / (kInterTab * kInterTab);
-  return {sx >> kInterBits, sy >> kInterBits, (kInterTab - fy) * (kInterTab - fx) * unit,
-          (kInterTab - fy) * fx * unit, fy * (kInterTab - fx) * unit, fy * fx * unit};
+  return {s.ix, s.iy, (kInterTab - s.fy) * (kInterTab - s.fx) * unit, (kInterTab - s.fy) * s.fx * unit,
+          s.fy * (kInterTab - s.fx) * unit, s.fy * s.fx * unit};
 }
 
 // OpenCV's 2-D weight tables, indexed by (fy << 5) | fx: the bicubic one in 15-bit integers
