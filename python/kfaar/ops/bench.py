@@ -241,7 +241,8 @@ def machine() -> dict:
 @click.option("--repeats", default=50, show_default=True, type=click.IntRange(min=3), help="Timed calls per figure.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the rows here.")
 def kernels(repeats: int, json_path: Path | None) -> None:
-    """Keyed projection, fused mapping, scoring and the cell sums: C++ (and CUDA) against their baselines."""
+    """Keyed projection, fused mapping, scoring, the affine warp and the cell sums: C++ (and CUDA) against their
+    baselines."""
     try:
         import torch  # noqa: F401
     except ImportError as exc:
