@@ -150,8 +150,8 @@ def _warp_affine_ref(photo: np.ndarray, m: np.ndarray, width: int, height: int, 
 
     def taps(y, x):
         v = src[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)]
-        if not replicate:
-            v = v * ((x >= 0) & (x < w) & (y >= 0) & (y < h))[..., None].astype(v.dtype)
+        if not replicate:  # a tap outside is 0 (+0.0 for floats, as the kernel reads it: not v * 0)
+            v = np.where(((x >= 0) & (x < w) & (y >= 0) & (y < h))[..., None], v, v.dtype.type(0))
         return v
 
     for r0 in range(0, height, 64):
