@@ -1,12 +1,12 @@
 /* kfaar C SDK: the keyed projection, fused latent mapping and template scoring kernels on
- * host float arrays, the affine warp kfaar aligns and recovers faces with, and the cell sums
- * of warped crops that recovery's re-alignment search scores, for apps and identity SDKs that
- * link the core without Python.
+ * host float arrays, the affine warps kfaar aligns, recovers and pastes back faces with, and
+ * the cell sums of warped crops that recovery's re-alignment search scores, for apps and
+ * identity SDKs that link the core without Python.
  *
  * Conventions
  * - Arrays are dense, row-major float32 (int32 for permutations and cell indices; the cell
- *   sums take a uint8 photo and float64 matrices and write uint16, the warp reads and writes
- *   uint8); every size is explicit.
+ *   sums take a uint8 photo and float64 matrices and write uint16, the warps read and write
+ *   uint8, or float32 for kfaar_warp_affine_f32); every size is explicit.
  * - Every function returns a kfaar_status; KFAAR_OK is 0. No C++ exception crosses this ABI;
  *   kfaar_status_string() names a status. Outputs are written only when KFAAR_OK is returned.
  * - Functions are thread-safe: they keep no state between calls (threads inside a call come
