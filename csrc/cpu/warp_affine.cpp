@@ -79,6 +79,20 @@ inline int64_t edge(int64_t v, int64_t n, bool replicate) {
   return replicate ? clamp(v, n - 1) : -1;
 }
 
+// Channel c of src's pixel (x, y), rows of `row` values and pixels of `cn`; 0 where edge() put
+// the tap outside (-1).
+template <class T>
+inline T value_at(const T* src, int64_t row, int64_t cn, int64_t y, int64_t x, int64_t c) {
+  return y < 0 || x < 0 ? T(0) : src[y * row + x * cn + c];
+}
+
+// A bicubic sum of 15-bit weights, rounded back to the pixel scale and saturated to [0, 255]
+// (the cubic overshoots at edges).
+inline uint8_t cubic_u8(int32_t sum) {
+  const int32_t v = (sum + (1 << (warp::kCoefBits - 1))) >> warp::kCoefBits;
+  return static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
+}
+
 // uint8, bilinear. A pixel whose four taps lie inside src reads them directly; the others are
 // clamped to src's edge (replicate) or read 0 where they fall outside it (constant).
 template <int kChannels>
@@ -117,16 +131,13 @@ void linear_u8_row(const WarpAffineParams& p, const warp::Terms& t, int64_t y) {
     }
     const int64_t x0 = edge(k.ix, w, p.replicate), x1 = edge(k.ix + 1, w, p.replicate);
     const int64_t y0 = edge(k.iy, h, p.replicate), y1 = edge(k.iy + 1, h, p.replicate);
-    auto at = [&](int64_t yy, int64_t xx, int64_t c) -> int32_t {
-      return yy < 0 || xx < 0 ? 0 : src[yy * row + xx * cn + c];
-    };
     for (int64_t c = 0; c < cn; ++c)
-      out[c] = static_cast<uint8_t>(warp::blend(k, at(y0, x0, c), at(y0, x1, c), at(y1, x0, c), at(y1, x1, c)));
+      out[c] = static_cast<uint8_t>(warp::blend(k, value_at(src, row, cn, y0, x0, c), value_at(src, row, cn, y0, x1, c),
+                                                value_at(src, row, cn, y1, x0, c), value_at(src, row, cn, y1, x1, c)));
   }
 }
 
-// uint8, bicubic: the 4 x 4 taps from (ix - 1, iy - 1), OpenCV's integer weights, the sum
-// rounded and saturated to [0, 255] (the cubic overshoots at edges).
+// uint8, bicubic: the 4 x 4 taps from (ix - 1, iy - 1), OpenCV's integer weights (cubic_u8).
 void cubic_u8_row(const WarpAffineParams& p, const warp::Terms& t, int64_t y) {
   const int64_t cn = p.channels, w = p.width, h = p.height, row = w * cn;
   const uint8_t* src = static_cast<const uint8_t*>(p.src);
@@ -144,8 +155,7 @@ void cubic_u8_row(const WarpAffineParams& p, const warp::Terms& t, int64_t y) {
           const uint8_t* q = r + i * row + c;
           sum += wt[i * 4] * q[0] + wt[i * 4 + 1] * q[cn] + wt[i * 4 + 2] * q[2 * cn] + wt[i * 4 + 3] * q[3 * cn];
         }
-        const int32_t v = (sum + (1 << (warp::kCoefBits - 1))) >> warp::kCoefBits;
-        out[c] = static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
+        out[c] = cubic_u8(sum);
       }
       continue;
     }
@@ -162,8 +172,7 @@ void cubic_u8_row(const WarpAffineParams& p, const warp::Terms& t, int64_t y) {
         for (int j = 0; j < 4; ++j)
           if (xs[j] >= 0) sum += wt[i * 4 + j] * r[xs[j] * cn];
       }
-      const int32_t v = (sum + (1 << (warp::kCoefBits - 1))) >> warp::kCoefBits;
-      out[c] = static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
+      out[c] = cubic_u8(sum);
     }
   }
 }
@@ -186,10 +195,9 @@ void linear_f32_row(const WarpAffineParams& p, const warp::Terms& t, int64_t y) 
     }
     const int64_t x0 = edge(ix, w, p.replicate), x1 = edge(ix + 1, w, p.replicate);
     const int64_t y0 = edge(iy, h, p.replicate), y1 = edge(iy + 1, h, p.replicate);
-    for (int64_t c = 0; c < cn; ++c) {
-      auto at = [&](int64_t yy, int64_t xx) -> float { return yy < 0 || xx < 0 ? 0.f : src[yy * row + xx * cn + c]; };
-      out[c] = at(y0, x0) * wt[0] + at(y0, x1) * wt[1] + at(y1, x0) * wt[2] + at(y1, x1) * wt[3];
-    }
+    for (int64_t c = 0; c < cn; ++c)
+      out[c] = value_at(src, row, cn, y0, x0, c) * wt[0] + value_at(src, row, cn, y0, x1, c) * wt[1] +
+               value_at(src, row, cn, y1, x0, c) * wt[2] + value_at(src, row, cn, y1, x1, c) * wt[3];
   }
 }
 

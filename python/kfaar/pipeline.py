@@ -363,7 +363,7 @@ class Authenticator(_Base):
         matrix, match = self._engine.realign(rgb, matrix)
         log.debug("recover: pilot match %.3f after re-alignment", match)
         s = self._engine.crop_size
-        crop = warp_affine(rgb, np.ascontiguousarray(matrix, np.float64)[:2], (s, s))
+        crop = warp_affine(rgb, np.ascontiguousarray(matrix, np.float64), (s, s))
         return crop, float(match)
 
     def recover_crops(self, crops: np.ndarray, key: Key) -> np.ndarray:

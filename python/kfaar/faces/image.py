@@ -6,7 +6,7 @@ import functools
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Union
 
@@ -135,14 +135,13 @@ def _one_frame(im: Image.Image, name: str) -> PhotoFile:
 
 def _photo_file(im: Image.Image, name: str, all_frames: bool) -> PhotoFile:
     n = int(getattr(im, "n_frames", 1))
-    first = _one_frame(im, name)
+    first = replace(_one_frame(im, name), frames=n)
     if n == 1 or not all_frames:
-        return PhotoFile(first.rgb, first.alpha, first.icc_profile, n)
+        return first
     h, w = first.rgb.shape[:2]
     if n * h * w > MAX_FRAME_PIXELS:
-        return PhotoFile(first.rgb, first.alpha, first.icc_profile, n,
-                         frames_left=f"its {n} frames hold {_megapixels(n * h * w)} megapixels, more than "
-                                     f"{_megapixels(MAX_FRAME_PIXELS)} are read together")
+        return replace(first, frames_left=f"its {n} frames hold {_megapixels(n * h * w)} megapixels, "
+                                                      f"more than {_megapixels(MAX_FRAME_PIXELS)} are read together")
     # a GIF without a loop count plays once; other formats' default is for ever
     loop = im.info.get("loop", 1 if im.format == "GIF" else 0)
     later, durations = [], [_duration(im)]
@@ -150,13 +149,12 @@ def _photo_file(im: Image.Image, name: str, all_frames: bool) -> PhotoFile:
         im.seek(i)
         f = _one_frame(im, f"{name} (frame {i + 1})")
         if f.rgb.shape[:2] != (h, w):
-            return PhotoFile(first.rgb, first.alpha, first.icc_profile, n,
-                             frames_left=f"its frames differ in size ({w}x{h} and {f.rgb.shape[1]}x{f.rgb.shape[0]}), "
-                                         "which one result file cannot hold")
+            return replace(first, frames_left=f"its frames differ in size ({w}x{h} and {f.rgb.shape[1]}x"
+                                                          f"{f.rgb.shape[0]}), which one result file cannot hold")
         later.append(f)
         durations.append(_duration(im))
-    return PhotoFile(first.rgb, first.alpha, first.icc_profile, n, tuple(later), tuple(durations),
-                     int(loop) if isinstance(loop, int) and loop >= 0 else 0)
+    return replace(first, later=tuple(later), durations=tuple(durations),
+                               loop=int(loop) if isinstance(loop, int) and loop >= 0 else 0)
 
 
 def _duration(im: Image.Image) -> int:

@@ -29,7 +29,7 @@ from kfaar.ops.mapping import MappingWeights, map_latent, torch_mapping
 from kfaar.ops.projection import ProjectionParams, Whitening, project, project_torch
 from kfaar.ops.scoring import cosine_scores, cosine_scores_torch
 from kfaar.ops.warp_affine import warp_affine
-from kfaar.ops.warp_cells import warp_cell_sums
+from kfaar.ops.warp_cells import _warp_cell_sums_ref, warp_cell_sums
 
 WARMUP = 5
 BENCH_SEED = bytes(range(32))  # fixed projection seed: the benchmark needs no real key
@@ -75,17 +75,11 @@ def medians_ms(fns: list[Callable[[], object]], repeats: int) -> list[float]:
     return [1e3 * statistics.median(ts) for ts in times]
 
 
-def _opencv_cell_sums(photo: np.ndarray, matrices: np.ndarray, cells: np.ndarray, res: int) -> np.ndarray:
-    """The cell sums' baseline: each crop warped whole by OpenCV, then its cells summed."""
+def _opencv_crop(photo: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+    """The cell sums' baseline warp: OpenCV's (``_warp_cell_sums_ref`` sums its cells)."""
     import cv2
 
-    ci, cj = np.divmod(cells.astype(np.int64), res)
-    out = np.empty((len(matrices), len(cells), 3), np.uint16)
-    for c, m in enumerate(matrices):
-        crop = cv2.warpAffine(photo, m, (2 * res, 2 * res), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE).astype(np.uint16)
-        out[c] = (crop[0::2, 0::2] + crop[1::2, 0::2] + crop[0::2, 1::2] + crop[1::2, 1::2])[ci, cj]
-    return out
+    return cv2.warpAffine(photo, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _cases(repeats: int, with_cuda: bool) -> list[Row]:
@@ -174,7 +168,7 @@ def _cases(repeats: int, with_cuda: bool) -> list[Row]:
         m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = (scale * np.cos(turn), scale * np.sin(turn),
                                                           -scale * np.sin(turn), scale * np.cos(turn))
         m[:, :, 2] = rng.uniform(-120, -60, (batch, 2))
-        ref_ms, cpu_ms = medians_ms([lambda m=m: _opencv_cell_sums(photo, m, cells, 24),
+        ref_ms, cpu_ms = medians_ms([lambda m=m: _warp_cell_sums_ref(photo, m, cells, 24, _opencv_crop),
                                      lambda m=m: warp_cell_sums(photo, m, cells, 24, backend="cpu")], repeats)
         rows.append(Row("cell sums of warped crops, 262 of 24x24", batch, "OpenCV warps + sums", ref_ms, cpu_ms,
                         None, None))

@@ -16,6 +16,8 @@ CUDA kernels run (or are asked for) this op runs on the C++ build.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from kfaar.ops import _checks, _dispatch
@@ -56,14 +58,21 @@ def warp_cell_sums(photo: np.ndarray, matrices: np.ndarray, cells: np.ndarray, r
     return _dispatch.native_kernel("warp_cells", chosen)(photo, matrices, cells, int(res))
 
 
-def _warp_cell_sums_ref(photo: np.ndarray, matrices: np.ndarray, cells: np.ndarray, res: int) -> np.ndarray:
-    """Reference twin of the kernel: each crop warped whole by the warp's numpy reference, then its cells summed."""
+def _warp_cell_sums_ref(photo: np.ndarray, matrices: np.ndarray, cells: np.ndarray, res: int,
+                        warp: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None) -> np.ndarray:
+    """Reference twin of the kernel: each crop warped whole, then its cells summed. ``warp(photo,
+    matrix, size)`` makes a crop (bilinear, the border replicated): by default the warp's numpy
+    reference (``kfaar bench kernels`` passes OpenCV's, its baseline)."""
     from kfaar.ops.warp_affine import _warp_affine_ref
+
+    if warp is None:
+        def warp(photo: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+            return _warp_affine_ref(photo, m, size, size, True)
 
     ci, cj = np.divmod(cells.astype(np.int64), res)
     out = np.empty((len(matrices), len(cells), 3), np.uint16)
     for c, m in enumerate(matrices):
-        crop = _warp_affine_ref(photo, m, 2 * res, 2 * res, True).astype(np.uint16)
+        crop = warp(photo, m, 2 * res).astype(np.uint16)
         blocks = crop[0::2, 0::2] + crop[1::2, 0::2] + crop[0::2, 1::2] + crop[1::2, 1::2]
         out[c] = blocks[ci, cj]
     return out
