@@ -44,40 +44,21 @@ def detail(crops: np.ndarray) -> float:
     return float((dx + dy) / 2)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--limit", type=int, default=150, help="dev identities (default 150)")
-    ap.add_argument("--model", action="append", default=[], help="a .safetensors bundle (repeatable)")
-    args = ap.parse_args()
-
-    faces = load_faces("dev")
-    if faces.landmarks is None:
-        raise SystemExit("the dev faces cache has no landmarks: rerun `kfaar data prepare --split dev`")
-    pairs = np.array([g[:2] for g in identity_groups(faces.labels)[: args.limit]])
-    one, two = pairs[:, 0], pairs[:, 1]
-    key_a, key_b = Key.from_bytes(bytes([1] * 32)), Key.from_bytes(bytes([2] * 32))
-    models = args.model or [None]
-    columns = {}
-    images = [faces.crops[one]]
-    for model in models:
-        opts = AnonymizerOptions() if model is None else AnonymizerOptions(
-            model=model, model_sha256=hashlib.sha256(Path(model).read_bytes()).hexdigest())
-        anonymizer = Anonymizer(opts)
-        va = anonymizer.anonymize_crops(faces.crops[one], key_a, faces.landmarks[one])
-        vb = anonymizer.anonymize_crops(faces.crops[one], key_b, faces.landmarks[one])
-        v2 = anonymizer.anonymize_crops(faces.crops[two], key_a, faces.landmarks[two])
-        images += [va, vb, v2]
-        enc = anonymizer._encoder
-        ea, eb, e2 = enc.encode(va), enc.encode(vb), enc.encode(v2)
-        z = faces.embeddings[one]
-        columns["shipped" if model is None else Path(model).stem] = {
-            "diversity SFace": np.mean(np.sum(ea * eb, 1) < SFACE_THRESHOLD),
+def sface_rows(ea: np.ndarray, eb: np.ndarray, e2: np.ndarray, z: np.ndarray, va: np.ndarray) -> dict:
+    """One column's SFace rows from the SFace embeddings of photo 1 under keys A and B (``ea``,
+    ``eb``), photo 2 under key A (``e2``) and photo 1 itself (``z``), and its key-A crops' detail."""
+    return {"diversity SFace": np.mean(np.sum(ea * eb, 1) < SFACE_THRESHOLD),
             "consistency SFace": np.mean(np.sum(ea * e2, 1) >= SFACE_THRESHOLD),
             "anonymity SFace": np.mean(np.sum(ea * z, 1) < SFACE_THRESHOLD),
-            "detail (grey levels)": detail(va),
-        }
+            "detail (grey levels)": detail(va)}
+
+
+def report(images: list[np.ndarray], columns: dict[str, dict]) -> None:
+    """Judge ``images`` ([photos 1, then per column: photo 1 under key A, under key B, photo 2
+    under key A]), add the judges' rows to ``columns`` (one dict per column, in order) and print
+    the table."""
     t = judge_crops(np.concatenate(images))
-    n = len(one)
+    n = len(images[0])
 
     def rows(block: int) -> slice:
         return slice(block * n, (block + 1) * n)
@@ -107,6 +88,35 @@ def main() -> None:
     for row in columns[names[0]]:
         print(f"{row:22s}" + "".join(f"{columns[m][row]:18.3f}" for m in names))
 
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--limit", type=int, default=150, help="dev identities (default 150)")
+    ap.add_argument("--model", action="append", default=[], help="a .safetensors bundle (repeatable)")
+    args = ap.parse_args()
+
+    faces = load_faces("dev")
+    if faces.landmarks is None:
+        raise SystemExit("the dev faces cache has no landmarks: rerun `kfaar data prepare --split dev`")
+    pairs = np.array([g[:2] for g in identity_groups(faces.labels)[: args.limit]])
+    one, two = pairs[:, 0], pairs[:, 1]
+    key_a, key_b = Key.from_bytes(bytes([1] * 32)), Key.from_bytes(bytes([2] * 32))
+    models = args.model or [None]
+    columns = {}
+    images = [faces.crops[one]]
+    for model in models:
+        opts = AnonymizerOptions() if model is None else AnonymizerOptions(
+            model=model, model_sha256=hashlib.sha256(Path(model).read_bytes()).hexdigest())
+        anonymizer = Anonymizer(opts)
+        va = anonymizer.anonymize_crops(faces.crops[one], key_a, faces.landmarks[one])
+        vb = anonymizer.anonymize_crops(faces.crops[one], key_b, faces.landmarks[one])
+        v2 = anonymizer.anonymize_crops(faces.crops[two], key_a, faces.landmarks[two])
+        images += [va, vb, v2]
+        enc = anonymizer._encoder
+        ea, eb, e2 = enc.encode(va), enc.encode(vb), enc.encode(v2)
+        z = faces.embeddings[one]
+        columns["shipped" if model is None else Path(model).stem] = sface_rows(ea, eb, e2, z, va)
+    report(images, columns)
 
 if __name__ == "__main__":
     main()
