@@ -10,17 +10,19 @@ is written) and the input crop, and adds a correction inside the face mask:
     v  = carrier.write(y', u')
 
 trained on train crops under random keys with
-  - ``sync``  x the L1 between coarse luminance edge maps of y' and x inside the mask
-    (S/``pool`` px Sobel: where the head turns, where the mouth is open) — what the
-    virtual face should take from the input;
+  - ``sync``  x the L1 between luminance features of y' and x inside the mask, pooled
+    ``pool``-fold (``--target edges``: Sobel edges; ``shading``: the pooled luminance itself):
+    where the head turns, where the mouth is open — what the virtual face should take from
+    the input; ``mouth`` x the same at 2x pooling between the template's mouth corners;
   - ``anon``  x max(0, cos(SFace(v), z) - 0.2)       — and what it must not (its identity);
   - ``keep``  x max(0, cos(SFace(y), z'_K) - cos(SFace(v), z'_K)): no fidelity lost;
   - ``div``   x max(0, cos(SFace(v_A), SFace(v_B)) - 0.2) for two keys of one photo;
-  - ``reg``   x mean |correction|.
+  - ``reg``   x mean |correction|; ``adv`` x a patch discriminator's loss on the face box;
+    ``--luma``: one correction for all three channels.
 SFace (kfaar's own encoder) only; dlib and FaceMesh judge afterwards, as in
 ``tools/crop_harness.py`` (the same photos, keys and rows; crops, not full photos).
 
-    # the three runs of 2026-11-28 (docs/MODEL_CARD.md, "twenty-second"), the first two side by side:
+    # the four runs of 2026-11-28 (docs/MODEL_CARD.md, "twenty-second"), the first two side by side:
     THREADS=1 python tools/editor_probe.py train --out runs/s24/ed_sync3.safetensors --sync 3 --seconds 2100
     THREADS=1 python tools/editor_probe.py train --out runs/s24/ed_sync10.safetensors --sync 10 --seconds 2100
     python tools/editor_probe.py train --out runs/s24/ed_shade.safetensors --target shading --pool 8 \
