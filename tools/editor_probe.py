@@ -86,19 +86,10 @@ class Editor(nn.Module):
 def render(gen, x: torch.Tensor, w: torch.Tensor, u: torch.Tensor, off: torch.Tensor | None,
            editor: Editor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The shipped synthesis with the editor between the paste and the code: (y', v)."""
-    m = gen.mask(x.shape[-1], x.device)
-    face = gen.colour_shift(gen.face(x, w[:, None], off), x, m)
-    if gen.cfg.seam_res:
-        face = face + gen.seam_correction(x - face, m)
-    y = x * (1 - m) + face * m
+    y, m = gen.pasted(x, w[:, None], off)
     if editor is not None:
         y = y + m * editor(y, x)
     return y, gen._carry(y, u, m)[0]
-
-
-def edges(t: torch.Tensor, pool: int) -> torch.Tensor:
-    w = torch.stack([L._SOBEL, L._SOBEL.T])[:, None].to(t)
-    return F.conv2d(F.avg_pool2d(L._gray(t), pool), w, padding=1)
 
 
 def shading(t: torch.Tensor, pool: int) -> torch.Tensor:
@@ -113,6 +104,7 @@ def train(args) -> None:
     from kfaar.models.sface_torch import SFaceTorch
     from kfaar.ops.projection import ProjectionParams, Whitening, project
     from kfaar.train.data import load_faces
+    from kfaar.train.eigen import _Crops
 
     torch.manual_seed(args.seed)
     g = torch.Generator().manual_seed(args.seed)
@@ -127,9 +119,10 @@ def train(args) -> None:
     rng = np.random.default_rng(args.seed)
     keys = [ProjectionParams.from_seed(rng.bytes(32)) for _ in range(256)]
     sface = SFaceTorch().eval().requires_grad_(False)
+    crops = _Crops(faces.crops, torch.device("cpu"))
     editor = Editor(tuple(args.channels), args.luma).train()
     opt = torch.optim.Adam(editor.parameters(), lr=args.lr)
-    feat = edges if args.target == "edges" else shading
+    feat = L.edge_map if args.target == "edges" else shading
     if args.adv > 0:  # realism of the face box: real train crops against edited ones
         from kfaar.models.discriminator import Discriminator
 
@@ -149,7 +142,7 @@ def train(args) -> None:
         zk = torch.cat([torch.from_numpy(project(np.ascontiguousarray(z_all[idx]), keys[i], whitening=whitening))
                         for i in picks])
         u = space.to_code(zk)
-        x = torch.from_numpy(faces.crops[idx]).permute(0, 3, 1, 2).float().div(127.5).sub(1).repeat(2, 1, 1, 1)
+        x = crops(idx).repeat(2, 1, 1, 1)
         off = offsets[torch.from_numpy(idx)].repeat(2)
         with torch.no_grad():
             w = mapping(u)[:, 0]

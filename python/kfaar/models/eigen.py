@@ -287,11 +287,18 @@ class EigenGenerator(MaskedEditor):
         where known (NaN or None: read from the face)."""
         return self.synthesize(x, w_plus, code, offset)[0]
 
-    def synthesize(self, x: torch.Tensor, w_plus: torch.Tensor, code: torch.Tensor | None = None,
-                   offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """As ``forward``, also returning the carrier's correction alpha (B, d) (None without carrier)."""
+    def pasted(self, x: torch.Tensor, w_plus: torch.Tensor, offset: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, S, S) crops, W+ -> (the virtual crop before the code is written, the (1, 1, S, S)
+        mask it was pasted through): the face colour-shifted, seamed and pasted into the crop."""
         m = self.mask(x.shape[-1], x.device)
         face = self.colour_shift(self.face(x, w_plus, offset), x, m)
         if self.cfg.seam_res:  # and no outline where the mask fades
             face = face + self.seam_correction(x - face, m)
-        return self._carry(x * (1 - m) + face * m, code, m)
+        return x * (1 - m) + face * m, m
+
+    def synthesize(self, x: torch.Tensor, w_plus: torch.Tensor, code: torch.Tensor | None = None,
+                   offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """As ``forward``, also returning the carrier's correction alpha (B, d) (None without carrier)."""
+        y, m = self.pasted(x, w_plus, offset)
+        return self._carry(y, code, m)

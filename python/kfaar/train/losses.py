@@ -35,18 +35,19 @@ def sync_low(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 _SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 4
 
 
+def edge_map(t: torch.Tensor, pool: int) -> torch.Tensor:
+    """(B, 3, S, S) -> (B, 2, S/pool, S/pool): Sobel x and y of the luminance average-pooled ``pool``-fold."""
+    w = torch.stack([_SOBEL, _SOBEL.T])[:, None].to(t)
+    return F.conv2d(F.avg_pool2d(_gray(t), pool), w, padding=1)
+
+
 def sync_edge(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Coarse edge maps (S/4, Sobel on luminance): pose lines, mouth and eye openings.
 
     Coarse on purpose: fine edges are the identity we are replacing.
     """
     k = max(1, v.shape[-1] // 32)
-    w = torch.stack([_SOBEL, _SOBEL.T])[:, None].to(v)
-
-    def edges(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.avg_pool2d(_gray(t), k), w, padding=1)
-
-    return F.l1_loss(edges(v), edges(x))
+    return F.l1_loss(edge_map(v, k), edge_map(x, k))
 
 
 def jitter(v: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
