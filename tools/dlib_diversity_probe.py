@@ -13,6 +13,7 @@ feeding the pose warp, as in the pipeline) and judged by dlib (the independent j
 - two real people, interior only: two dev identities' own faces (the reference spread).
 
     python tools/dlib_diversity_probe.py --limit 150      # ~2 min on 2 cores, judges venv needed
+    python tools/dlib_diversity_probe.py --model B.safetensors --model-sha256 HEX   # another bundle
 
 Prints one line per pairing: faces found, share judged different people, median L2. With
 ``--keys K`` (K > 2) the photos are also rendered under K keys (A and B the first two) and
@@ -31,6 +32,7 @@ from kfaar import Anonymizer
 from kfaar.eval.judges import judge_crops
 from kfaar.eval.properties import DLIB_THRESHOLD
 from kfaar.keys import Key
+from kfaar.pipeline import AnonymizerOptions
 from kfaar.runtime.engine import load_engine
 from kfaar.train.data import first_faces
 
@@ -39,6 +41,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--limit", type=int, default=150, help="dev identities (default 150)")
     ap.add_argument("--keys", type=int, default=2, help="keys per photo for the key-pair counts (default 2: none)")
+    ap.add_argument("--model", help="a bundle (.safetensors) instead of the shipped model")
+    ap.add_argument("--model-sha256", help="its SHA-256 (unpinned bundles load with a warning)")
     args = ap.parse_args()
     if not 2 <= args.keys <= 10:
         raise SystemExit(f"--keys: 2 to 10, got {args.keys}")
@@ -48,8 +52,8 @@ def main() -> None:
     except ValueError as err:
         raise SystemExit(str(err)) from None
     crops, landmarks = faces.crops, faces.landmarks
-    anonymizer = Anonymizer()
-    mask = load_engine().paste_mask[None, :, :, None]
+    anonymizer = Anonymizer(AnonymizerOptions(model=args.model, model_sha256=args.model_sha256))
+    mask = load_engine(args.model, args.model_sha256).paste_mask[None, :, :, None]
     virtual = [anonymizer.anonymize_crops(crops, Key.from_bytes(bytes([i + 1] * 32)), landmarks)
                for i in range(args.keys)]
     va, vb = virtual[:2]
