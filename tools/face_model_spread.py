@@ -14,7 +14,10 @@ pooling alone and some blurs, as references for resolution and softness.
 
 Prints per K the train variance explained, the share of the pairs judged different people
 (the real faces themselves: 98.6% on 300) and whether each reconstruction is still judged the
-person it came from.
+person it came from. Then pairs of 1,024-component faces whose first 256 components (``lo``)
+and the rest (``hi``) come from different people: ``own`` is the face's own, ``o1``-``o4`` the
+1st to 4th next dev identity's — whether the detail beyond 256 components tells people apart
+by itself, with the face it belongs to, or with another's.
 """
 
 from __future__ import annotations
@@ -70,8 +73,23 @@ def main() -> None:
     variants["64 px, every component"] = rendered(box)
     for sigma in (1.5, 2.5):
         variants[f"Gaussian blur {sigma} px"] = np.stack([cv2.GaussianBlur(c, (0, 0), sigma) for c in dev])
-    emb = judge_crops(np.concatenate([onto(v) for v in variants.values()])).dlib_emb
-    n, other = len(dev), np.roll(np.arange(len(dev)), 1)
+    n = len(dev)
+    hybrids = {}
+    if kmax >= 1024:
+        coeffs = (box - mean) @ q[:, :1024]
+        nxt = {name: np.roll(np.arange(n), k) for k, name in enumerate(["own", "o1", "o2", "o3", "o4"])}
+
+        def hybrid(lo: str, hi: str | None) -> np.ndarray:
+            c = torch.cat([coeffs[nxt[lo], :256], coeffs[nxt[hi], 256:] if hi else torch.zeros(n, 768)], 1)
+            return rendered(mean + c @ q[:, :1024].T)
+
+        for a, b in [(("own", "o1"), ("own", "o2")), (("own", "own"), ("own", "o1")), (("o1", "own"), ("o2", "own")),
+                     (("o1", "o3"), ("o2", "o4")), (("o1", "o1"), ("o2", "o2")), (("o1", None), ("o2", None))]:
+            name = " vs ".join(f"lo {x} + hi {y or 'none'}" for x, y in (a, b))
+            hybrids[name] = (hybrid(*a), hybrid(*b))
+    pairs = [im for pair in hybrids.values() for im in pair]
+    emb = judge_crops(np.concatenate([onto(v) for v in [*variants.values(), *pairs]])).dlib_emb
+    other = np.roll(np.arange(n), 1)
     real = emb[:n]
     print(f"{n} dev identities, each against the next; dlib match if L2 < {DLIB_THRESHOLD}")
     for i, name in enumerate(variants):
@@ -82,6 +100,12 @@ def main() -> None:
         explained = f"  (train variance {float(s[:int(k)].pow(2).sum()) / total:.3f})" if k.isdigit() else ""
         print(f"{name:24s} two people judged different {100 * np.mean(d >= DLIB_THRESHOLD):5.1f}% (median L2 "
               f"{np.median(d):.3f}); judged its own real face {100 * np.mean(own < DLIB_THRESHOLD):5.1f}%{explained}")
+    start = len(variants) * n
+    for i, name in enumerate(hybrids):
+        a, b = emb[start + 2 * i * n: start + (2 * i + 1) * n], emb[start + (2 * i + 1) * n: start + (2 * i + 2) * n]
+        d = np.linalg.norm(a - b, axis=1)
+        d = d[~np.isnan(d)]
+        print(f"{name:44s} judged different {100 * np.mean(d >= DLIB_THRESHOLD):5.1f}% (median L2 {np.median(d):.3f})")
 
 
 if __name__ == "__main__":
