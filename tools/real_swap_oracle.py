@@ -14,7 +14,7 @@ across a person's photos — what a perfect renderer of other people's faces wou
 the input's exact pose and expression, which a donor photo only approximates.
 
     python tools/real_swap_oracle.py --limit 100 --out runs/real-swap
-    # the judges venv is needed (`kfaar eval --setup-judges`); ~5 min with --limit 100 on 2 cores
+    # the judges venv is needed (`kfaar eval --setup-judges`); ~9 min with --limit 100 --with-kfaar on 2 cores
 
 The donors are train-split faces read from the faces cache at run time (never written
 anywhere but the eval's own output folder, which holds grids of the virtual photos: keep it
