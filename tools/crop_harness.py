@@ -44,6 +44,18 @@ def detail(crops: np.ndarray) -> float:
     return float((dx + dy) / 2)
 
 
+def dlib_distances(ea: np.ndarray, eb: np.ndarray) -> np.ndarray:
+    """The L2 distances of paired dlib embeddings (N, 128), less the pairs with a face dlib did
+    not find (NaN embeddings)."""
+    d = np.linalg.norm(ea - eb, axis=1)
+    return d[~np.isnan(d)]
+
+
+def judged_different(d: np.ndarray) -> str:
+    """``dlib_distances`` as printed: the share judged different people, and the median."""
+    return f"judged different {100 * np.mean(d >= DLIB_THRESHOLD):5.1f}% (median L2 {np.median(d):.3f})"
+
+
 def sface_rows(ea: np.ndarray, eb: np.ndarray, e2: np.ndarray, z: np.ndarray, va: np.ndarray) -> dict:
     """One column's SFace rows from the SFace embeddings of photo 1 under keys A and B (``ea``,
     ``eb``), photo 2 under key A (``e2``) and photo 1 itself (``z``), and its key-A crops' detail."""
@@ -64,7 +76,6 @@ def report(images: list[np.ndarray], columns: dict[str, dict]) -> None:
         return slice(block * n, (block + 1) * n)
 
     def share(d: np.ndarray, different: bool) -> float:
-        d = d[~np.isnan(d)]
         return float(np.mean(d >= DLIB_THRESHOLD if different else d < DLIB_THRESHOLD))
 
     orig = rows(0)
@@ -78,7 +89,7 @@ def report(images: list[np.ndarray], columns: dict[str, dict]) -> None:
             col[f"{angle} median (deg)"] = float(np.median(err))
             if angle == "yaw":
                 col["yaw p90 (deg)"] = float(np.percentile(err, 90))
-        dist = lambda p, q: np.linalg.norm(t.dlib_emb[p] - t.dlib_emb[q], axis=1)  # noqa: E731
+        dist = lambda p, q: dlib_distances(t.dlib_emb[p], t.dlib_emb[q])  # noqa: E731
         col["diversity dlib"] = share(dist(a, b), True)
         col["consistency dlib"] = share(dist(a, c), False)
         col["anonymity dlib"] = share(dist(orig, a), True)

@@ -28,6 +28,8 @@ import argparse
 
 import numpy as np
 
+from crop_harness import dlib_distances, judged_different  # this folder's
+
 from kfaar import Anonymizer
 from kfaar.eval.judges import judge_crops
 from kfaar.eval.properties import DLIB_THRESHOLD
@@ -77,10 +79,8 @@ def main() -> None:
     print(f"{n} dev identities, dlib match if L2 < {DLIB_THRESHOLD}")
     for p, name in enumerate(pairings):
         ea, eb = emb[2 * p * n:(2 * p + 1) * n], emb[(2 * p + 1) * n:(2 * p + 2) * n]
-        d = np.linalg.norm(ea - eb, axis=1)
-        d = d[~np.isnan(d)]
-        print(f"{name:36s} found {len(d):4d}/{n}  judged different {100 * np.mean(d >= DLIB_THRESHOLD):5.1f}%"
-              f"  median L2 {np.median(d):.3f}")
+        d = dlib_distances(ea, eb)
+        print(f"{name:36s} found {len(d):4d}/{n}  {judged_different(d)}")
 
     if args.keys > 2:
         after = 2 * len(pairings)  # the pairings' images come first, keys A and B as the first pair

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from crop_harness import dlib_distances, judged_different  # this folder's
+
 from kfaar.eval.judges import judge_crops
 from kfaar.eval.properties import DLIB_THRESHOLD
 from kfaar.models.bundle import load_bundle
@@ -46,9 +48,10 @@ def main() -> None:
     gen = load_bundle().generator  # kfaar-v2's face box geometry (the model's own basis is not used)
     boxes, _ = _split_boxes(gen, load_faces("train"), mirror=True)
     mean = boxes.mean(0)
+    boxes -= mean
     kmax = max(args.components)
-    _, s, q = torch.svd_lowrank(boxes - mean, q=kmax + 16, niter=4)
-    total = float((boxes - mean).pow(2).sum())
+    _, s, q = torch.svd_lowrank(boxes, q=kmax + 16, niter=4)
+    total = float(boxes.pow(2).sum())
     del boxes
 
     dev = first_faces("dev", args.limit).crops
@@ -89,24 +92,18 @@ def main() -> None:
             hybrids[name] = (hybrid(*a), hybrid(*b))
     pairs = [im for pair in hybrids.values() for im in pair]
     emb = judge_crops(np.concatenate([onto(v) for v in [*variants.values(), *pairs]])).dlib_emb
-    other = np.roll(np.arange(n), 1)
-    real = emb[:n]
+    blocks = [emb[i * n:(i + 1) * n] for i in range(len(variants) + len(pairs))]
+    real, other = blocks[0], np.roll(np.arange(n), 1)
     print(f"{n} dev identities, each against the next; dlib match if L2 < {DLIB_THRESHOLD}")
-    for i, name in enumerate(variants):
-        e = emb[i * n:(i + 1) * n]
-        d, own = np.linalg.norm(e - e[other], axis=1), np.linalg.norm(e - real, axis=1)
-        d, own = d[~np.isnan(d)], own[~np.isnan(own)]
+    for name, e in zip(variants, blocks):
+        own = dlib_distances(e, real)
         k = name.removeprefix("K = ")
         explained = f"  (train variance {float(s[:int(k)].pow(2).sum()) / total:.3f})" if k.isdigit() else ""
-        print(f"{name:24s} two people judged different {100 * np.mean(d >= DLIB_THRESHOLD):5.1f}% (median L2 "
-              f"{np.median(d):.3f}); judged its own real face {100 * np.mean(own < DLIB_THRESHOLD):5.1f}%{explained}")
-    start = len(variants) * n
+        print(f"{name:24s} two people {judged_different(dlib_distances(e, e[other]))}; "
+              f"judged its own real face {100 * np.mean(own < DLIB_THRESHOLD):5.1f}%{explained}")
     for i, name in enumerate(hybrids):
-        a, b = emb[start + 2 * i * n: start + (2 * i + 1) * n], emb[start + (2 * i + 1) * n: start + (2 * i + 2) * n]
-        d = np.linalg.norm(a - b, axis=1)
-        d = d[~np.isnan(d)]
-        print(f"{name:44s} judged different {100 * np.mean(d >= DLIB_THRESHOLD):5.1f}% (median L2 {np.median(d):.3f})")
-
+        a, b = blocks[len(variants) + 2 * i: len(variants) + 2 * i + 2]
+        print(f"{name:44s} {judged_different(dlib_distances(a, b))}")
 
 if __name__ == "__main__":
     main()

@@ -36,7 +36,7 @@ from kfaar.faces import FaceDetector, align_face, transform_points
 from kfaar.faces.align import nose_position, paste_into
 from kfaar.keys import Key
 from kfaar.runtime.engine import load_engine
-from kfaar.train.data import load_faces
+from kfaar.train.data import identity_groups, load_faces
 
 
 class RealSwap:
@@ -46,8 +46,7 @@ class RealSwap:
         fs = load_faces("train")
         if fs.landmarks is None:
             raise SystemExit("the train faces cache has no landmarks: run `kfaar data prepare --split train`")
-        counts = np.bincount(fs.labels)
-        self.people = [np.flatnonzero(fs.labels == p) for p in np.flatnonzero(counts >= min_photos)]
+        self.people = [g for g in identity_groups(fs.labels) if len(g) >= min_photos]
         self.crops, self.nose = fs.crops, nose_position(fs.landmarks)
         self.detector = FaceDetector()
         self.mask = load_engine().paste_mask  # kfaar-v2's paste mask (128 x 128 float)
